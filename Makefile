@@ -1,0 +1,43 @@
+# Warden: the README's two commands are `make serve` (set up, build, start the server on stdio)
+# and `make test` (the whole test suite). Everything builds with the release profile so one warm
+# target directory serves builds, tests, clippy and benchmarks.
+
+CARGO_TARGET_DIR ?= $(CURDIR)/target
+export CARGO_TARGET_DIR
+export WARDEN_BIN := $(CARGO_TARGET_DIR)/release/warden
+# Tests share one guest cache so that only the first server start compiles the guests.
+export WARDEN_TEST_CACHE_DIR := $(CARGO_TARGET_DIR)/warden-test-cache
+PYTHON := .venv/bin/python
+
+.PHONY: setup build serve test test-rust test-python lint fmt bench clean
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	cargo build --release --locked
+
+serve: build
+	$(WARDEN_BIN) serve
+
+test: build test-rust test-python
+
+test-rust:
+	cargo test --release --locked
+
+test-python:
+	$(PYTHON) -m pytest tests/python -q -p no:cacheprovider
+
+lint: setup
+	cargo fmt --all -- --check
+	cargo clippy --release --locked --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+bench: build
+	cargo bench --locked
+	$(PYTHON) bench/startup.py
+
+clean:
+	cargo clean

@@ -1,0 +1,138 @@
+//! Builds the guest runtimes from source, pre-initializes them with Wizer and leaves them in
+//! OUT_DIR for `include_bytes!` (see `src/runtimes/`). Nothing built is committed.
+//!
+//! The JavaScript guest is a separate cargo workspace compiled for wasm32-wasip1 with clang for
+//! QuickJS's C (Debian: clang-19, lld-19, libclang-rt-19-dev-wasm32, wasi-libc; `make setup`
+//! installs them). Its target directory sits beside this build's so that it stays warm.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use wasmtime::{Config, Engine, Linker, Module, Store};
+
+const GUEST_TARGET: &str = "wasm32-wasip1";
+
+fn main() {
+    if let Err(e) = build() {
+        // A build script's panic hides the cause in noise; print the chain and fail plainly.
+        eprintln!("error: building the guest runtimes failed: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn build() -> anyhow_like::Result<()> {
+    let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR")?);
+    let out_dir = PathBuf::from(env("OUT_DIR")?);
+    let guest_dir = manifest_dir.join("guest-runtimes/javascript");
+    for watched in ["src", "Cargo.toml", "Cargo.lock"] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            guest_dir.join(watched).display()
+        );
+    }
+    for var in [
+        "WARDEN_WASI_CC",
+        "WARDEN_WASI_AR",
+        "WARDEN_WASI_SYSROOT_INCLUDE",
+    ] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+
+    let raw = build_javascript_guest(&guest_dir, &guest_target_dir(&out_dir))?;
+    let wizened = wizen(&raw)?;
+    let dest = out_dir.join("javascript.wasm");
+    std::fs::write(&dest, &wizened).map_err(|e| format!("writing {}: {e}", dest.display()))?;
+    Ok(())
+}
+
+/// `<target>/wasm-guests`, shared by all profiles and by every checkout using the same target
+/// directory, so that the C part of QuickJS is not rebuilt for each.
+fn guest_target_dir(out_dir: &Path) -> PathBuf {
+    // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out.
+    out_dir
+        .ancestors()
+        .nth(4)
+        .map(|target| target.join("wasm-guests"))
+        .unwrap_or_else(|| out_dir.join("wasm-guests"))
+}
+
+fn build_javascript_guest(guest_dir: &Path, target_dir: &Path) -> anyhow_like::Result<Vec<u8>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let cc = std::env::var("WARDEN_WASI_CC").unwrap_or_else(|_| "clang-19".to_string());
+    let ar = std::env::var("WARDEN_WASI_AR").unwrap_or_else(|_| "llvm-ar-19".to_string());
+    let include = std::env::var("WARDEN_WASI_SYSROOT_INCLUDE")
+        .unwrap_or_else(|_| "/usr/include/wasm32-wasi".to_string());
+
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(guest_dir)
+        .args(["build", "--release", "--locked", "--target", GUEST_TARGET])
+        .arg("--target-dir")
+        .arg(target_dir)
+        // Flags meant for the host build must not leak into the guest build.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        // rquickjs-sys would otherwise download wasi-sdk; Debian's clang + wasi-libc do the job.
+        .env("RQUICKJS_SYS_NO_WASI_SDK", "1")
+        .env("CC_wasm32_wasip1", cc)
+        .env("AR_wasm32_wasip1", ar)
+        .env(
+            "CFLAGS_wasm32_wasip1",
+            format!("-nostdlibinc -isystem {include}"),
+        );
+    let status = cmd
+        .status()
+        .map_err(|e| format!("running cargo for the JavaScript guest: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "the JavaScript guest did not build ({status}); run `make setup` to install clang-19, \
+             lld-19, libclang-rt-19-dev-wasm32, wasi-libc and the {GUEST_TARGET} target"
+        )
+        .into());
+    }
+    let wasm = target_dir.join(format!(
+        "{GUEST_TARGET}/release/warden-guest-javascript.wasm"
+    ));
+    std::fs::read(&wasm).map_err(|e| format!("reading {}: {e}", wasm.display()).into())
+}
+
+/// Runs the guest's `wizer-initialize` export and snapshots the result, so that every run starts
+/// with QuickJS and the prelude ready.
+fn wizen(wasm: &[u8]) -> anyhow_like::Result<Vec<u8>> {
+    let engine = Engine::new(&Config::new()).map_err(|e| format!("wizer engine: {e}"))?;
+    let wasi = wasmtime_wasi::WasiCtxBuilder::new().build_p1();
+    let mut store = Store::new(&engine, wasi);
+    let wizer = wasmtime_wizer::Wizer::new();
+    let snapshot = wizer.run(&mut store, wasm, async |store, module: &Module| {
+        let mut linker: Linker<wasmtime_wasi::p1::WasiP1Ctx> = Linker::new(module.engine());
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |cx| cx)?;
+        // The host's `warden` imports are per run; initialization must not call them.
+        linker.define_unknown_imports_as_traps(module)?;
+        linker.instantiate_async(store, module).await
+    });
+    block_on(snapshot).map_err(|e| format!("Wizer pre-initialization: {e:?}").into())
+}
+
+/// Wizer's API is async but nothing here awaits real I/O: poll it to completion in place.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+fn env(name: &str) -> anyhow_like::Result<String> {
+    std::env::var(name).map_err(|_| format!("{name} is not set").into())
+}
+
+/// The build script keeps its own tiny error type instead of pulling anyhow into
+/// [build-dependencies] (which would change the shared feature set of the main build).
+mod anyhow_like {
+    pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+}

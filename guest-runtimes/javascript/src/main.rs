@@ -1,0 +1,361 @@
+//! Warden's JavaScript guest: QuickJS (rquickjs) compiled to wasm32-wasip1.
+//!
+//! The host pre-initializes this module with Wizer (export `wizer-initialize`), so that a run
+//! starts with the runtime, the context and the prelude already built; `_start` then evaluates
+//! one program and reports its outcome. The guest ABI (module `warden`) is documented in
+//! `guest-runtimes/ABI.md`; the host side lives in `src/sandbox/`.
+//!
+//! Nothing here is trusted by the host: every pointer and length crossing the boundary is
+//! checked on the host side, and every limit (fuel, memory, wall clock, output) is enforced
+//! there too.
+
+use std::cell::{Cell, RefCell};
+
+use rquickjs::context::EvalOptions;
+use rquickjs::function::Opt;
+use rquickjs::{Context, Ctx, Function, Object, Persistent, Promise, Runtime, Value};
+
+#[link(wasm_import_module = "warden")]
+unsafe extern "C" {
+    /// Length in bytes of a request field (0 = code, 1 = input as JSON, 2 = file name).
+    fn request_len(field: u32) -> u32;
+    /// Copies a request field into guest memory at `dst`.
+    fn request_read(field: u32, dst: *mut u8);
+    /// Appends UTF-8 text to stdout (1) or stderr (2); returns 0 once that stream is full.
+    fn output(stream: u32, ptr: *const u8, len: usize) -> u32;
+    /// Reports the outcome (JSON, see ABI.md). Called once, at the end of `_start`.
+    fn set_result(ptr: *const u8, len: usize);
+}
+
+#[link(wasm_import_module = "wasi_snapshot_preview1")]
+unsafe extern "C" {
+    fn random_get(buf: *mut u8, len: usize) -> u16;
+}
+
+const FIELD_CODE: u32 = 0;
+const FIELD_INPUT: u32 = 1;
+const FIELD_FILENAME: u32 = 2;
+
+/// QuickJS's own stack check measures the shadow stack in linear memory (1 MiB by default for
+/// Rust on wasm32). Keeping it below that turns deep recursion into a catchable RangeError.
+const JS_MAX_STACK_BYTES: usize = 768 * 1024;
+
+const PRELUDE: &str = include_str!("prelude.js");
+
+struct Engine {
+    runtime: Runtime,
+    context: Context,
+    /// The prelude's private helpers (inspect, serialize, describeError, timers), kept out of
+    /// the global object so that user code cannot reach or replace them.
+    internals: Persistent<Object<'static>>,
+}
+
+thread_local! {
+    static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
+    static RNG_STATE: Cell<u64> = const { Cell::new(0x9E37_79B9_7F4A_7C15) };
+}
+
+fn host_random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: `bytes` is a valid, writable buffer of the given length.
+    unsafe { random_get(bytes.as_mut_ptr(), bytes.len()) };
+    u64::from_le_bytes(bytes)
+}
+
+/// xorshift64*: Math.random needs speed, not cryptographic strength (crypto.* uses the host).
+fn next_math_random() -> f64 {
+    RNG_STATE.with(|state| {
+        let mut x = state.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        state.set(x);
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+fn write_output(stream: u32, text: &str) -> bool {
+    // SAFETY: the pointer and length describe a live, initialized byte slice.
+    unsafe { output(stream, text.as_ptr(), text.len()) != 0 }
+}
+
+fn read_request(field: u32) -> Vec<u8> {
+    // SAFETY: the host writes exactly `request_len(field)` bytes into the buffer we allocate.
+    unsafe {
+        let len = request_len(field) as usize;
+        let mut buf = vec![0u8; len];
+        request_read(field, buf.as_mut_ptr());
+        buf
+    }
+}
+
+/// URL parsing for the prelude's `URL` class, done by the WHATWG-conformant `url` crate.
+/// Returns [href, protocol, username, password, host, hostname, port, pathname, search, hash,
+/// origin], or None when the input is not a valid URL.
+fn url_components(url: &url::Url) -> Vec<String> {
+    let search = match url.query() {
+        Some(q) if !q.is_empty() => format!("?{q}"),
+        _ => String::new(),
+    };
+    let hash = match url.fragment() {
+        Some(f) if !f.is_empty() => format!("#{f}"),
+        _ => String::new(),
+    };
+    let host = match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => String::new(),
+    };
+    vec![
+        url.as_str().to_string(),
+        format!("{}:", url.scheme()),
+        url.username().to_string(),
+        url.password().unwrap_or_default().to_string(),
+        host,
+        url.host_str().unwrap_or_default().to_string(),
+        url.port().map(|p| p.to_string()).unwrap_or_default(),
+        url.path().to_string(),
+        search,
+        hash,
+        url.origin().ascii_serialization(),
+    ]
+}
+
+fn url_op(op: String, a: String, b: Opt<String>) -> Option<Vec<String>> {
+    if op == "parse" {
+        let parsed = match b.0 {
+            Some(base) => url::Url::parse(&base).ok()?.join(&a).ok()?,
+            None => url::Url::parse(&a).ok()?,
+        };
+        return Some(url_components(&parsed));
+    }
+    let mut url = url::Url::parse(&a).ok()?;
+    let value = b.0.unwrap_or_default();
+    // Setters follow the WHATWG rule: an invalid new value leaves the URL unchanged.
+    match op.as_str() {
+        "protocol" => {
+            let _ = url.set_scheme(value.trim_end_matches(':'));
+        }
+        "username" => {
+            let _ = url.set_username(&value);
+        }
+        "password" => {
+            let _ = url.set_password(Some(&value));
+        }
+        "host" => {
+            let (host, port) = match value.rsplit_once(':') {
+                Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => (h, p.parse().ok()),
+                _ => (value.as_str(), None),
+            };
+            if url.set_host(Some(host)).is_ok() && port.is_some() {
+                let _ = url.set_port(port);
+            }
+        }
+        "hostname" => {
+            let _ = url.set_host(Some(&value));
+        }
+        "port" => {
+            let _ = url.set_port(if value.is_empty() { None } else { value.parse().ok() });
+        }
+        "pathname" => url.set_path(&value),
+        "search" => {
+            let q = value.strip_prefix('?').unwrap_or(&value);
+            url.set_query(if q.is_empty() { None } else { Some(q) });
+        }
+        "hash" => {
+            let f = value.strip_prefix('#').unwrap_or(&value);
+            url.set_fragment(if f.is_empty() { None } else { Some(f) });
+        }
+        "href" => url = url::Url::parse(&value).ok()?,
+        _ => return None,
+    }
+    Some(url_components(&url))
+}
+
+fn build_engine() -> Result<Engine, String> {
+    let runtime = Runtime::new().map_err(|e| format!("QuickJS runtime: {e}"))?;
+    let context = Context::full(&runtime).map_err(|e| format!("QuickJS context: {e}"))?;
+    let internals = context
+        .with(|ctx| {
+            let natives = Object::new(ctx.clone())?;
+            natives.set(
+                "print",
+                Function::new(ctx.clone(), |stream: u32, text: String| {
+                    write_output(stream, &text)
+                })?,
+            )?;
+            natives.set("mathRandom", Function::new(ctx.clone(), next_math_random)?)?;
+            natives.set(
+                "randomU32",
+                Function::new(ctx.clone(), || (host_random_u64() >> 32) as u32)?,
+            )?;
+            natives.set("url", Function::new(ctx.clone(), url_op)?)?;
+            let setup: Function = ctx.eval(PRELUDE)?;
+            let internals: Object = setup.call((natives,))?;
+            Ok::<_, rquickjs::Error>(Persistent::save(&ctx, internals))
+        })
+        .map_err(|e| format!("prelude: {e}"))?;
+    Ok(Engine {
+        runtime,
+        context,
+        internals,
+    })
+}
+
+/// Wizer entry point: everything a run needs that does not depend on the run.
+#[unsafe(export_name = "wizer-initialize")]
+pub extern "C" fn wizer_initialize() {
+    ENGINE.with(|slot| {
+        if let Ok(engine) = build_engine() {
+            *slot.borrow_mut() = Some(engine);
+        }
+    });
+}
+
+/// An outcome for failures of the guest itself (not of the user's program).
+fn internal_error(message: &str) -> String {
+    let mut escaped = String::with_capacity(message.len());
+    for c in message.chars() {
+        match c {
+            '"' => escaped.push_str("\\\""),
+            '\\' => escaped.push_str("\\\\"),
+            c if (c as u32) < 0x20 => escaped.push_str(&format!("\\u{:04x}", c as u32)),
+            c => escaped.push(c),
+        }
+    }
+    format!(r#"{{"ok":false,"error":{{"type":"InternalError","message":"{escaped}"}}}}"#)
+}
+
+fn report(outcome: &str) {
+    // SAFETY: pointer and length describe a live byte slice.
+    unsafe { set_result(outcome.as_ptr(), outcome.len()) }
+}
+
+/// Takes the pending exception and asks the prelude to describe it as `{type, message,
+/// traceback}` JSON.
+fn describe_exception<'js>(ctx: &Ctx<'js>, internals: &Object<'js>) -> String {
+    let exception = ctx.catch();
+    describe_value(ctx, internals, exception)
+}
+
+fn describe_value<'js>(ctx: &Ctx<'js>, internals: &Object<'js>, value: Value<'js>) -> String {
+    let described = internals
+        .get::<_, Function>("describeError")
+        .and_then(|f| f.call::<_, String>((value,)));
+    match described {
+        Ok(json) => json,
+        Err(_) => {
+            // The describer itself failed (e.g. out of memory): fall back to a fixed shape.
+            let _ = ctx.catch();
+            r#"{"type":"InternalError","message":"the error could not be described"}"#.to_string()
+        }
+    }
+}
+
+enum Settled<'js> {
+    Value(Value<'js>),
+    /// JSON of `{type, message, traceback}`.
+    Error(String),
+}
+
+/// Drives microtasks and (virtual) timers until `promise` settles or nothing is left to run.
+fn settle<'js>(ctx: &Ctx<'js>, internals: &Object<'js>, promise: &Promise<'js>) -> Settled<'js> {
+    let run_timer: Option<Function> = internals.get("runNextTimer").ok();
+    loop {
+        while ctx.execute_pending_job() {}
+        match promise.result::<Value>() {
+            Some(Ok(v)) => return Settled::Value(v),
+            Some(Err(_)) => return Settled::Error(describe_exception(ctx, internals)),
+            None => {}
+        }
+        let fired = match &run_timer {
+            Some(f) => f.call::<_, bool>(()).unwrap_or_else(|_| {
+                // An exception thrown by a timer callback is reported like Node's uncaught one.
+                let _ = ctx.catch();
+                true
+            }),
+            None => false,
+        };
+        if !fired {
+            return Settled::Error(
+                r#"{"type":"Error","message":"top-level await never settled: the program is waiting for a promise that nothing will resolve"}"#
+                    .to_string(),
+            );
+        }
+    }
+}
+
+fn run_program(engine: &Engine, code: Vec<u8>, input_json: Vec<u8>, filename: String) -> String {
+    engine.context.with(|ctx| {
+        let internals = match engine.internals.clone().restore(&ctx) {
+            Ok(i) => i,
+            Err(e) => return internal_error(&format!("prelude internals: {e}")),
+        };
+        let begin: rquickjs::Result<()> = internals
+            .get::<_, Function>("beginRun")
+            .and_then(|f| f.call((String::from_utf8_lossy(&input_json).into_owned(),)));
+        if begin.is_err() {
+            return format!(r#"{{"ok":false,"error":{}}}"#, describe_exception(&ctx, &internals));
+        }
+        let mut options = EvalOptions::default();
+        options.global = true;
+        options.strict = false;
+        options.promise = true;
+        options.backtrace_barrier = true;
+        options.filename = Some(filename);
+        let evaluated: rquickjs::Result<Promise> = ctx.eval_with_options(code, options);
+        let promise = match evaluated {
+            Ok(p) => p,
+            Err(_) => {
+                return format!(r#"{{"ok":false,"error":{}}}"#, describe_exception(&ctx, &internals));
+            }
+        };
+        // An async global script resolves to `{ value: <completion value> }`.
+        let completion = match settle(&ctx, &internals, &promise) {
+            Settled::Value(v) => v
+                .as_object()
+                .and_then(|o| o.get::<_, Value>("value").ok())
+                .unwrap_or(v),
+            Settled::Error(e) => return format!(r#"{{"ok":false,"error":{e}}}"#),
+        };
+        // The completion value itself may be a promise: await it too.
+        let value = match completion.clone().into_promise() {
+            Some(p) => match settle(&ctx, &internals, &p) {
+                Settled::Value(v) => v,
+                Settled::Error(e) => return format!(r#"{{"ok":false,"error":{e}}}"#),
+            },
+            None => completion,
+        };
+        let serialized = internals
+            .get::<_, Function>("serializeResult")
+            .and_then(|f| f.call::<_, String>((value,)));
+        match serialized {
+            Ok(json) => format!(r#"{{"ok":true,"result":{json}}}"#),
+            Err(_) => format!(r#"{{"ok":false,"error":{}}}"#, describe_exception(&ctx, &internals)),
+        }
+    })
+}
+
+fn main() {
+    let code = read_request(FIELD_CODE);
+    let input_json = read_request(FIELD_INPUT);
+    let filename = String::from_utf8_lossy(&read_request(FIELD_FILENAME)).into_owned();
+    RNG_STATE.with(|s| s.set(host_random_u64() | 1));
+    ENGINE.with(|slot| {
+        if slot.borrow().is_none() {
+            match build_engine() {
+                Ok(engine) => *slot.borrow_mut() = Some(engine),
+                Err(e) => {
+                    report(&internal_error(&e));
+                    return;
+                }
+            }
+        }
+        let guard = slot.borrow();
+        let Some(engine) = guard.as_ref() else { return };
+        // The snapshot was taken at another stack depth: re-anchor QuickJS's stack check here.
+        engine.runtime.set_max_stack_size(JS_MAX_STACK_BYTES);
+        let outcome = run_program(engine, code, input_json, filename);
+        report(&outcome);
+    });
+}

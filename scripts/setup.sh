@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Idempotent setup for a fresh Debian/Ubuntu machine with rustup: the C toolchain for the wasm
+# guests, the pinned Rust toolchain with its wasm32-wasip1 target, and the Python venv with the
+# official MCP SDK used by the integration tests. Safe to run again; does only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(clang-19 lld-19 llvm-19 libclang-rt-19-dev-wasm32 wasi-libc python3-venv)
+
+sudo_if_needed() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+# rust-toolchain.toml pins the toolchain; a plain cargo build does not add missing targets.
+if ! command -v rustup >/dev/null 2>&1; then
+  echo "setup: rustup is required (https://rustup.rs)" >&2
+  exit 1
+fi
+rustup toolchain install >/dev/null
+rustup target add wasm32-wasip1 >/dev/null
+
+# The Python MCP SDK drives the real binary in the integration tests.
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import mcp, pytest' 2>/dev/null; then
+  echo "setup: creating .venv with the Python MCP SDK"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --upgrade pip
+  .venv/bin/pip install --quiet -r tests/python/requirements.txt
+fi
+echo "setup: ok"

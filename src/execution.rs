@@ -1,0 +1,398 @@
+//! The `execute_code` call, independent of any transport: argument checks against the contract
+//! and the limits, a bounded queue of runs, the run itself on a blocking thread, cancellation.
+//! The MCP server and `warden run` both go through [`Executor`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::outcome::{ErrorInfo, ExecutionResult, Status};
+use crate::policy::{Limits, Policy};
+use crate::runtimes::{Language, Runtimes, remap_traceback};
+use crate::sandbox::{CancelFlag, RunLimits, RunRequest, Sandbox, SandboxConfig};
+
+/// The arguments of one call, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecuteArgs {
+    pub language: Language,
+    pub code: String,
+    pub timeout_ms: Option<u64>,
+    pub input: Option<Value>,
+}
+
+const ARGUMENT_NAMES: [&str; 4] = ["language", "code", "timeout_ms", "input"];
+
+pub struct Executor {
+    sandbox: Arc<Sandbox>,
+    runtimes: Arc<Runtimes>,
+    limits: Limits,
+    permits: Arc<Semaphore>,
+}
+
+impl Executor {
+    /// Builds the sandbox (compiling or loading the guests) for `policy`.
+    pub fn new(policy: &Policy, cache_dir: Option<PathBuf>) -> anyhow::Result<Executor> {
+        let runtimes = Runtimes::builtin();
+        let config = SandboxConfig {
+            wasm_stack_bytes: usize::try_from(policy.limits.wasm_stack_bytes)?,
+            cache_dir,
+        };
+        let sandbox = Sandbox::new(&config, &runtimes.guests())?;
+        Ok(Executor {
+            sandbox: Arc::new(sandbox),
+            runtimes: Arc::new(runtimes),
+            limits: policy.limits.clone(),
+            permits: Arc::new(Semaphore::new(policy.limits.concurrency())),
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn languages(&self) -> Vec<Language> {
+        self.runtimes.languages()
+    }
+
+    /// Checks raw tool arguments; the error text tells the caller what to fix.
+    pub fn parse_args(&self, raw: Option<&Map<String, Value>>) -> Result<ExecuteArgs, String> {
+        parse_args(raw, &self.limits, &self.languages())
+    }
+
+    /// Runs one call to its end. Never fails: every outcome is an [`ExecutionResult`].
+    pub async fn execute(&self, args: ExecuteArgs, cancel: CancellationToken) -> ExecutionResult {
+        let arrived = Instant::now();
+        let timeout = Duration::from_millis(self.limits.timeout_ms(args.timeout_ms));
+        let deadline = arrived + timeout;
+
+        // Wait for a free slot; the wait counts against the call's deadline.
+        let permit = tokio::select! {
+            permit = self.permits.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return internal("the run queue is closed (the server is shutting down)"),
+            },
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                return ExecutionResult::without_run(
+                    Status::Timeout,
+                    ErrorInfo::new("Timeout", "the call timed out while waiting for a free sandbox (the server is busy)"),
+                );
+            }
+            _ = cancel.cancelled() => return cancelled(),
+        };
+
+        let flag = CancelFlag::new();
+        let run_flag = flag.clone();
+        let sandbox = self.sandbox.clone();
+        let runtimes = self.runtimes.clone();
+        let limits = &self.limits;
+        let run_limits = RunLimits {
+            fuel: limits.fuel,
+            memory_bytes: limits.memory_bytes,
+            stdout_bytes: usize::try_from(limits.stdout_bytes).unwrap_or(usize::MAX),
+            stderr_bytes: usize::try_from(limits.stderr_bytes).unwrap_or(usize::MAX),
+            max_result_bytes: usize::try_from(limits.max_result_bytes).unwrap_or(usize::MAX),
+            deadline,
+        };
+        let input_json = args
+            .input
+            .as_ref()
+            .map_or_else(|| "null".to_string(), Value::to_string);
+        let language = args.language;
+        let mut run = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let Some(runtime) = runtimes.get(language) else {
+                return internal("the language's runtime is not loaded");
+            };
+            let prepared = match runtime.prepare(&args.code) {
+                Ok(p) => p,
+                Err(e) => return ExecutionResult::without_run(Status::Error, e),
+            };
+            let request = RunRequest {
+                source: prepared.source,
+                input_json,
+                filename: runtime.filename().to_string(),
+                limits: run_limits,
+                cancel: run_flag,
+            };
+            let mut result = sandbox.run(runtime.guest(), request);
+            if let (Some(map), Some(error)) = (&prepared.positions, result.error.as_mut()) {
+                let file = runtime.filename();
+                error.message = remap_traceback(&error.message, file, map);
+                if let Some(tb) = &error.traceback {
+                    error.traceback = Some(remap_traceback(tb, file, map));
+                }
+            }
+            result
+        });
+
+        let joined = tokio::select! {
+            joined = &mut run => joined,
+            _ = cancel.cancelled() => {
+                // The epoch callback sees the flag within a tick and stops the guest.
+                flag.cancel();
+                run.await
+            }
+        };
+        let mut result = match joined {
+            Ok(result) => result,
+            Err(e) => internal(&format!("the run's thread failed: {e}")),
+        };
+        result.usage.wall_ms = arrived.elapsed().as_millis() as u64;
+        tracing::info!(
+            language = %language,
+            status = result.status.as_str(),
+            wall_ms = result.usage.wall_ms,
+            fuel = result.usage.fuel,
+            memory_peak_bytes = result.usage.memory_peak_bytes,
+            "run finished"
+        );
+        result
+    }
+}
+
+/// Checks raw tool arguments against the contract and the limits; the error text tells the
+/// caller what to fix.
+pub fn parse_args(
+    raw: Option<&Map<String, Value>>,
+    limits: &Limits,
+    available: &[Language],
+) -> Result<ExecuteArgs, String> {
+    let raw = raw.ok_or("arguments are missing: expected an object with `language` and `code`")?;
+    if let Some(unknown) = raw.keys().find(|k| !ARGUMENT_NAMES.contains(&k.as_str())) {
+        return Err(format!(
+            "unknown argument `{unknown}` (the arguments are: {})",
+            ARGUMENT_NAMES.join(", ")
+        ));
+    }
+    let names = || {
+        available
+            .iter()
+            .map(|l| format!("\"{l}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let language = match raw.get("language") {
+        None | Some(Value::Null) => {
+            return Err(format!("`language` is required: one of {}", names()));
+        }
+        Some(Value::String(s)) => match Language::from_contract_name(s) {
+            Some(l) if available.contains(&l) => l,
+            Some(l) => {
+                return Err(format!(
+                    "language \"{l}\" is not available on this server (available: {})",
+                    names()
+                ));
+            }
+            None => return Err(format!("unknown language \"{s}\": use one of {}", names())),
+        },
+        Some(other) => {
+            return Err(format!(
+                "`language` must be a string, not {}",
+                kind_of(other)
+            ));
+        }
+    };
+    let code = match raw.get("code") {
+        None | Some(Value::Null) => {
+            return Err("`code` is required: the program to run, as a string".into());
+        }
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => return Err(format!("`code` must be a string, not {}", kind_of(other))),
+    };
+    if code.len() as u64 > limits.max_code_bytes {
+        return Err(format!(
+            "`code` is {} bytes; this server accepts at most {} bytes",
+            code.len(),
+            limits.max_code_bytes
+        ));
+    }
+    let timeout_ms = match raw.get("timeout_ms") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(ms) if ms > 0 => Some(ms),
+            _ => {
+                return Err(format!(
+                    "`timeout_ms` must be a positive whole number of milliseconds, not {n}"
+                ));
+            }
+        },
+        Some(other) => {
+            return Err(format!(
+                "`timeout_ms` must be a number, not {}",
+                kind_of(other)
+            ));
+        }
+    };
+    let input = raw.get("input").cloned();
+    if let Some(v) = &input {
+        let size = serde_json::to_string(v).map_or(usize::MAX, |s| s.len());
+        if size as u64 > limits.max_input_bytes {
+            return Err(format!(
+                "`input` is {size} bytes of JSON; this server accepts at most {} bytes",
+                limits.max_input_bytes
+            ));
+        }
+    }
+    Ok(ExecuteArgs {
+        language,
+        code,
+        timeout_ms,
+        input,
+    })
+}
+
+/// Turns a rejected argument list into the contract's `invalid_arguments` result.
+pub fn invalid_arguments(message: String) -> ExecutionResult {
+    ExecutionResult::without_run(
+        Status::InvalidArguments,
+        ErrorInfo::new("InvalidArguments", message),
+    )
+}
+
+fn internal(message: &str) -> ExecutionResult {
+    tracing::error!("{message}");
+    ExecutionResult::without_run(Status::Error, ErrorInfo::new("InternalError", message))
+}
+
+fn cancelled() -> ExecutionResult {
+    ExecutionResult::without_run(
+        Status::Error,
+        ErrorInfo::new(
+            "Cancelled",
+            "the call was cancelled by the client before it ran",
+        ),
+    )
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const JS_TS: [Language; 2] = [Language::Javascript, Language::Typescript];
+
+    fn parse(v: Value) -> Result<ExecuteArgs, String> {
+        parse_args(v.as_object(), &Limits::default(), &JS_TS)
+    }
+
+    #[test]
+    fn accepts_the_contract_arguments() {
+        let a = parse(
+            json!({"language": "typescript", "code": "1", "timeout_ms": 50, "input": {"a": [1]}}),
+        )
+        .unwrap();
+        assert_eq!(a.language, Language::Typescript);
+        assert_eq!(a.timeout_ms, Some(50));
+        assert_eq!(a.input, Some(json!({"a": [1]})));
+    }
+
+    #[test]
+    fn missing_arguments_are_named() {
+        assert!(
+            parse_args(None, &Limits::default(), &JS_TS)
+                .unwrap_err()
+                .contains("missing")
+        );
+        assert!(
+            parse(json!({"code": "1"}))
+                .unwrap_err()
+                .contains("`language` is required")
+        );
+        assert!(
+            parse(json!({"language": "javascript"}))
+                .unwrap_err()
+                .contains("`code` is required")
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_named() {
+        assert!(
+            parse(json!({"language": 3, "code": "1"}))
+                .unwrap_err()
+                .contains("`language` must be a string")
+        );
+        assert!(
+            parse(json!({"language": "javascript", "code": ["x"]}))
+                .unwrap_err()
+                .contains("not an array")
+        );
+        assert!(
+            parse(json!({"language": "javascript", "code": "1", "timeout_ms": "5"}))
+                .unwrap_err()
+                .contains("timeout_ms")
+        );
+        assert!(
+            parse(json!({"language": "javascript", "code": "1", "timeout_ms": -5}))
+                .unwrap_err()
+                .contains("positive")
+        );
+        assert!(
+            parse(json!({"language": "javascript", "code": "1", "timeout_ms": 1.5}))
+                .unwrap_err()
+                .contains("positive")
+        );
+    }
+
+    #[test]
+    fn unknown_and_unavailable_languages_are_explained() {
+        let e = parse(json!({"language": "ruby", "code": "1"})).unwrap_err();
+        assert!(
+            e.contains("unknown language \"ruby\"") && e.contains("\"javascript\""),
+            "{e}"
+        );
+        let e = parse(json!({"language": "python", "code": "1"})).unwrap_err();
+        assert!(e.contains("not available"), "{e}");
+    }
+
+    #[test]
+    fn unknown_arguments_are_rejected() {
+        let e = parse(json!({"language": "javascript", "code": "1", "cwd": "/"})).unwrap_err();
+        assert!(e.contains("unknown argument `cwd`"), "{e}");
+    }
+
+    #[test]
+    fn oversize_code_and_input_are_rejected() {
+        let limits = Limits {
+            max_code_bytes: 10,
+            max_input_bytes: 10,
+            ..Limits::default()
+        };
+        let e = parse_args(
+            json!({"language": "javascript", "code": "x".repeat(11)}).as_object(),
+            &limits,
+            &JS_TS,
+        )
+        .unwrap_err();
+        assert!(e.contains("11 bytes") && e.contains("at most 10"), "{e}");
+        let e = parse_args(
+            json!({"language": "javascript", "code": "1", "input": "0123456789"}).as_object(),
+            &limits,
+            &JS_TS,
+        )
+        .unwrap_err();
+        assert!(e.contains("`input` is 12 bytes"), "{e}");
+    }
+
+    #[test]
+    fn invalid_arguments_result_has_the_status() {
+        let r = invalid_arguments("x".into());
+        assert_eq!(r.status, Status::InvalidArguments);
+        assert!(r.is_error());
+    }
+}

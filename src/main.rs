@@ -1,0 +1,235 @@
+//! `warden`: serve the execute_code tool over MCP, or run one program from the command line.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use warden::execution::{ExecuteArgs, Executor};
+use warden::outcome::ExecutionResult;
+use warden::policy::Policy;
+use warden::runtimes::Language;
+use warden::sandbox::SandboxConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "warden",
+    version,
+    about = "An MCP execute_code server with its sandbox and policy inside"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// Policy file (TOML). Without it the built-in policy (policies/default.toml) applies.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Where precompiled guests are cached [default: $WARDEN_CACHE_DIR or ~/.cache/warden].
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    cache_dir: Option<PathBuf>,
+    /// Compile the guests in memory at start instead of using the on-disk cache.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the execute_code tool over MCP on stdin/stdout.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Serve on stdin/stdout (the default and, for now, the only transport).
+        #[arg(long, default_value_t = true)]
+        stdio: bool,
+    },
+    /// Run one program and print its output; the exit code is 0 only for status "ok".
+    Run {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, short, value_enum)]
+        language: CliLanguage,
+        /// Wall-clock limit in milliseconds (clamped to the policy's maximum).
+        #[arg(long, value_name = "MS")]
+        timeout_ms: Option<u64>,
+        /// JSON value visible to the program as `input`.
+        #[arg(long, value_name = "JSON")]
+        input: Option<String>,
+        /// Print the structured result (the MCP `structuredContent`) as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The program's file, or - for standard input.
+        file: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CliLanguage {
+    #[value(alias = "js")]
+    Javascript,
+    #[value(alias = "ts")]
+    Typescript,
+}
+
+impl From<CliLanguage> for Language {
+    fn from(l: CliLanguage) -> Language {
+        match l {
+            CliLanguage::Javascript => Language::Javascript,
+            CliLanguage::Typescript => Language::Typescript,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Serve { .. } => "info",
+        Command::Run { .. } => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("warden: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("warden: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { common, stdio: _ } => {
+            let executor = executor(&common)?;
+            tracing::info!(languages = ?executor.languages(), "serving MCP on stdio");
+            warden::mcp::serve_stdio(executor).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            common,
+            language,
+            timeout_ms,
+            input,
+            json,
+            file,
+        } => {
+            let code = read_program(&file)?;
+            let input = input
+                .map(|text| serde_json::from_str(&text).context("--input is not valid JSON"))
+                .transpose()?;
+            let executor = executor(&common)?;
+            let mut raw = serde_json::Map::new();
+            raw.insert("language".into(), Language::from(language).as_str().into());
+            raw.insert("code".into(), code.into());
+            if let Some(ms) = timeout_ms {
+                raw.insert("timeout_ms".into(), ms.into());
+            }
+            if let Some(v) = input {
+                raw.insert("input".into(), v);
+            }
+            let result = match executor.parse_args(Some(&raw)) {
+                Ok(args) => run(&executor, args).await,
+                Err(message) => warden::execution::invalid_arguments(message),
+            };
+            print_result(&result, json)?;
+            Ok(if result.is_error() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+fn executor(common: &Common) -> anyhow::Result<Arc<Executor>> {
+    let policy = match &common.policy {
+        Some(path) => Policy::load(path)?,
+        None => Policy::builtin(),
+    };
+    let cache_dir = if common.no_cache {
+        None
+    } else {
+        common
+            .cache_dir
+            .clone()
+            .or_else(SandboxConfig::default_cache_dir)
+    };
+    Ok(Arc::new(Executor::new(&policy, cache_dir)?))
+}
+
+fn read_program(file: &PathBuf) -> anyhow::Result<String> {
+    if file.as_os_str() == "-" {
+        let mut code = String::new();
+        std::io::stdin()
+            .read_to_string(&mut code)
+            .context("reading the program from standard input")?;
+        Ok(code)
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))
+    }
+}
+
+async fn run(executor: &Executor, args: ExecuteArgs) -> ExecutionResult {
+    // Ctrl-C cancels the run like an MCP client's cancellation would.
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+    let result = executor.execute(args, cancel).await;
+    watcher.abort();
+    result
+}
+
+fn print_result(result: &ExecutionResult, json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, result)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    out.write_all(result.stdout.as_bytes())?;
+    if result.truncated.stdout {
+        writeln!(out, "\n[stdout truncated]")?;
+    }
+    let mut err = std::io::stderr().lock();
+    err.write_all(result.stderr.as_bytes())?;
+    if result.truncated.stderr {
+        writeln!(err, "\n[stderr truncated]")?;
+    }
+    match &result.error {
+        None if !result.result.is_null() => writeln!(out, "{}", result.result)?,
+        None => {}
+        Some(e) => {
+            writeln!(err, "status: {}", result.status.as_str())?;
+            writeln!(err, "{}: {}", e.kind, e.message)?;
+            if let Some(tb) = &e.traceback {
+                writeln!(err, "{tb}")?;
+            }
+        }
+    }
+    Ok(())
+}

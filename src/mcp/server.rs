@@ -1,0 +1,162 @@
+//! The MCP service shared by every transport: lists the one tool, turns a call into an
+//! [`Executor`] run, reports progress on long runs and stops a run the client cancels.
+//!
+//! Bad code, bad arguments and exhausted limits are tool results (`isError: true` with a
+//! `status`), never JSON-RPC errors; those are kept for malformed protocol messages (and an
+//! unknown tool name, which the protocol itself defines as an invalid-params error).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
+    ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+
+use super::tool::{TOOL_NAME, execute_code_tool};
+use crate::execution::{Executor, invalid_arguments};
+use crate::outcome::{ErrorInfo, ExecutionResult, Status};
+
+/// Runs shorter than this send no progress notifications.
+const PROGRESS_AFTER: Duration = Duration::from_secs(1);
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Clone)]
+pub struct WardenServer {
+    executor: Arc<Executor>,
+    tool: Arc<Tool>,
+}
+
+impl WardenServer {
+    pub fn new(executor: Arc<Executor>) -> Self {
+        let tool = Arc::new(execute_code_tool(executor.limits(), &executor.languages()));
+        WardenServer { executor, tool }
+    }
+
+    async fn run_with_progress(
+        &self,
+        request: CallToolRequestParams,
+        context: &RequestContext<RoleServer>,
+    ) -> ExecutionResult {
+        let args = match self.executor.parse_args(request.arguments.as_ref()) {
+            Ok(a) => a,
+            Err(message) => return invalid_arguments(message),
+        };
+        let timeout_ms = self.executor.limits().timeout_ms(args.timeout_ms);
+        let run = self.executor.execute(args, context.ct.clone());
+        let Some(token) = context.meta.get_progress_token() else {
+            return run.await;
+        };
+        tokio::pin!(run);
+        let started = tokio::time::Instant::now();
+        let mut ticks = tokio::time::interval_at(started + PROGRESS_AFTER, PROGRESS_EVERY);
+        loop {
+            tokio::select! {
+                result = &mut run => return result,
+                _ = ticks.tick() => {
+                    let elapsed_ms = started.elapsed().as_millis() as f64;
+                    let note = ProgressNotificationParam::new(token.clone(), elapsed_ms)
+                        .with_total(timeout_ms as f64)
+                        .with_message(format!(
+                            "running for {:.1} s (limit {:.1} s)",
+                            elapsed_ms / 1000.0,
+                            timeout_ms as f64 / 1000.0
+                        ));
+                    if let Err(e) = context.peer.notify_progress(note).await {
+                        tracing::debug!("could not send a progress notification: {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The contract's MCP result: `structuredContent`, one readable text block, `isError`.
+pub fn to_call_tool_result(result: &ExecutionResult) -> CallToolResult {
+    let structured = match serde_json::to_value(result) {
+        Ok(v) => v,
+        Err(e) => {
+            // Cannot happen for these types; keep the contract even so.
+            let fallback = ExecutionResult::without_run(
+                Status::Error,
+                ErrorInfo::new("InternalError", format!("encoding the result failed: {e}")),
+            );
+            return to_call_tool_result(&fallback);
+        }
+    };
+    let mut call_result = if result.is_error() {
+        CallToolResult::structured_error(structured)
+    } else {
+        CallToolResult::structured(structured)
+    };
+    call_result.content = vec![ContentBlock::text(result.to_text())];
+    call_result
+}
+
+impl ServerHandler for WardenServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("warden", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Warden runs untrusted code in a fresh WebAssembly sandbox per call. Use the \
+                 execute_code tool; its description lists the languages and limits.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(vec![(*self.tool).clone()]))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        (name == TOOL_NAME).then(|| (*self.tool).clone())
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if request.name != TOOL_NAME {
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "unknown tool `{}`: this server has only `{TOOL_NAME}`",
+                    request.name
+                ),
+                None,
+            ));
+        }
+        let result = self.run_with_progress(request, &context).await;
+        Ok(to_call_tool_result(&result).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_ok_results_are_errors_with_structured_content() {
+        let r = ExecutionResult::without_run(Status::Timeout, ErrorInfo::new("Timeout", "slow"));
+        let c = to_call_tool_result(&r);
+        assert_eq!(c.is_error, Some(true));
+        assert_eq!(c.structured_content.as_ref().unwrap()["status"], "timeout");
+        assert_eq!(c.content.len(), 1);
+    }
+
+    #[test]
+    fn ok_result_is_not_an_error() {
+        let mut r = ExecutionResult::without_run(Status::Ok, ErrorInfo::new("x", "y"));
+        r.error = None;
+        r.result = serde_json::json!(2);
+        let c = to_call_tool_result(&r);
+        assert_eq!(c.is_error, Some(false));
+        assert_eq!(c.structured_content.unwrap()["result"], 2);
+    }
+}

@@ -1,0 +1,212 @@
+//! The `execute_code` tool definition: input and output schemas exactly as DESIGN.md's tool
+//! contract, and a description generated from the effective limits so a model knows what it
+//! can do.
+
+use std::sync::Arc;
+
+use rmcp::model::{JsonObject, Tool, ToolAnnotations};
+use serde_json::{Value, json};
+
+use crate::outcome::Status;
+use crate::policy::Limits;
+use crate::runtimes::Language;
+
+pub const TOOL_NAME: &str = "execute_code";
+
+pub fn execute_code_tool(limits: &Limits, languages: &[Language]) -> Tool {
+    Tool::new(
+        TOOL_NAME,
+        description(limits, languages),
+        Arc::new(as_object(input_schema(limits, languages))),
+    )
+    .with_title("Run code in a sandbox")
+    .with_raw_output_schema(Arc::new(as_object(output_schema())))
+    .with_annotations(
+        ToolAnnotations::new()
+            .read_only(false)
+            .destructive(false)
+            .idempotent(false)
+            .open_world(false),
+    )
+}
+
+fn as_object(v: Value) -> JsonObject {
+    match v {
+        Value::Object(map) => map,
+        _ => JsonObject::new(),
+    }
+}
+
+fn names(languages: &[Language]) -> Vec<&'static str> {
+    languages.iter().map(|l| l.as_str()).collect()
+}
+
+pub fn description(limits: &Limits, languages: &[Language]) -> String {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    format!(
+        "Run a {langs} program in a fresh, isolated WebAssembly sandbox and return its output.\n\
+         \n\
+         Languages: {langs}. TypeScript types are stripped before running. The value of the \
+         last expression is returned as `result` (promises are awaited; top-level await works). \
+         `console.log` goes to stdout, `console.warn`/`console.error` to stderr. The optional \
+         `input` argument is available to the code as the global `input`.\n\
+         \n\
+         Available: standard JavaScript (ES2023), console, TextEncoder/TextDecoder, URL, \
+         URLSearchParams, atob/btoa, structuredClone, setTimeout (timers fire in order without \
+         real waiting), crypto.getRandomValues/randomUUID. Not available: filesystem, \
+         environment variables, network, modules/imports, npm packages.\n\
+         \n\
+         Limits per call: {timeout} ms wall clock by default (up to {max_timeout} ms via \
+         `timeout_ms`), {fuel} units of CPU fuel, {memory:.0} MiB of memory, {stdout:.1} MiB of \
+         stdout and of stderr (the rest is cut and `truncated` says so), {code} KiB of code.\n\
+         \n\
+         The structured result has `status` ({statuses}), `stdout`, `stderr`, `truncated`, \
+         `result`, `error` ({{type, message, traceback}}) and `usage`.",
+        langs = names(languages).join(", "),
+        timeout = limits.default_timeout_ms,
+        max_timeout = limits.max_timeout_ms,
+        fuel = limits.fuel,
+        memory = mib(limits.memory_bytes),
+        stdout = mib(limits.stdout_bytes),
+        code = limits.max_code_bytes / 1024,
+        statuses = Status::ALL.map(Status::as_str).join(", "),
+    )
+}
+
+pub fn input_schema(limits: &Limits, languages: &[Language]) -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "language": {
+                "type": "string",
+                "enum": names(languages),
+                "description": "The language of `code`."
+            },
+            "code": {
+                "type": "string",
+                "description": "The program. The value of its last expression is the result.",
+                "maxLength": limits.max_code_bytes
+            },
+            "timeout_ms": {
+                "type": "integer",
+                "minimum": 1,
+                "description": format!(
+                    "Wall-clock limit in milliseconds (default {}, at most {}).",
+                    limits.default_timeout_ms, limits.max_timeout_ms
+                )
+            },
+            "input": {
+                "description": "Any JSON value, visible to the code as the global `input`."
+            }
+        },
+        "required": ["language", "code"],
+        "additionalProperties": false
+    })
+}
+
+pub fn output_schema() -> Value {
+    let error = json!({
+        "type": "object",
+        "properties": {
+            "type": {"type": "string"},
+            "message": {"type": "string"},
+            "traceback": {"type": "string"}
+        },
+        "required": ["type", "message"]
+    });
+    json!({
+        "type": "object",
+        "properties": {
+            "status": {"type": "string", "enum": Status::ALL.map(Status::as_str)},
+            "stdout": {"type": "string"},
+            "stderr": {"type": "string"},
+            "truncated": {
+                "type": "object",
+                "properties": {"stdout": {"type": "boolean"}, "stderr": {"type": "boolean"}},
+                "required": ["stdout", "stderr"]
+            },
+            "result": {"description": "JSON value of the last expression, or null."},
+            "error": {"anyOf": [{"type": "null"}, error]},
+            "usage": {
+                "type": "object",
+                "properties": {
+                    "wall_ms": {"type": "integer", "minimum": 0},
+                    "fuel": {"type": "integer", "minimum": 0},
+                    "memory_peak_bytes": {"type": "integer", "minimum": 0},
+                    "fetches": {"type": "integer", "minimum": 0}
+                },
+                "required": ["wall_ms", "fuel", "memory_peak_bytes", "fetches"]
+            },
+            "policy": {
+                "type": "object",
+                "description": "Only on denials.",
+                "properties": {
+                    "rule": {"type": "string"},
+                    "reason": {"type": "string"},
+                    "retry_after_ms": {"type": "integer", "minimum": 0}
+                },
+                "required": ["rule", "reason"]
+            }
+        },
+        "required": ["status", "stdout", "stderr", "truncated", "result", "error", "usage"]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::{ErrorInfo, ExecutionResult};
+
+    const LANGS: [Language; 2] = [Language::Javascript, Language::Typescript];
+
+    #[test]
+    fn description_lists_languages_and_limits() {
+        let d = description(&Limits::default(), &LANGS);
+        assert!(d.contains("javascript, typescript"), "{d}");
+        assert!(d.contains("5000 ms"), "{d}");
+        assert!(d.contains("128 MiB"), "{d}");
+        assert!(!d.contains("python"), "{d}");
+    }
+
+    #[test]
+    fn input_schema_requires_language_and_code() {
+        let s = input_schema(&Limits::default(), &LANGS);
+        assert_eq!(s["required"], json!(["language", "code"]));
+        assert_eq!(
+            s["properties"]["language"]["enum"],
+            json!(["javascript", "typescript"])
+        );
+        assert_eq!(s["additionalProperties"], json!(false));
+    }
+
+    #[test]
+    fn every_result_field_is_in_the_output_schema() {
+        let schema = output_schema();
+        let mut r = ExecutionResult::without_run(Status::Denied, ErrorInfo::new("a", "b"));
+        r.policy = Some(crate::outcome::PolicyDecision {
+            rule: "r".into(),
+            reason: "x".into(),
+            retry_after_ms: Some(1),
+        });
+        let v = serde_json::to_value(&r).unwrap();
+        for key in v.as_object().unwrap().keys() {
+            assert!(
+                schema["properties"].get(key).is_some(),
+                "{key} missing from the schema"
+            );
+        }
+        for key in schema["required"].as_array().unwrap() {
+            assert!(
+                v.get(key.as_str().unwrap()).is_some(),
+                "{key} missing from the result"
+            );
+        }
+    }
+
+    #[test]
+    fn tool_declares_an_output_schema() {
+        let t = execute_code_tool(&Limits::default(), &LANGS);
+        assert_eq!(t.name, TOOL_NAME);
+        assert!(t.output_schema.is_some());
+    }
+}

@@ -1,0 +1,230 @@
+//! The tool contract's result (DESIGN.md, "The tool contract"): what every `execute_code`
+//! call returns as `structuredContent`, whatever happened.
+
+use serde::{Deserialize, Serialize};
+
+/// How a call ended. Every status but `Ok` sets `isError: true`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Error,
+    Timeout,
+    OutOfFuel,
+    OutOfMemory,
+    Denied,
+    RateLimited,
+    InvalidArguments,
+    ApprovalDeclined,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Error => "error",
+            Status::Timeout => "timeout",
+            Status::OutOfFuel => "out_of_fuel",
+            Status::OutOfMemory => "out_of_memory",
+            Status::Denied => "denied",
+            Status::RateLimited => "rate_limited",
+            Status::InvalidArguments => "invalid_arguments",
+            Status::ApprovalDeclined => "approval_declined",
+        }
+    }
+
+    pub const ALL: [Status; 9] = [
+        Status::Ok,
+        Status::Error,
+        Status::Timeout,
+        Status::OutOfFuel,
+        Status::OutOfMemory,
+        Status::Denied,
+        Status::RateLimited,
+        Status::InvalidArguments,
+        Status::ApprovalDeclined,
+    ];
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceback: Option<String>,
+}
+
+impl ErrorInfo {
+    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        ErrorInfo {
+            kind: kind.into(),
+            message: message.into(),
+            traceback: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Truncated {
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub wall_ms: u64,
+    pub fuel: u64,
+    pub memory_peak_bytes: u64,
+    pub fetches: u32,
+}
+
+/// Why the policy stopped a call; present only on denials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDecision {
+    pub rule: String,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionResult {
+    pub status: Status,
+    pub stdout: String,
+    pub stderr: String,
+    pub truncated: Truncated,
+    pub result: serde_json::Value,
+    pub error: Option<ErrorInfo>,
+    pub usage: Usage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyDecision>,
+}
+
+impl ExecutionResult {
+    /// A call that ended before any code ran.
+    pub fn without_run(status: Status, error: ErrorInfo) -> Self {
+        ExecutionResult {
+            status,
+            stdout: String::new(),
+            stderr: String::new(),
+            truncated: Truncated::default(),
+            result: serde_json::Value::Null,
+            error: Some(error),
+            usage: Usage::default(),
+            policy: None,
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.status != Status::Ok
+    }
+
+    /// The one text block a model reads: stdout, then the result or the error.
+    pub fn to_text(&self) -> String {
+        let mut text = String::new();
+        if !self.stdout.is_empty() {
+            text.push_str(&self.stdout);
+            if self.truncated.stdout {
+                text.push_str("\n[stdout truncated]");
+            }
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+        }
+        if !self.stderr.is_empty() {
+            text.push_str("[stderr]\n");
+            text.push_str(&self.stderr);
+            if self.truncated.stderr {
+                text.push_str("\n[stderr truncated]");
+            }
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+        }
+        match (&self.error, self.status) {
+            (None, Status::Ok) => {
+                text.push_str("result: ");
+                text.push_str(&self.result.to_string());
+            }
+            (error, status) => {
+                text.push_str("status: ");
+                text.push_str(status.as_str());
+                if let Some(e) = error {
+                    text.push_str(&format!("\n{}: {}", e.kind, e.message));
+                    if let Some(tb) = &e.traceback {
+                        text.push('\n');
+                        text.push_str(tb);
+                    }
+                }
+                if let Some(p) = &self.policy {
+                    text.push_str(&format!("\npolicy rule {}: {}", p.rule, p.reason));
+                    if let Some(ms) = p.retry_after_ms {
+                        text.push_str(&format!(" (retry after {ms} ms)"));
+                    }
+                }
+            }
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_serialize_as_the_contract_spells_them() {
+        for s in Status::ALL {
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                serde_json::json!(s.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn result_has_the_contract_shape() {
+        let r = ExecutionResult::without_run(
+            Status::InvalidArguments,
+            ErrorInfo::new("InvalidArguments", "code: missing"),
+        );
+        let v = serde_json::to_value(&r).unwrap();
+        let mut keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "error",
+                "result",
+                "status",
+                "stderr",
+                "stdout",
+                "truncated",
+                "usage"
+            ]
+        );
+        assert_eq!(v["error"]["type"], "InvalidArguments");
+        assert!(v["error"].get("traceback").is_none());
+        assert_eq!(v["usage"]["memory_peak_bytes"], 0);
+        assert!(r.is_error());
+    }
+
+    #[test]
+    fn text_block_shows_stdout_then_result() {
+        let mut r = ExecutionResult::without_run(Status::Ok, ErrorInfo::new("x", "y"));
+        r.error = None;
+        r.stdout = "hello\n".into();
+        r.result = serde_json::json!({"a": 1});
+        assert_eq!(r.to_text(), "hello\nresult: {\"a\":1}");
+    }
+
+    #[test]
+    fn text_block_shows_error_with_traceback() {
+        let mut e = ErrorInfo::new("TypeError", "x is not a function");
+        e.traceback = Some("    at <eval> (main.js:1:1)".into());
+        let r = ExecutionResult::without_run(Status::Error, e);
+        let t = r.to_text();
+        assert!(t.starts_with("status: error\nTypeError: x is not a function\n    at"));
+    }
+}

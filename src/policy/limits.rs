@@ -1,0 +1,131 @@
+//! `[limits]`: the resource limits every run gets. Defaults are safe for an untrusted caller.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Wall-clock limit when the call gives no `timeout_ms` (queueing time included).
+    pub default_timeout_ms: u64,
+    /// `timeout_ms` is clamped to this.
+    pub max_timeout_ms: u64,
+    /// Deterministic CPU budget (wasmtime fuel; roughly 10-14 million units per ms of JS).
+    pub fuel: u64,
+    /// Total linear memory of one run, across all memories of the instance.
+    pub memory_bytes: u64,
+    /// Maximum wasm call-stack size (applies to the whole engine).
+    pub wasm_stack_bytes: u64,
+    /// Captured bytes per stream; the rest is dropped and `truncated` says so.
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    /// Size caps on the call's arguments and on the returned result.
+    pub max_code_bytes: u64,
+    pub max_input_bytes: u64,
+    pub max_result_bytes: u64,
+    /// Runs executing at once; further calls queue (their wait counts against their deadline).
+    /// 0 means one per CPU core.
+    pub max_concurrent_runs: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            default_timeout_ms: 5_000,
+            max_timeout_ms: 30_000,
+            fuel: 20_000_000_000,
+            memory_bytes: 128 * 1024 * 1024,
+            wasm_stack_bytes: 1024 * 1024,
+            stdout_bytes: 1024 * 1024,
+            stderr_bytes: 1024 * 1024,
+            max_code_bytes: 256 * 1024,
+            max_input_bytes: 1024 * 1024,
+            max_result_bytes: 1024 * 1024,
+            max_concurrent_runs: 0,
+        }
+    }
+}
+
+impl Limits {
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("default_timeout_ms", self.default_timeout_ms),
+            ("max_timeout_ms", self.max_timeout_ms),
+            ("fuel", self.fuel),
+            ("memory_bytes", self.memory_bytes),
+            ("wasm_stack_bytes", self.wasm_stack_bytes),
+            ("max_code_bytes", self.max_code_bytes),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(format!("limits.{name} must be greater than 0"));
+            }
+        }
+        if self.default_timeout_ms > self.max_timeout_ms {
+            return Err(format!(
+                "limits.default_timeout_ms ({}) exceeds limits.max_timeout_ms ({})",
+                self.default_timeout_ms, self.max_timeout_ms
+            ));
+        }
+        // The sandbox's memory is 32-bit: more than 4 GiB cannot be used anyway.
+        if self.memory_bytes > 4 * 1024 * 1024 * 1024 {
+            return Err("limits.memory_bytes may not exceed 4 GiB".to_string());
+        }
+        if self.wasm_stack_bytes > 64 * 1024 * 1024 {
+            return Err("limits.wasm_stack_bytes may not exceed 64 MiB".to_string());
+        }
+        Ok(())
+    }
+
+    /// The effective run concurrency (0 = number of cores).
+    pub fn concurrency(&self) -> usize {
+        match self.max_concurrent_runs {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n as usize,
+        }
+    }
+
+    /// The wall-clock budget of a call asking for `requested` ms.
+    pub fn timeout_ms(&self, requested: Option<u64>) -> u64 {
+        requested
+            .unwrap_or(self.default_timeout_ms)
+            .clamp(1, self.max_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Limits::default().validate().unwrap();
+    }
+
+    #[test]
+    fn timeout_is_clamped() {
+        let l = Limits::default();
+        assert_eq!(l.timeout_ms(None), 5_000);
+        assert_eq!(l.timeout_ms(Some(100)), 100);
+        assert_eq!(l.timeout_ms(Some(10_000_000)), 30_000);
+        assert_eq!(l.timeout_ms(Some(0)), 1);
+    }
+
+    #[test]
+    fn zero_concurrency_means_cores() {
+        assert!(Limits::default().concurrency() >= 1);
+        let l = Limits {
+            max_concurrent_runs: 3,
+            ..Limits::default()
+        };
+        assert_eq!(l.concurrency(), 3);
+    }
+
+    #[test]
+    fn zero_fuel_is_rejected() {
+        let l = Limits {
+            fuel: 0,
+            ..Limits::default()
+        };
+        assert!(l.validate().unwrap_err().contains("fuel"));
+    }
+}

@@ -1,0 +1,160 @@
+//! One file per language. A [`Runtime`] turns the caller's source into what a guest program
+//! evaluates; the sandbox then runs it. JavaScript and TypeScript share the QuickJS guest.
+
+mod javascript;
+mod typescript;
+
+pub use javascript::{JAVASCRIPT_GUEST, JavaScript};
+pub use typescript::TypeScript;
+
+use crate::outcome::ErrorInfo;
+use crate::sandbox::GuestProgram;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    Javascript,
+    Typescript,
+    Python,
+}
+
+impl Language {
+    /// The names the tool contract uses.
+    pub const ALL: [Language; 3] = [Language::Javascript, Language::Typescript, Language::Python];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::Javascript => "javascript",
+            Language::Typescript => "typescript",
+            Language::Python => "python",
+        }
+    }
+
+    /// Exactly the contract's names (`"javascript"`, `"typescript"`, `"python"`).
+    pub fn from_contract_name(name: &str) -> Option<Language> {
+        Language::ALL.into_iter().find(|l| l.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Language {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Source code made ready for a guest.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub source: String,
+    /// Maps positions in `source` back to the caller's code, when they differ.
+    pub positions: Option<typescript::PositionMap>,
+}
+
+pub trait Runtime: Send + Sync {
+    fn language(&self) -> Language;
+    /// The guest program that evaluates this language.
+    fn guest(&self) -> &'static GuestProgram;
+    /// The file name tracebacks show for the caller's code.
+    fn filename(&self) -> &'static str;
+    /// Turns the caller's source into what the guest evaluates. An `Err` is the caller's
+    /// mistake (e.g. a TypeScript syntax error) and is reported as `status: error`.
+    fn prepare(&self, code: &str) -> Result<Prepared, ErrorInfo>;
+}
+
+/// The runtimes this server offers.
+pub struct Runtimes {
+    runtimes: Vec<Box<dyn Runtime>>,
+}
+
+impl Runtimes {
+    pub fn builtin() -> Runtimes {
+        Runtimes {
+            runtimes: vec![Box::new(JavaScript), Box::new(TypeScript)],
+        }
+    }
+
+    pub fn get(&self, language: Language) -> Option<&dyn Runtime> {
+        self.runtimes
+            .iter()
+            .find(|r| r.language() == language)
+            .map(|r| r.as_ref())
+    }
+
+    pub fn languages(&self) -> Vec<Language> {
+        self.runtimes.iter().map(|r| r.language()).collect()
+    }
+
+    /// Every guest program the runtimes need, once each.
+    pub fn guests(&self) -> Vec<&'static GuestProgram> {
+        let mut guests: Vec<&'static GuestProgram> = Vec::new();
+        for r in &self.runtimes {
+            if !guests.iter().any(|g| g.name == r.guest().name) {
+                guests.push(r.guest());
+            }
+        }
+        guests
+    }
+}
+
+/// Rewrites `file:line:column` positions in a traceback through `positions`.
+pub fn remap_traceback(
+    traceback: &str,
+    filename: &str,
+    positions: &typescript::PositionMap,
+) -> String {
+    let marker = format!("{filename}:");
+    let mut out = String::with_capacity(traceback.len());
+    let mut rest = traceback;
+    while let Some(at) = rest.find(&marker) {
+        let (before, after) = rest.split_at(at + marker.len());
+        out.push_str(before);
+        let digits_end = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let line_len = digits_end(after);
+        let line = after[..line_len].parse::<u32>().ok();
+        let tail = &after[line_len..];
+        let column = tail
+            .strip_prefix(':')
+            .map(|t| (t, digits_end(t)))
+            .and_then(|(t, n)| t[..n].parse::<u32>().ok().map(|c| (c, n + 1)));
+        match (line, column) {
+            (Some(l), Some((c, consumed))) => match positions.original(l, c) {
+                Some((ol, oc)) => {
+                    out.push_str(&format!("{ol}:{oc}"));
+                    rest = &tail[consumed..];
+                }
+                None => {
+                    out.push_str(&after[..line_len + consumed]);
+                    rest = &tail[consumed..];
+                }
+            },
+            _ => rest = after,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_names_round_trip() {
+        for l in Language::ALL {
+            assert_eq!(Language::from_contract_name(l.as_str()), Some(l));
+        }
+        assert_eq!(Language::from_contract_name("JavaScript"), None);
+        assert_eq!(Language::from_contract_name("js"), None);
+    }
+
+    #[test]
+    fn builtin_runtimes_share_one_guest() {
+        let r = Runtimes::builtin();
+        assert_eq!(
+            r.languages(),
+            vec![Language::Javascript, Language::Typescript]
+        );
+        assert_eq!(r.guests().len(), 1);
+        assert!(r.get(Language::Python).is_none());
+    }
+}

@@ -1,0 +1,199 @@
+//! Precompiled guests on disk, so that a warm start loads in milliseconds instead of compiling
+//! for seconds.
+//!
+//! An entry's name carries the guest's name and a key over (Warden's version, the engine's
+//! compatibility hash, which covers wasmtime's version and the engine configuration, and the
+//! guest's content hash). Its body is the serialized module followed by a BLAKE3 digest of it:
+//! deserializing native code is `unsafe`, so a torn or tampered file must be caught before
+//! wasmtime sees it. Any problem with an entry is a miss: recompile, rewrite, never crash.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use wasmtime::error::Context as _;
+use wasmtime::{Engine, Module};
+
+use super::GuestProgram;
+
+const DIGEST_LEN: usize = 32;
+
+pub fn load_or_compile(
+    engine: &Engine,
+    program: &GuestProgram,
+    cache_dir: Option<&Path>,
+) -> wasmtime::Result<Module> {
+    let Some(dir) = cache_dir else {
+        return compile(engine, program);
+    };
+    let path = entry_path(engine, program, dir);
+    match load(engine, &path) {
+        Ok(Some(module)) => return Ok(module),
+        Ok(None) => tracing::debug!(path = %path.display(), "guest cache miss"),
+        Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}"),
+    }
+    let module = compile(engine, program)?;
+    if let Err(e) = store(&module, dir, &path) {
+        tracing::warn!(path = %path.display(), "could not write the guest cache: {e:#}");
+    }
+    Ok(module)
+}
+
+fn compile(engine: &Engine, program: &GuestProgram) -> wasmtime::Result<Module> {
+    let started = std::time::Instant::now();
+    let module = Module::new(engine, program.wasm)
+        .with_context(|| format!("compiling the {} guest", program.name))?;
+    tracing::info!(
+        guest = program.name,
+        ms = started.elapsed().as_millis() as u64,
+        "compiled guest"
+    );
+    Ok(module)
+}
+
+fn entry_path(engine: &Engine, program: &GuestProgram, dir: &Path) -> PathBuf {
+    let mut engine_hash = KeyHasher(blake3::Hasher::new());
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hash);
+    let mut key = blake3::Hasher::new();
+    key.update(env!("CARGO_PKG_VERSION").as_bytes());
+    key.update(engine_hash.0.finalize().as_bytes());
+    key.update(blake3::hash(program.wasm).as_bytes());
+    let key = key.finalize().to_hex();
+    dir.join(format!("{}-{}.cwasm", program.name, &key[..32]))
+}
+
+/// `Ok(None)` when there is no entry; `Err` when there is one that cannot be used.
+fn load(engine: &Engine, path: &Path) -> wasmtime::Result<Option<Module>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).context("reading the entry"),
+    };
+    let artifact = verified_artifact(&bytes)?;
+    // SAFETY: the bytes are exactly what `Module::serialize` produced for this engine
+    // configuration (checked by the digest above; wasmtime checks version and configuration).
+    let module = unsafe { Module::deserialize(engine, artifact) }.context("deserializing")?;
+    Ok(Some(module))
+}
+
+fn verified_artifact(bytes: &[u8]) -> wasmtime::Result<&[u8]> {
+    if bytes.len() < DIGEST_LEN {
+        wasmtime::bail!("entry is truncated");
+    }
+    let (artifact, digest) = bytes.split_at(bytes.len() - DIGEST_LEN);
+    if blake3::hash(artifact).as_bytes() != digest {
+        wasmtime::bail!("entry digest does not match (torn write or modified file)");
+    }
+    Ok(artifact)
+}
+
+fn store(module: &Module, dir: &Path, path: &Path) -> wasmtime::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut bytes = module.serialize().context("serializing the module")?;
+    let digest = blake3::hash(&bytes);
+    bytes.extend_from_slice(digest.as_bytes());
+    // Write then rename, so that a concurrent reader never sees half a file.
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// Feeds `Hash` output into BLAKE3 (std's hashers are not meant to be stable across builds).
+struct KeyHasher(blake3::Hasher);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&self.0.finalize().as_bytes()[..8]);
+        u64::from_le_bytes(first)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A tiny valid module: compiling it is fast, which keeps these tests quick.
+    const WAT_MODULE: &[u8] = b"\0asm\x01\0\0\0";
+
+    fn program() -> GuestProgram {
+        GuestProgram {
+            name: "empty",
+            wasm: WAT_MODULE,
+        }
+    }
+
+    fn engine() -> Engine {
+        Engine::new(wasmtime::Config::new().consume_fuel(true)).unwrap()
+    }
+
+    #[test]
+    fn miss_then_hit() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine();
+        let p = program();
+        let path = entry_path(&engine, &p, dir.path());
+        assert!(!path.exists());
+        load_or_compile(&engine, &p, Some(dir.path())).unwrap();
+        assert!(path.exists(), "the first load writes the entry");
+        assert!(
+            load(&engine, &path).unwrap().is_some(),
+            "the entry is usable"
+        );
+    }
+
+    #[test]
+    fn corrupt_entry_is_a_miss_and_gets_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine();
+        let p = program();
+        load_or_compile(&engine, &p, Some(dir.path())).unwrap();
+        let path = entry_path(&engine, &p, dir.path());
+        let mut bytes = std::fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(load(&engine, &path).is_err(), "a flipped byte is detected");
+        load_or_compile(&engine, &p, Some(dir.path())).unwrap();
+        assert!(
+            load(&engine, &path).unwrap().is_some(),
+            "the entry was rewritten"
+        );
+    }
+
+    #[test]
+    fn truncated_and_foreign_entries_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine();
+        let path = dir.path().join("x.cwasm");
+        std::fs::write(&path, b"short").unwrap();
+        assert!(load(&engine, &path).is_err());
+        // Right digest, wrong content: wasmtime itself must refuse it.
+        let mut bytes = b"not a wasmtime artifact".to_vec();
+        bytes.extend_from_slice(blake3::hash(b"not a wasmtime artifact").as_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(load(&engine, &path).is_err());
+    }
+
+    #[test]
+    fn key_depends_on_engine_configuration() {
+        let dir = Path::new("/cache");
+        let p = program();
+        let a = entry_path(&engine(), &p, dir);
+        let other = Engine::new(wasmtime::Config::new().consume_fuel(false)).unwrap();
+        let b = entry_path(&other, &p, dir);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn unwritable_cache_dir_still_compiles() {
+        let engine = engine();
+        let module = load_or_compile(&engine, &program(), Some(Path::new("/proc/warden-no")));
+        assert!(module.is_ok());
+    }
+}

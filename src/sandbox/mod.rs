@@ -1,0 +1,154 @@
+//! The sandbox: one wasmtime [`Engine`] per process, guest programs compiled once (and cached on
+//! disk), one [`InstancePre`] per guest and a fresh [`Store`] per run.
+//!
+//! Deny by default: a run's WASI context has no preopened directories, no environment, no
+//! arguments beyond the program name and no sockets; clocks and randomness are allowed. Every
+//! run is bounded by fuel, a wall-clock deadline (checked on every epoch tick, so it covers
+//! queueing and host calls too), total linear memory, wasm stack and output bytes. Whatever a
+//! guest does, a run ends in an [`ExecutionResult`]; the next run is unaffected.
+
+mod cache;
+mod limiter;
+mod run;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use wasmtime::error::Context as _;
+use wasmtime::{Config, Engine, InstancePre, OptLevel};
+
+use crate::outcome::ExecutionResult;
+
+pub use run::RunRequest;
+
+/// How often the epoch advances; a deadline or a cancellation is noticed within one tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// A guest program: a pre-initialized wasm32-wasip1 command module speaking the `warden` ABI
+/// (guest-runtimes/ABI.md).
+#[derive(Debug)]
+pub struct GuestProgram {
+    /// Names the guest in the on-disk cache and in errors.
+    pub name: &'static str,
+    pub wasm: &'static [u8],
+}
+
+/// Engine-wide settings, fixed for the life of the process.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    pub wasm_stack_bytes: usize,
+    /// Where precompiled guests are kept; `None` compiles in memory at every start.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl SandboxConfig {
+    /// `$WARDEN_CACHE_DIR`, else the XDG cache directory (`~/.cache/warden`).
+    pub fn default_cache_dir() -> Option<PathBuf> {
+        std::env::var_os("WARDEN_CACHE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| dirs::cache_dir().map(|d| d.join("warden")))
+    }
+}
+
+pub struct Sandbox {
+    engine: Engine,
+    guests: HashMap<&'static str, InstancePre<run::RunState>>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Sandbox {
+    /// Builds the engine and prepares every guest (from the cache when it can).
+    pub fn new(config: &SandboxConfig, programs: &[&GuestProgram]) -> wasmtime::Result<Sandbox> {
+        let engine = Engine::new(&engine_config(config)).context("creating the wasmtime engine")?;
+        let linker = run::linker(&engine)?;
+        let mut guests = HashMap::new();
+        for program in programs {
+            let module = cache::load_or_compile(&engine, program, config.cache_dir.as_deref())
+                .with_context(|| format!("preparing the {} guest", program.name))?;
+            let pre = linker
+                .instantiate_pre(&module)
+                .with_context(|| format!("linking the {} guest", program.name))?;
+            guests.insert(program.name, pre);
+        }
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
+        Ok(Sandbox {
+            engine,
+            guests,
+            ticker_stop,
+        })
+    }
+
+    /// Runs one program to completion in a fresh store. Blocking: call it from a thread that
+    /// may block (e.g. `tokio::task::spawn_blocking`).
+    pub fn run(&self, guest: &GuestProgram, request: RunRequest) -> ExecutionResult {
+        match self.guests.get(guest.name) {
+            Some(pre) => run::execute(&self.engine, pre, request),
+            None => run::internal_failure(format!(
+                "the {} guest is not loaded in this sandbox",
+                guest.name
+            )),
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn engine_config(config: &SandboxConfig) -> Config {
+    let mut c = Config::new();
+    c.consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(config.wasm_stack_bytes)
+        .cranelift_opt_level(OptLevel::Speed)
+        // Guests are single-threaded; no shared memories or threads in the sandbox.
+        .wasm_threads(false);
+    c
+}
+
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> wasmtime::Result<()> {
+    std::thread::Builder::new()
+        .name("warden-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .context("starting the epoch ticker thread")?;
+    Ok(())
+}
+
+/// A run's cancellation flag, shared with whoever may cancel it.
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag(Arc<AtomicBool>);
+
+impl CancelFlag {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Per-run limits, derived from the policy's `[limits]` and the call.
+#[derive(Debug, Clone)]
+pub struct RunLimits {
+    pub fuel: u64,
+    pub memory_bytes: u64,
+    pub stdout_bytes: usize,
+    pub stderr_bytes: usize,
+    pub max_result_bytes: usize,
+    /// The run must have ended by then (the call's arrival + its timeout).
+    pub deadline: Instant,
+}
