@@ -121,7 +121,7 @@ async fn text_encoding_globals_work() {
     let r = js("const b = new TextEncoder().encode('héllo €😀');\n\
                 [Array.from(b).length, new TextDecoder().decode(b), new TextDecoder().decode(new Uint8Array([0xff]))]")
         .await;
-    assert_eq!(ok(&r), &json!([13, "héllo €😀", "\u{fffd}"]));
+    assert_eq!(ok(&r), &json!([14, "héllo €😀", "\u{fffd}"]));
     let r = js("new TextDecoder('utf-8', {fatal: true}).decode(new Uint8Array([0xc3]))").await;
     assert_eq!(r.error.unwrap().kind, "TypeError");
 }
@@ -168,11 +168,8 @@ async fn url_globals_follow_whatwg() {
         &json!("http://h:8080/q%20r")
     );
     assert_eq!(
-        ok(&js(
-            "new URL('http://xn--nxasmq6b.com/').hostname === new URL('http://βόλος.com/').hostname"
-        )
-        .await),
-        &json!(true)
+        ok(&js("new URL('http://Bücher.example/').hostname").await),
+        &json!("xn--bcher-kva.example")
     );
 }
 
@@ -314,7 +311,7 @@ async fn infinite_loop_ends_by_fuel_or_deadline() {
 async fn memory_bombs_end_out_of_memory() {
     for bomb in [
         "const a = []; while (true) a.push(new Array(100000).fill(1));",
-        "let s = 'x'; while (true) s = s + s;",
+        "const parts = []; for (let i = 0; ; i++) parts.push('x'.repeat(1 << 20) + i);",
         "const bufs = []; while (true) bufs.push(new ArrayBuffer(1 << 20));",
     ] {
         let r = js(bomb).await;
@@ -365,7 +362,7 @@ async fn oversize_result_is_an_error() {
 #[tokio::test]
 async fn the_sandbox_has_no_files_environment_or_network() {
     let r = js("[typeof require, typeof process, typeof Deno, typeof fetch, typeof XMLHttpRequest, typeof WebSocket, typeof std, typeof os, typeof scriptArgs]").await;
-    assert_eq!(ok(&r), &json!(["undefined"; 9]));
+    assert_eq!(ok(&r), &json!(vec!["undefined"; 9]));
     let r = js("await import('fs')").await;
     assert_eq!(r.status.as_str(), "error", "{r:?}");
     let r = js("await import('os')").await;

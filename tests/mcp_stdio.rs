@@ -160,7 +160,7 @@ async fn errors_limits_and_recovery_through_mcp() {
                 assert_eq!(s["truncated"]["stdout"], true);
                 assert_eq!(s["stdout"].as_str().unwrap().len(), 1024 * 1024);
             }
-            c if c.starts_with("[typeof") => assert_eq!(s["result"], json!(["undefined"; 4])),
+            c if c.starts_with("[typeof") => assert_eq!(s["result"], json!(vec!["undefined"; 4])),
             _ => {}
         }
         // After every failure, the next run works.

@@ -5,7 +5,8 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Wall-clock limit when the call gives no `timeout_ms` (queueing time included).
+    /// Wall-clock limit when the call gives no `timeout_ms` (queueing time included); like a
+    /// requested one, it is clamped to `max_timeout_ms`.
     pub default_timeout_ms: u64,
     /// `timeout_ms` is clamped to this.
     pub max_timeout_ms: u64,
@@ -60,12 +61,6 @@ impl Limits {
                 return Err(format!("limits.{name} must be greater than 0"));
             }
         }
-        if self.default_timeout_ms > self.max_timeout_ms {
-            return Err(format!(
-                "limits.default_timeout_ms ({}) exceeds limits.max_timeout_ms ({})",
-                self.default_timeout_ms, self.max_timeout_ms
-            ));
-        }
         // The sandbox's memory is 32-bit: more than 4 GiB cannot be used anyway.
         if self.memory_bytes > 4 * 1024 * 1024 * 1024 {
             return Err("limits.memory_bytes may not exceed 4 GiB".to_string());
@@ -108,6 +103,8 @@ mod tests {
         assert_eq!(l.timeout_ms(Some(100)), 100);
         assert_eq!(l.timeout_ms(Some(10_000_000)), 30_000);
         assert_eq!(l.timeout_ms(Some(0)), 1);
+        let short = Limits { max_timeout_ms: 2000, ..Limits::default() };
+        assert_eq!(short.timeout_ms(None), 2000, "the default is clamped to the maximum");
     }
 
     #[test]

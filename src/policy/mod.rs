@@ -145,13 +145,9 @@ mod tests {
     }
 
     #[test]
-    fn inconsistent_limits_are_an_error() {
-        let e = Policy::parse(
-            "[limits]\ndefault_timeout_ms = 5000\nmax_timeout_ms = 100\n",
-            "p",
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("default_timeout_ms"), "{e}");
+    fn invalid_limits_are_an_error() {
+        let e = Policy::parse("[limits]\nmemory_bytes = 0\n", "p").unwrap_err();
+        assert!(e.to_string().contains("limits.memory_bytes"), "{e}");
     }
 
     #[test]

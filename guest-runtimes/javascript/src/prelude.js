@@ -47,7 +47,7 @@
       case 'function': {
         const src = Function.prototype.toString.call(v);
         if (/^class\b/.test(src)) return '[class ' + (v.name || '(anonymous)') + ']';
-        return '[Function: ' + (v.name || '(anonymous)') + ']';
+        return '[Function' + (v.name ? ': ' + v.name : ' (anonymous)') + ']';
       }
     }
     if (v === null) return 'null';
