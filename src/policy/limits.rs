@@ -103,8 +103,15 @@ mod tests {
         assert_eq!(l.timeout_ms(Some(100)), 100);
         assert_eq!(l.timeout_ms(Some(10_000_000)), 30_000);
         assert_eq!(l.timeout_ms(Some(0)), 1);
-        let short = Limits { max_timeout_ms: 2000, ..Limits::default() };
-        assert_eq!(short.timeout_ms(None), 2000, "the default is clamped to the maximum");
+        let short = Limits {
+            max_timeout_ms: 2000,
+            ..Limits::default()
+        };
+        assert_eq!(
+            short.timeout_ms(None),
+            2000,
+            "the default is clamped to the maximum"
+        );
     }
 
     #[test]

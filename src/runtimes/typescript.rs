@@ -168,7 +168,7 @@ fn syntax_error(code: &str, diagnostic: &OxcDiagnostic) -> ErrorInfo {
         .first()
         .map(|l| l.offset())
         .unwrap_or_default();
-    let mut e = position_error(code, offset as u32, &diagnostic.message);
+    let mut e = position_error(code, offset, &diagnostic.message);
     if let Some(help) = &diagnostic.help {
         e.message.push_str(&format!(" ({help})"));
     }
