@@ -27,6 +27,8 @@ fn request(code: &str) -> RunRequest {
 fn runs(c: &mut Criterion) {
     let config = SandboxConfig {
         wasm_stack_bytes: 1 << 20,
+        max_memory_bytes: 128 << 20,
+        max_concurrent_runs: 1,
         cache_dir: SandboxConfig::default_cache_dir(),
     };
     let sandbox = Sandbox::new(&config, &[&JAVASCRIPT_GUEST]).expect("sandbox");

@@ -39,6 +39,8 @@ impl Executor {
         let runtimes = Runtimes::builtin();
         let config = SandboxConfig {
             wasm_stack_bytes: usize::try_from(policy.limits.wasm_stack_bytes)?,
+            max_memory_bytes: usize::try_from(policy.limits.memory_bytes)?,
+            max_concurrent_runs: policy.limits.concurrency(),
             cache_dir,
         };
         let sandbox = Sandbox::new(&config, &runtimes.guests())?;

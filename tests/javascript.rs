@@ -397,3 +397,39 @@ async fn globals_do_not_leak_between_runs() {
         &json!(["undefined", null])
     );
 }
+
+#[tokio::test]
+async fn queueing_counts_against_the_deadline() {
+    let e = std::sync::Arc::new(executor_with(
+        "[limits]\nfuel = 1000000000000\nmax_concurrent_runs = 1\n",
+    ));
+    let busy = {
+        let e = e.clone();
+        tokio::spawn(async move {
+            let args = e
+                .parse_args(
+                    json!({"language": "javascript", "code": "while(true){}", "timeout_ms": 1500})
+                        .as_object(),
+                )
+                .unwrap();
+            e.execute(args, tokio_util::sync::CancellationToken::new())
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let args = e
+        .parse_args(json!({"language": "javascript", "code": "1", "timeout_ms": 300}).as_object())
+        .unwrap();
+    let queued = e
+        .execute(args, tokio_util::sync::CancellationToken::new())
+        .await;
+    assert_eq!(queued.status.as_str(), "timeout", "{queued:?}");
+    assert!(
+        queued
+            .error
+            .unwrap()
+            .message
+            .contains("waiting for a free sandbox")
+    );
+    assert_eq!(busy.await.unwrap().status.as_str(), "timeout");
+}

@@ -50,8 +50,17 @@ struct Engine {
     internals: Persistent<Object<'static>>,
 }
 
+/// The engine lives in a plain static, never dropped: a `thread_local!` would register a
+/// destructor (in the Wizer snapshot) that frees the whole QuickJS heap at the end of every run,
+/// touching every page of it for nothing, since the instance is thrown away anyway.
+struct EngineSlot(RefCell<Option<Engine>>);
+
+// SAFETY: wasm32-wasip1 has a single thread; the slot is never shared across threads.
+unsafe impl Sync for EngineSlot {}
+
+static ENGINE: EngineSlot = EngineSlot(RefCell::new(None));
+
 thread_local! {
-    static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
     static RNG_STATE: Cell<u64> = const { Cell::new(0x9E37_79B9_7F4A_7C15) };
 }
 
@@ -205,11 +214,9 @@ fn build_engine() -> Result<Engine, String> {
 /// Wizer entry point: everything a run needs that does not depend on the run.
 #[unsafe(export_name = "wizer-initialize")]
 pub extern "C" fn wizer_initialize() {
-    ENGINE.with(|slot| {
-        if let Ok(engine) = build_engine() {
-            *slot.borrow_mut() = Some(engine);
-        }
-    });
+    if let Ok(engine) = build_engine() {
+        *ENGINE.0.borrow_mut() = Some(engine);
+    }
 }
 
 /// An outcome for failures of the guest itself (not of the user's program).
@@ -341,21 +348,20 @@ fn main() {
     let input_json = read_request(FIELD_INPUT);
     let filename = String::from_utf8_lossy(&read_request(FIELD_FILENAME)).into_owned();
     RNG_STATE.with(|s| s.set(host_random_u64() | 1));
-    ENGINE.with(|slot| {
-        if slot.borrow().is_none() {
-            match build_engine() {
-                Ok(engine) => *slot.borrow_mut() = Some(engine),
-                Err(e) => {
-                    report(&internal_error(&e));
-                    return;
-                }
+    let slot = &ENGINE.0;
+    if slot.borrow().is_none() {
+        match build_engine() {
+            Ok(engine) => *slot.borrow_mut() = Some(engine),
+            Err(e) => {
+                report(&internal_error(&e));
+                return;
             }
         }
-        let guard = slot.borrow();
-        let Some(engine) = guard.as_ref() else { return };
-        // The snapshot was taken at another stack depth: re-anchor QuickJS's stack check here.
-        engine.runtime.set_max_stack_size(JS_MAX_STACK_BYTES);
-        let outcome = run_program(engine, code, input_json, filename);
-        report(&outcome);
-    });
+    }
+    let guard = slot.borrow();
+    let Some(engine) = guard.as_ref() else { return };
+    // The snapshot was taken at another stack depth: re-anchor QuickJS's stack check here.
+    engine.runtime.set_max_stack_size(JS_MAX_STACK_BYTES);
+    let outcome = run_program(engine, code, input_json, filename);
+    report(&outcome);
 }

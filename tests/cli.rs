@@ -1,0 +1,122 @@
+//! `warden run`: output, `--json`, stdin, exit codes, policy errors.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn warden(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(args)
+        .arg("--cache-dir")
+        .arg(common::cache_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn runs_a_program_from_stdin_and_prints_output_then_result() {
+    let out = warden(
+        &["run", "--language", "js", "-"],
+        "console.log('hi'); console.error('warn'); ({n: 1})",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hi\n{\"n\":1}\n");
+    assert!(text(&out.stderr).contains("warn"));
+}
+
+#[test]
+fn json_flag_prints_the_structured_result() {
+    let out = warden(
+        &["run", "-l", "ts", "--json", "--input", "{\"x\": 2}", "-"],
+        "const y: number = input.x * 21; y",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["result"], 42);
+    assert!(v["usage"]["fuel"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn non_ok_status_gives_a_non_zero_exit() {
+    let out = warden(&["run", "-l", "javascript", "-"], "throw new Error('nope')");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("status: error") && err.contains("Error: nope"),
+        "{err}"
+    );
+    let out = warden(
+        &["run", "-l", "js", "--timeout-ms", "100", "-"],
+        "while(true){}",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("status: timeout")
+            || text(&out.stderr).contains("status: out_of_fuel")
+    );
+}
+
+#[test]
+fn reads_a_program_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.js");
+    std::fs::write(&path, "[1, 2, 3].length").unwrap();
+    let out = warden(&["run", "-l", "js", path.to_str().unwrap()], "");
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "3\n");
+}
+
+#[test]
+fn policy_limits_apply_and_broken_policies_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[limits]\nmax_code_bytes = 5\n").unwrap();
+    let out = warden(
+        &[
+            "run",
+            "-l",
+            "js",
+            "--json",
+            "--policy",
+            good.to_str().unwrap(),
+            "-",
+        ],
+        "1 + 1 + 1",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "invalid_arguments");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[limits]\nfuel = 'lots'\n").unwrap();
+    let out = warden(
+        &["run", "-l", "js", "--policy", bad.to_str().unwrap(), "-"],
+        "1",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("bad.toml") && err.contains("line 2"), "{err}");
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let out = warden(&["run", "-l", "js", "/nonexistent/prog.js"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("/nonexistent/prog.js"));
+}
