@@ -183,3 +183,40 @@ pub struct RunLimits {
     /// The run must have ended by then (the call's arrival + its timeout).
     pub deadline: Instant,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancel_flag_is_shared_between_clones() {
+        let flag = CancelFlag::new();
+        let other = flag.clone();
+        assert!(!other.is_cancelled());
+        flag.cancel();
+        assert!(other.is_cancelled());
+    }
+
+    #[test]
+    fn pool_scales_with_concurrency_and_memory_cap() {
+        let config = SandboxConfig {
+            wasm_stack_bytes: 1 << 20,
+            max_memory_bytes: 64 << 20,
+            max_concurrent_runs: 3,
+            cache_dir: None,
+        };
+        // An engine with this configuration must build (the pool reserves address space).
+        let engine = Engine::new(&engine_config(&config)).unwrap();
+        let module = wasmtime::Module::new(&engine, b"\0asm\x01\0\0\0").unwrap();
+        assert_eq!(module.imports().len(), 0);
+    }
+
+    #[test]
+    fn cache_dir_honours_the_environment_variable_name() {
+        // Only checks the fallback shape; the variable itself is process-global.
+        if std::env::var_os("WARDEN_CACHE_DIR").is_none() {
+            let dir = SandboxConfig::default_cache_dir().unwrap();
+            assert!(dir.ends_with("warden"), "{}", dir.display());
+        }
+    }
+}
