@@ -41,13 +41,10 @@ struct Common {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the execute_code tool over MCP on stdin/stdout.
+    /// Serve the execute_code tool over MCP on stdin/stdout (one client; logs go to stderr).
     Serve {
         #[command(flatten)]
         common: Common,
-        /// Serve on stdin/stdout (the default and, for now, the only transport).
-        #[arg(long, default_value_t = true)]
-        stdio: bool,
     },
     /// Run one program and print its output; the exit code is 0 only for status "ok".
     Run {
@@ -120,7 +117,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve { common, stdio: _ } => {
+        Command::Serve { common } => {
             let executor = executor(&common)?;
             tracing::info!(languages = ?executor.languages(), "serving MCP on stdio");
             warden::mcp::serve_stdio(executor).await?;
