@@ -69,7 +69,8 @@ impl Executor {
     pub async fn execute(&self, args: ExecuteArgs, cancel: CancellationToken) -> ExecutionResult {
         let arrived = Instant::now();
         let timeout = Duration::from_millis(self.limits.timeout_ms(args.timeout_ms));
-        let deadline = arrived + timeout;
+        // Limits cap timeouts at an hour, so this addition cannot overflow in practice.
+        let deadline = arrived.checked_add(timeout).unwrap_or(arrived);
 
         // Wait for a free slot; the wait counts against the call's deadline.
         let permit = tokio::select! {

@@ -18,6 +18,7 @@ const IMPORTS: &str = r#"
   (import "wasi_snapshot_preview1" "environ_sizes_get" (func $environ_sizes_get (param i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "args_sizes_get" (func $args_sizes_get (param i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "sock_accept" (func $sock_accept (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll_oneoff (param i32 i32 i32 i32) (result i32)))
 "#;
 
 /// A guest whose `_start` body is `body`, with `ok7` = `{"ok":true,"result":7}` at offset 1024.
@@ -253,6 +254,47 @@ fn wasi_offers_no_preopens_environment_arguments_or_sockets() {
     );
     let r = one("wasi-probe", &body);
     assert_eq!(r.status.as_str(), "ok", "{r:#?}");
+}
+
+#[test]
+fn a_guest_cannot_sleep_past_its_deadline() {
+    // One clock subscription (relative, 30 s) at offset 0; poll_oneoff must not block.
+    let body = format!(
+        "(i32.store8 (i32.const 8) (i32.const 0))
+         (i32.store (i32.const 16) (i32.const 1))
+         (i64.store (i32.const 24) (i64.const 30000000000))
+         (if (i32.ne (call $poll_oneoff (i32.const 0) (i32.const 256) (i32.const 1) (i32.const 512))
+                     (i32.const 58))
+           (then unreachable))
+         {REPORT_7}"
+    );
+    let started = Instant::now();
+    let r = run_all(&[(
+        guest("sleeper", &body),
+        request(1_000_000, Duration::from_millis(500)),
+    )])
+    .remove(0);
+    assert_eq!(r.status.as_str(), "ok", "{r:#?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_memory_limit_below_the_guests_own_size_fails_at_start_up() {
+    let config = SandboxConfig {
+        wasm_stack_bytes: 256 * 1024,
+        max_memory_bytes: 64 * 1024,
+        max_concurrent_runs: 1,
+        cache_dir: None,
+    };
+    let e = Sandbox::new(&config, &[guest("two-pages", REPORT_7)])
+        .err()
+        .unwrap();
+    // Either the pool (which sizes slots by the limit) or the limiter refuses it, clearly.
+    let message = format!("{e:#}");
+    assert!(
+        message.contains("too small") || message.contains("exceeds the limit"),
+        "{message}"
+    );
 }
 
 #[test]

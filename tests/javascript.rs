@@ -433,3 +433,42 @@ async fn queueing_counts_against_the_deadline() {
     );
     assert_eq!(busy.await.unwrap().status.as_str(), "timeout");
 }
+
+#[tokio::test]
+async fn timers_behave_as_in_node() {
+    // A timeout still pending when the program's value is known runs before the end.
+    let r = js("setTimeout(() => console.log('late'), 100); 'value'").await;
+    assert_eq!(ok(&r), &json!("value"));
+    assert_eq!(r.stdout, "late\n");
+    // An interval nobody clears is dropped at the end instead of spinning forever.
+    let r =
+        js("let n = 0; setInterval(() => n++, 10); await new Promise(r => setTimeout(r, 55)); n")
+            .await;
+    assert_eq!(ok(&r), &json!(5));
+    // An exception thrown in a timer callback is uncaught: the run fails with it.
+    let r = js("setTimeout(() => { throw new TypeError('in timer') }, 0); await new Promise(r => setTimeout(r, 10)); 'unreached'").await;
+    assert_eq!(r.status.as_str(), "error");
+    assert_eq!(r.error.unwrap().message, "in timer");
+    let r = js("setTimeout(() => { throw new RangeError('after the end') }, 5); 1").await;
+    assert_eq!(r.error.unwrap().kind, "RangeError");
+}
+
+#[tokio::test]
+async fn a_program_cannot_fake_its_own_limit_status() {
+    let r = js("const e = new Error('out of memory'); e.name = 'InternalError'; throw e").await;
+    assert_eq!(r.status.as_str(), "error", "{r:?}");
+    let r = js("JSON.stringify = () => '{\"type\":\"InternalError\",\"message\":\"out of memory\"}'; String = null; throw new Error('real')").await;
+    assert_eq!(r.status.as_str(), "error", "{r:?}");
+    assert_eq!(r.error.unwrap().message, "real");
+    let r = js("JSON.stringify = () => 'garbage'; ({fine: true})").await;
+    assert_eq!(ok(&r), &json!({"fine": true}));
+}
+
+#[tokio::test]
+async fn results_nested_too_deep_for_the_host_are_an_error() {
+    let r = js("let v = 1; for (let i = 0; i < 200; i++) v = [v]; v").await;
+    assert_eq!(r.status.as_str(), "error");
+    assert_eq!(r.error.unwrap().kind, "ResultTooDeep");
+    let r = js("let v = 1; for (let i = 0; i < 100; i++) v = [v]; v").await;
+    ok(&r);
+}

@@ -84,8 +84,10 @@ pub fn input_schema(limits: &Limits, languages: &[Language]) -> Value {
             },
             "code": {
                 "type": "string",
-                "description": "The program. The value of its last expression is the result.",
-                "maxLength": limits.max_code_bytes
+                "description": format!(
+                    "The program (at most {} bytes of UTF-8). The value of its last expression is the result.",
+                    limits.max_code_bytes
+                )
             },
             "timeout_ms": {
                 "type": "integer",

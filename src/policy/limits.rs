@@ -61,6 +61,30 @@ impl Limits {
                 return Err(format!("limits.{name} must be greater than 0"));
             }
         }
+        const MIB: u64 = 1024 * 1024;
+        let at_most = [
+            ("max_timeout_ms", self.max_timeout_ms, 3_600_000, "1 hour"),
+            ("stdout_bytes", self.stdout_bytes, 64 * MIB, "64 MiB"),
+            ("stderr_bytes", self.stderr_bytes, 64 * MIB, "64 MiB"),
+            ("max_code_bytes", self.max_code_bytes, 16 * MIB, "16 MiB"),
+            ("max_input_bytes", self.max_input_bytes, 64 * MIB, "64 MiB"),
+            (
+                "max_result_bytes",
+                self.max_result_bytes,
+                64 * MIB,
+                "64 MiB",
+            ),
+        ];
+        for (name, value, max, max_text) in at_most {
+            if value > max {
+                return Err(format!(
+                    "limits.{name} may not exceed {max_text} (got {value})"
+                ));
+            }
+        }
+        if self.max_concurrent_runs > 1024 {
+            return Err("limits.max_concurrent_runs may not exceed 1024".to_string());
+        }
         // The sandbox's memory is 32-bit: more than 4 GiB cannot be used anyway.
         if self.memory_bytes > 4 * 1024 * 1024 * 1024 {
             return Err("limits.memory_bytes may not exceed 4 GiB".to_string());
@@ -122,6 +146,30 @@ mod tests {
             ..Limits::default()
         };
         assert_eq!(l.concurrency(), 3);
+    }
+
+    #[test]
+    fn absurd_values_are_rejected() {
+        for l in [
+            Limits {
+                max_timeout_ms: 86_400_000,
+                ..Limits::default()
+            },
+            Limits {
+                stdout_bytes: u64::MAX,
+                ..Limits::default()
+            },
+            Limits {
+                max_result_bytes: 1 << 40,
+                ..Limits::default()
+            },
+            Limits {
+                max_concurrent_runs: 100_000,
+                ..Limits::default()
+            },
+        ] {
+            assert!(l.validate().unwrap_err().contains("may not exceed"));
+        }
     }
 
     #[test]

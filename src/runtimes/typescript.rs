@@ -38,9 +38,63 @@ impl Runtime for TypeScript {
 
     fn prepare(&self, code: &str) -> Result<Prepared, ErrorInfo> {
         reject_nul(code)?;
-        strip_types(code)
+        reject_deep_nesting(code)?;
+        // oxc's parser, transformer and code generator recurse once per nesting level, with no
+        // depth limit, and a Rust stack overflow aborts the whole server. Every level of
+        // nesting takes at least one byte of source, and the deepest shapes measured need
+        // under 1.6 KiB of stack per level, so a stack of 4 KiB per source byte cannot
+        // overflow. It is reserved, not committed: only what the recursion touches is used.
+        let stack = code
+            .len()
+            .saturating_mul(STACK_BYTES_PER_SOURCE_BYTE)
+            .clamp(MIN_COMPILER_STACK, MAX_COMPILER_STACK);
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("warden-typescript".into())
+                .stack_size(stack)
+                .spawn_scoped(scope, || strip_types(code))
+                .map_err(|e| {
+                    ErrorInfo::new(
+                        "InternalError",
+                        format!("could not start the TypeScript compiler thread: {e}"),
+                    )
+                })?
+                .join()
+                .map_err(|_| ErrorInfo::new("InternalError", "the TypeScript compiler failed"))?
+        })
     }
 }
+
+/// No real program nests brackets this deep; refusing it up front keeps a hostile one from
+/// costing seconds of CPU and hundreds of MiB of stack in the compiler.
+const MAX_BRACKET_NESTING: usize = 1000;
+
+/// Bracket depth, counted over the raw text (brackets inside strings count too: an
+/// over-estimate is harmless at this limit).
+fn reject_deep_nesting(code: &str) -> Result<(), ErrorInfo> {
+    let mut depth = 0usize;
+    for (offset, byte) in code.bytes().enumerate() {
+        match byte {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_BRACKET_NESTING {
+                    return Err(position_error(
+                        code,
+                        u32::try_from(offset).unwrap_or(u32::MAX),
+                        &format!("brackets nest more than {MAX_BRACKET_NESTING} levels deep"),
+                    ));
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+const STACK_BYTES_PER_SOURCE_BYTE: usize = 4 * 1024;
+const MIN_COMPILER_STACK: usize = 8 * 1024 * 1024;
+const MAX_COMPILER_STACK: usize = 4 * 1024 * 1024 * 1024;
 
 /// Generated-to-original positions (1-based lines and columns), from oxc's source map.
 #[derive(Debug, Clone, Default)]
@@ -58,7 +112,10 @@ impl PositionMap {
             .partition_point(|t| (t.0, t.1) <= key)
             .checked_sub(1)?;
         let t = self.tokens[idx];
-        (t.0 == key.0).then_some((t.2 + 1, t.3 + 1 + (key.1 - t.1)))
+        (t.0 == key.0).then_some((
+            t.2.saturating_add(1),
+            t.3.saturating_add(1).saturating_add(key.1 - t.1),
+        ))
     }
 }
 
@@ -266,6 +323,48 @@ mod tests {
     #[test]
     fn top_level_await_is_kept() {
         assert!(js("const v: number = await Promise.resolve(1);\nv").contains("await"));
+    }
+
+    #[test]
+    fn deep_brackets_are_refused_before_the_compiler_sees_them() {
+        let n = 120_000;
+        for code in [
+            format!("{}1{}", "(".repeat(n), ")".repeat(n)),
+            format!("{}1{}", "[".repeat(n), "]".repeat(n)),
+            format!("{}{}", "{".repeat(n), "}".repeat(n)),
+        ] {
+            let e = TypeScript.prepare(&code).unwrap_err();
+            assert_eq!(e.kind, "SyntaxError");
+            assert!(e.message.contains("more than 1000 levels"), "{}", e.message);
+            assert!(e.message.contains("main.ts:1:1001"), "{}", e.message);
+        }
+        let ok = format!("{}1{}", "(".repeat(999), ")".repeat(999));
+        assert!(TypeScript.prepare(&ok).is_ok());
+    }
+
+    #[test]
+    fn deep_nesting_without_brackets_cannot_overflow_the_servers_stack() {
+        // Each of these nests ~60,000 levels; a 16 MiB stack overflows on some (measured).
+        // The compiler thread's stack grows with the source, so none may abort the process.
+        let n = 60_000;
+        for code in [
+            format!("{}1", "a?b:".repeat(n)),
+            format!("{}1", "()=>".repeat(n)),
+            format!("{}x", "!".repeat(4 * n)),
+            format!("1{}", "+1".repeat(2 * n)),
+            format!("{}1", "if(1)".repeat(n / 2)),
+        ] {
+            let _ = TypeScript.prepare(&code);
+        }
+    }
+
+    #[test]
+    fn a_forged_position_cannot_overflow_the_remapping() {
+        let map = PositionMap {
+            tokens: vec![(0, 0, 0, 0)],
+        };
+        assert_eq!(map.original(1, u32::MAX), Some((1, u32::MAX)));
+        assert_eq!(map.original(0, 5), None);
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //!
 //! An entry's name carries the guest's name and a key over (Warden's version, the engine's
 //! compatibility hash, which covers wasmtime's version and the engine configuration, and the
-//! guest's content hash). Its body is the serialized module followed by a BLAKE3 digest of it:
-//! deserializing native code is `unsafe`, so a torn or tampered file must be caught before
-//! wasmtime sees it. Any problem with an entry is a miss: recompile, rewrite, never crash.
+//! guest's content hash). Its body is the serialized module followed by a BLAKE3 digest of it,
+//! so that a torn or corrupted file is caught before wasmtime deserializes it (which is
+//! `unsafe`: it maps native code). The digest cannot stop someone who can write the directory,
+//! so the directory must belong to this user and be writable by no one else; otherwise the
+//! cache is not used. Any problem with an entry is a miss: recompile, rewrite, never crash.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -25,6 +27,10 @@ pub fn load_or_compile(
     let Some(dir) = cache_dir else {
         return compile(engine, program);
     };
+    if let Err(e) = ensure_private_dir(dir) {
+        tracing::warn!(dir = %dir.display(), "not using the guest cache: {e:#}");
+        return compile(engine, program);
+    }
     let path = entry_path(engine, program, dir);
     match load(engine, &path) {
         Ok(Some(module)) => return Ok(module),
@@ -32,7 +38,7 @@ pub fn load_or_compile(
         Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}"),
     }
     let module = compile(engine, program)?;
-    if let Err(e) = store(&module, dir, &path) {
+    if let Err(e) = store(&module, &path) {
         tracing::warn!(path = %path.display(), "could not write the guest cache: {e:#}");
     }
     Ok(module)
@@ -88,14 +94,57 @@ fn verified_artifact(bytes: &[u8]) -> wasmtime::Result<&[u8]> {
     Ok(artifact)
 }
 
-fn store(module: &Module, dir: &Path, path: &Path) -> wasmtime::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+/// Creates `dir` (mode 0700) if needed and checks that it is ours and not writable by others.
+fn ensure_private_dir(dir: &Path) -> wasmtime::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let meta = std::fs::metadata(dir).with_context(|| format!("inspecting {}", dir.display()))?;
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    if !meta.is_dir() {
+        wasmtime::bail!("it is not a directory");
+    }
+    if meta.uid() != uid {
+        wasmtime::bail!("it belongs to uid {}, not to this user ({uid})", meta.uid());
+    }
+    if meta.mode() & 0o022 != 0 {
+        wasmtime::bail!(
+            "it is writable by group or others (mode {:o})",
+            meta.mode() & 0o777
+        );
+    }
+    Ok(())
+}
+
+fn store(module: &Module, path: &Path) -> wasmtime::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut bytes = module.serialize().context("serializing the module")?;
     let digest = blake3::hash(&bytes);
     bytes.extend_from_slice(digest.as_bytes());
-    // Write then rename, so that a concurrent reader never sees half a file.
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    // A fresh file (never an existing one or a symlink), then a rename, so that a concurrent
+    // reader never sees half a file.
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = path.with_extension(format!("tmp-{}-{nonce}", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    let written = file.write_all(&bytes).and_then(|()| file.sync_all());
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", tmp.display()));
+    }
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())
 }
@@ -188,6 +237,30 @@ mod tests {
         let other = Engine::new(wasmtime::Config::new().consume_fuel(false)).unwrap();
         let b = entry_path(&other, &p, dir);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_directory_others_can_write_is_not_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let engine = engine();
+        let p = program();
+        load_or_compile(&engine, &p, Some(dir.path())).unwrap();
+        assert!(
+            !entry_path(&engine, &p, dir.path()).exists(),
+            "nothing is written there"
+        );
+    }
+
+    #[test]
+    fn a_new_cache_directory_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("a/b");
+        load_or_compile(&engine(), &program(), Some(&cache)).unwrap();
+        let mode = std::fs::metadata(&cache).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
     }
 
     #[test]

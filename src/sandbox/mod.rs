@@ -84,6 +84,9 @@ impl Sandbox {
             let pre = linker
                 .instantiate_pre(&module)
                 .with_context(|| format!("linking the {} guest", program.name))?;
+            let memory_bytes = u64::try_from(config.max_memory_bytes).unwrap_or(u64::MAX);
+            run::check_instantiates(&engine, &pre, memory_bytes)
+                .with_context(|| format!("instantiating the {} guest", program.name))?;
             guests.insert(program.name, pre);
         }
         let ticker_stop = Arc::new(AtomicBool::new(false));

@@ -17,6 +17,9 @@ use crate::outcome::{ErrorInfo, ExecutionResult, Status, Truncated, Usage};
 /// only ever carries a Rust panic message; a little of it is kept to explain a crash.
 const GUEST_DIAGNOSTICS_BYTES: usize = 16 * 1024;
 
+/// WASI preview 1 `errno::notsup`.
+const ERRNO_NOTSUP: u32 = 58;
+
 /// What one run needs from its caller.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
@@ -114,6 +117,17 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<RunState>> {
     let mut linker: Linker<RunState> = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut RunState| &mut s.wasi)
         .context("adding WASI to the linker")?;
+    // WASI's poll_oneoff sleeps on the host thread, where the epoch deadline cannot interrupt
+    // it: a guest could outlive its deadline. No guest needs to sleep, so it is not supported.
+    linker.allow_shadowing(true);
+    linker
+        .func_wrap(
+            "wasi_snapshot_preview1",
+            "poll_oneoff",
+            |_: Caller<'_, RunState>, _: u32, _: u32, _: u32, _: u32| -> u32 { ERRNO_NOTSUP },
+        )
+        .context("replacing poll_oneoff")?;
+    linker.allow_shadowing(false);
     linker
         .func_wrap("warden", "request_len", host_request_len)
         .and_then(|l| l.func_wrap("warden", "request_read", host_request_read))
@@ -188,7 +202,7 @@ fn host_output(
         other => return Err(wasmtime::format_err!("output: unknown stream {other}")),
     };
     // Copy only what fits: a 10 MB print costs 1 MB of host memory, not 10.
-    let keep = range.len().min(sink.room() + 1);
+    let keep = range.len().min(sink.room().saturating_add(1));
     let accepting = sink.push(&data[range.start..range.start + keep]);
     Ok(u32::from(accepting))
 }
@@ -203,6 +217,36 @@ fn host_set_result(mut caller: Caller<'_, RunState>, ptr: u32, len: u32) -> wasm
         Reported::Outcome(data[range].to_vec())
     });
     Ok(())
+}
+
+/// Instantiates `pre` once (without running it) under a `memory_bytes` limit, so that a limit
+/// too small for the guest's own snapshot fails at start-up instead of on every call.
+pub fn check_instantiates(
+    engine: &Engine,
+    pre: &InstancePre<RunState>,
+    memory_bytes: u64,
+) -> wasmtime::Result<()> {
+    let state = RunState {
+        wasi: WasiCtxBuilder::new().build_p1(),
+        limiter: TotalMemoryLimiter::new(memory_bytes),
+        request_fields: Default::default(),
+        stdout: CappedText::new(0),
+        stderr: CappedText::new(0),
+        reported: None,
+        max_result_bytes: 0,
+        deadline: Instant::now(),
+        cancel: CancelFlag::new(),
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.set_fuel(u64::MAX)?;
+    match pre.instantiate(&mut store) {
+        Ok(_) => Ok(()),
+        Err(_) if store.data().limiter.exhausted() => Err(wasmtime::format_err!(
+            "limits.memory_bytes ({memory_bytes}) is too small for the guest to even start"
+        )),
+        Err(e) => Err(e),
+    }
 }
 
 /// A result for a run that could not even start; never a panic.
@@ -368,13 +412,26 @@ fn apply_reported(
         }) => result.result = value,
         Ok(GuestOutcome { error, .. }) => {
             let error = error.unwrap_or_else(|| ErrorInfo::new("Error", "the program failed"));
-            let is_oom = error.kind == "InternalError" && error.message.contains("out of memory");
-            result.status = if is_oom || (memory_exhausted && error.kind == "InternalError") {
+            // Only the host knows whether memory ran out; the guest's word is not enough (a
+            // program can throw an "out of memory" error of its own).
+            let looks_like_oom =
+                error.kind == "InternalError" || error.message.contains("out of memory");
+            result.status = if memory_exhausted && looks_like_oom {
                 Status::OutOfMemory
             } else {
                 Status::Error
             };
             result.error = Some(error);
+        }
+        Err(e)
+            if e.classify() == serde_json::error::Category::Syntax
+                && e.to_string().contains("recursion limit") =>
+        {
+            result.status = Status::Error;
+            result.error = Some(ErrorInfo::new(
+                "ResultTooDeep",
+                "the result nests more than 128 levels deep; flatten it or return it as a string",
+            ));
         }
         Err(e) => {
             result.status = Status::Error;
@@ -423,7 +480,8 @@ fn classify_failure(
             Status::Error,
             ErrorInfo::new(
                 "RangeError",
-                "Maximum call stack size exceeded (the guest's stack ran into its heap)",
+                "Maximum call stack size exceeded (the guest runtime's stack overflowed into its \
+                 heap, or it made another out-of-bounds access)",
             ),
         ),
         Some(trap) => {
@@ -437,6 +495,14 @@ fn classify_failure(
             };
             (Status::Error, ErrorInfo::new("GuestCrash", message))
         }
+        // E.g. instantiation refused because the guest's initial memory exceeds the limit.
+        None if memory_exhausted => (
+            Status::OutOfMemory,
+            ErrorInfo::new(
+                "OutOfMemory",
+                format!("the run exceeded its memory limit: {e:#}"),
+            ),
+        ),
         None => (
             Status::Error,
             ErrorInfo::new("InternalError", format!("the run failed: {e:#}")),

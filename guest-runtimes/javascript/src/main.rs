@@ -267,7 +267,6 @@ enum Settled<'js> {
 
 /// Drives microtasks and (virtual) timers until `promise` settles or nothing is left to run.
 fn settle<'js>(ctx: &Ctx<'js>, internals: &Object<'js>, promise: &Promise<'js>) -> Settled<'js> {
-    let run_timer: Option<Function> = internals.get("runNextTimer").ok();
     loop {
         while ctx.execute_pending_job() {}
         match promise.result::<Value>() {
@@ -275,19 +274,39 @@ fn settle<'js>(ctx: &Ctx<'js>, internals: &Object<'js>, promise: &Promise<'js>) 
             Some(Err(_)) => return Settled::Error(describe_exception(ctx, internals)),
             None => {}
         }
-        let fired = match &run_timer {
-            Some(f) => f.call::<_, bool>(()).unwrap_or_else(|_| {
-                // An exception thrown by a timer callback is reported like Node's uncaught one.
-                let _ = ctx.catch();
-                true
-            }),
-            None => false,
-        };
-        if !fired {
-            return Settled::Error(
-                r#"{"type":"Error","message":"top-level await never settled: the program is waiting for a promise that nothing will resolve"}"#
-                    .to_string(),
-            );
+        match fire_next_timer(ctx, internals, false) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Settled::Error(
+                    r#"{"type":"Error","message":"top-level await never settled: the program is waiting for a promise that nothing will resolve"}"#
+                        .to_string(),
+                );
+            }
+            Err(e) => return Settled::Error(e),
+        }
+    }
+}
+
+/// Fires the earliest due timer (only one-shot timers when `one_shot_only`). An exception
+/// thrown by its callback ends the run, as an uncaught exception in a Node timer does.
+fn fire_next_timer<'js>(
+    ctx: &Ctx<'js>,
+    internals: &Object<'js>,
+    one_shot_only: bool,
+) -> Result<bool, String> {
+    let fired = internals
+        .get::<_, Function>("runNextTimer")
+        .and_then(|f| f.call::<_, bool>((one_shot_only,)));
+    fired.map_err(|_| describe_exception(ctx, internals))
+}
+
+/// After the program's value is known, pending `setTimeout`s still run (Node would run them
+/// before exiting); intervals still active are dropped, since nothing would ever stop them.
+fn drain_timers<'js>(ctx: &Ctx<'js>, internals: &Object<'js>) -> Result<(), String> {
+    loop {
+        while ctx.execute_pending_job() {}
+        if !fire_next_timer(ctx, internals, true)? {
+            return Ok(());
         }
     }
 }
@@ -333,6 +352,9 @@ fn run_program(engine: &Engine, code: Vec<u8>, input_json: Vec<u8>, filename: St
             },
             None => completion,
         };
+        if let Err(e) = drain_timers(&ctx, &internals) {
+            return format!(r#"{{"ok":false,"error":{e}}}"#);
+        }
         let serialized = internals
             .get::<_, Function>("serializeResult")
             .and_then(|f| f.call::<_, String>((value,)));

@@ -7,6 +7,11 @@
 // internals, so neither is reachable from user code.
 (function (natives) {
   'use strict';
+  // Captured now, so that a program replacing these globals cannot change how its own outcome
+  // is reported (the host does not trust the report for limits anyway).
+  const jsonStringify = JSON.stringify;
+  const jsonParse = JSON.parse;
+  const StringOf = String;
   const print = natives.print;
   const defineGlobal = (name, value) =>
     Object.defineProperty(globalThis, name, { value, writable: true, configurable: true, enumerable: false });
@@ -502,13 +507,15 @@
   defineGlobal('clearInterval', clearTimer);
   defineGlobal('clearImmediate', clearTimer);
   defineGlobal('queueMicrotask', (fn) => { Promise.resolve().then(fn); });
-  function runNextTimer() {
-    if (timerQueue.length === 0) return false;
-    let best = 0;
-    for (let i = 1; i < timerQueue.length; i++) {
-      const t = timerQueue[i], b = timerQueue[best];
-      if (t.due < b.due || (t.due === b.due && t.seq < b.seq)) best = i;
+  function runNextTimer(oneShotOnly) {
+    let best = -1;
+    for (let i = 0; i < timerQueue.length; i++) {
+      const t = timerQueue[i];
+      if (oneShotOnly && t.repeat) continue;
+      const b = timerQueue[best];
+      if (best < 0 || t.due < b.due || (t.due === b.due && t.seq < b.seq)) best = i;
     }
+    if (best < 0) return false;
     const t = timerQueue[best];
     virtualNow = t.due;
     if (t.repeat) { t.due = virtualNow + Math.max(1, t.delay); t.seq = nextTimerId++; }
@@ -521,19 +528,23 @@
 
   // ---------------------------------------------------------------- internals for the Rust side
   function describeError(e) {
-    let type, message, traceback;
-    if (e instanceof Error || (typeof e === 'object' && e !== null && 'message' in e && 'name' in e)) {
-      type = String(e.name || 'Error');
-      message = String(e.message);
-      traceback = typeof e.stack === 'string' && e.stack ? e.stack.replace(/\n$/, '') : null;
-    } else {
+    let type = 'Error', message, traceback = null;
+    try {
+      if (typeof e === 'object' && e !== null && 'message' in e) {
+        type = StringOf(e.name || 'Error');
+        message = StringOf(e.message);
+        const stack = e.stack;
+        if (typeof stack === 'string' && stack) traceback = stack.endsWith('\n') ? stack.slice(0, -1) : stack;
+      } else {
+        message = 'Uncaught ' + formatValue(e, 0, [], 0, true);
+      }
+    } catch (inner) {
       type = 'Error';
-      message = 'Uncaught ' + formatValue(e, 0, [], 0, true);
-      traceback = null;
+      message = 'an exception was thrown, and describing it threw again';
     }
     const out = { type, message };
     if (traceback) out.traceback = traceback;
-    return JSON.stringify(out);
+    return jsonStringify(out);
   }
   function jsonReplacer(key, value) {
     if (typeof value === 'bigint') return value.toString();
@@ -545,16 +556,16 @@
   function serializeResult(value) {
     if (value === undefined) return 'null';
     try {
-      const json = JSON.stringify(value, jsonReplacer);
+      const json = jsonStringify(value, jsonReplacer);
       return json === undefined ? 'null' : json;
     } catch (e) {
       // Not JSON-encodable (e.g. circular): return Node's rendering of it, and say so.
       emit(2, '[warden] the result is not JSON-serializable (' + e.message + '); returning its inspect() text instead');
-      return JSON.stringify(inspect(value));
+      return jsonStringify(inspect(value));
     }
   }
   function beginRun(inputJson) {
-    defineGlobal('input', inputJson ? JSON.parse(inputJson) : null);
+    defineGlobal('input', inputJson ? jsonParse(inputJson) : null);
   }
   return { beginRun, describeError, serializeResult, runNextTimer };
 })
