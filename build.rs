@@ -4,6 +4,10 @@
 //! The JavaScript guest is a separate cargo workspace compiled for wasm32-wasip1 with clang for
 //! QuickJS's C (Debian: clang-19, lld-19, libclang-rt-19-dev-wasm32, wasi-libc; `make setup`
 //! installs them). Its target directory sits beside this build's so that it stays warm.
+//!
+//! The Python guest is a componentize-py app (guest-runtimes/python) for the world in
+//! guest-runtimes/wit; componentize-py (pinned, installed into `.venv` by `make setup`) runs it
+//! at build time and snapshots the initialized interpreter.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,10 +34,21 @@ fn build() -> anyhow_like::Result<()> {
             guest_dir.join(watched).display()
         );
     }
+    // Files, not the directory: componentize-py writes a __pycache__ beside the app.
+    for watched in [
+        "guest-runtimes/python/app.py",
+        "guest-runtimes/wit/warden.wit",
+    ] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            manifest_dir.join(watched).display()
+        );
+    }
     for var in [
         "WARDEN_WASI_CC",
         "WARDEN_WASI_AR",
         "WARDEN_WASI_SYSROOT_INCLUDE",
+        "WARDEN_COMPONENTIZE_PY",
     ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -42,6 +57,40 @@ fn build() -> anyhow_like::Result<()> {
     let wizened = wizen(&raw)?;
     let dest = out_dir.join("javascript.wasm");
     std::fs::write(&dest, &wizened).map_err(|e| format!("writing {}: {e}", dest.display()))?;
+
+    build_python_guest(&manifest_dir, &out_dir.join("python.wasm"))?;
+    Ok(())
+}
+
+fn build_python_guest(manifest_dir: &Path, dest: &Path) -> anyhow_like::Result<()> {
+    let componentize_py = std::env::var_os("WARDEN_COMPONENTIZE_PY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest_dir.join(".venv/bin/componentize-py"));
+    let status = Command::new(&componentize_py)
+        .current_dir(manifest_dir)
+        // Only the app directory is the guest's Python path: nothing from a venv leaks in.
+        .env_remove("VIRTUAL_ENV")
+        .args([
+            "--quiet",
+            "-d",
+            "guest-runtimes/wit",
+            "-w",
+            "guest",
+            "componentize",
+            "app",
+        ])
+        .args(["-p", "guest-runtimes/python", "-o"])
+        .arg(dest)
+        .status()
+        .map_err(|e| {
+            format!(
+                "running {}: {e}; run `make setup` to install componentize-py 0.25.1 into .venv",
+                componentize_py.display()
+            )
+        })?;
+    if !status.success() {
+        return Err(format!("componentize-py failed to build the Python guest ({status})").into());
+    }
     Ok(())
 }
 

@@ -29,11 +29,13 @@ fi
 rustup toolchain install >/dev/null
 rustup target add wasm32-wasip1 >/dev/null
 
-# The Python MCP SDK drives the real binary in the integration tests.
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import mcp, pytest' 2>/dev/null; then
-  echo "setup: creating .venv with the Python MCP SDK"
+# .venv holds componentize-py (builds the Python guest) and the Python MCP SDK (drives the
+# real binary in the integration tests).
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import mcp, pytest' 2>/dev/null \
+   || [ "$(.venv/bin/componentize-py --version 2>/dev/null)" != "componentize-py 0.25.1" ]; then
+  echo "setup: creating .venv with componentize-py and the Python MCP SDK"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --upgrade pip
-  .venv/bin/pip install --quiet -r tests/python/requirements.txt
+  .venv/bin/pip install --quiet -r guest-runtimes/python/requirements.txt -r tests/python/requirements.txt
 fi
 echo "setup: ok"

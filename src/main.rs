@@ -72,6 +72,8 @@ enum CliLanguage {
     Javascript,
     #[value(alias = "ts")]
     Typescript,
+    #[value(alias = "py")]
+    Python,
 }
 
 impl From<CliLanguage> for Language {
@@ -79,6 +81,7 @@ impl From<CliLanguage> for Language {
         match l {
             CliLanguage::Javascript => Language::Javascript,
             CliLanguage::Typescript => Language::Typescript,
+            CliLanguage::Python => Language::Python,
         }
     }
 }

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use warden::outcome::ExecutionResult;
 use warden::runtimes::JAVASCRIPT_GUEST;
-use warden::sandbox::{CancelFlag, GuestProgram, RunLimits, RunRequest, Sandbox, SandboxConfig};
+use warden::sandbox::{
+    CancelFlag, GuestForm, GuestProgram, RunLimits, RunRequest, Sandbox, SandboxConfig,
+};
 
 const IMPORTS: &str = r#"
   (import "warden" "request_len" (func $request_len (param i32) (result i32)))
@@ -35,6 +37,7 @@ fn guest(name: &'static str, body: &str) -> &'static GuestProgram {
     let wasm = wat::parse_str(&wat).unwrap_or_else(|e| panic!("{name}: {e}"));
     Box::leak(Box::new(GuestProgram {
         name,
+        form: GuestForm::CoreModule,
         wasm: Box::leak(wasm.into_boxed_slice()),
     }))
 }

@@ -180,7 +180,6 @@ async fn malformed_arguments_are_tool_results_not_protocol_errors() {
             json!({"language": "cobol", "code": "1"}),
             "unknown language",
         ),
-        (json!({"language": "python", "code": "1"}), "not available"),
         (
             json!({"language": "javascript", "code": 12}),
             "must be a string",

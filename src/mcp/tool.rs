@@ -43,26 +43,38 @@ fn names(languages: &[Language]) -> Vec<&'static str> {
 
 pub fn description(limits: &Limits, languages: &[Language]) -> String {
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    format!(
-        "Run a {langs} program in a fresh, isolated WebAssembly sandbox and return its output.\n\
-         \n\
-         Languages: {langs}. TypeScript types are stripped before running. The value of the \
-         last expression is returned as `result` (promises are awaited; top-level await works). \
-         `console.log` goes to stdout, `console.warn`/`console.error` to stderr. The optional \
-         `input` argument is available to the code as the global `input`.\n\
-         \n\
-         Available: standard JavaScript (ES2023), console, TextEncoder/TextDecoder, URL, \
-         URLSearchParams, atob/btoa, structuredClone, setTimeout (timers fire in order without \
-         real waiting), crypto.getRandomValues/randomUUID. Not available: filesystem, \
-         environment variables, network, modules/imports, npm packages.\n\
-         \n\
-         Limits per call: {timeout} ms wall clock by default (up to {max_timeout} ms via \
+    let mut text = format!(
+        "Run a program in a fresh, isolated WebAssembly sandbox and return its output.\n\n\
+         Languages: {langs}. The value of the program's last expression is returned as \
+         `result` (JSON). Output to stdout and stderr is captured. The optional `input` \
+         argument is available to the code as the global `input`. There is no filesystem, \
+         no environment, no network, no subprocess and no package installation.\n",
+        langs = names(languages).join(", "),
+    );
+    if languages.contains(&Language::Javascript) || languages.contains(&Language::Typescript) {
+        text.push_str(
+            "\nJavaScript/TypeScript: ES2023 (QuickJS); TypeScript types are stripped before \
+             running. Promises are awaited and top-level await works. `console.log` goes to \
+             stdout, `console.warn`/`console.error` to stderr. Available: TextEncoder/TextDecoder, \
+             URL, URLSearchParams, atob/btoa, structuredClone, setTimeout (timers fire in order \
+             without real waiting), crypto.getRandomValues/randomUUID. No modules or imports.\n",
+        );
+    }
+    if languages.contains(&Language::Python) {
+        text.push_str(&format!(
+            "\nPython: CPython 3.14; runs like a REPL cell (a final expression is the result). \
+             `print` goes to stdout. Importable standard library: {}. Nothing else can be \
+             imported; `time.sleep` returns at once.\n",
+            crate::runtimes::PYTHON_MODULES.join(", ")
+        ));
+    }
+    text.push_str(&format!(
+        "\nLimits per call: {timeout} ms wall clock by default (up to {max_timeout} ms via \
          `timeout_ms`), {fuel} units of CPU fuel, {memory:.0} MiB of memory, {stdout:.1} MiB of \
          stdout and of stderr (the rest is cut and `truncated` says so), {code} KiB of code.\n\
          \n\
          The structured result has `status` ({statuses}), `stdout`, `stderr`, `truncated`, \
          `result`, `error` ({{type, message, traceback}}) and `usage`.",
-        langs = names(languages).join(", "),
         timeout = limits.default_timeout_ms,
         max_timeout = limits.max_timeout_ms,
         fuel = limits.fuel,
@@ -70,7 +82,8 @@ pub fn description(limits: &Limits, languages: &[Language]) -> String {
         stdout = mib(limits.stdout_bytes),
         code = limits.max_code_bytes / 1024,
         statuses = Status::ALL.map(Status::as_str).join(", "),
-    )
+    ));
+    text
 }
 
 pub fn input_schema(limits: &Limits, languages: &[Language]) -> Value {
@@ -167,7 +180,13 @@ mod tests {
         assert!(d.contains("javascript, typescript"), "{d}");
         assert!(d.contains("5000 ms"), "{d}");
         assert!(d.contains("128 MiB"), "{d}");
-        assert!(!d.contains("python"), "{d}");
+        assert!(!d.contains("Python"), "{d}");
+        let with_python = description(
+            &Limits::default(),
+            &[Language::Javascript, Language::Typescript, Language::Python],
+        );
+        assert!(with_python.contains("javascript, typescript, python"));
+        assert!(with_python.contains("dataclasses") && with_python.contains("urllib.parse"));
     }
 
     #[test]

@@ -2,11 +2,12 @@
 
 use super::{Language, Prepared, Runtime};
 use crate::outcome::ErrorInfo;
-use crate::sandbox::GuestProgram;
+use crate::sandbox::{GuestForm, GuestProgram};
 
 /// QuickJS (rquickjs) for wasm32-wasip1, pre-initialized with Wizer by build.rs.
 pub static JAVASCRIPT_GUEST: GuestProgram = GuestProgram {
     name: "javascript",
+    form: GuestForm::CoreModule,
     wasm: include_bytes!(concat!(env!("OUT_DIR"), "/javascript.wasm")),
 };
 

@@ -2,9 +2,11 @@
 //! evaluates; the sandbox then runs it. JavaScript and TypeScript share the QuickJS guest.
 
 mod javascript;
+mod python;
 mod typescript;
 
 pub use javascript::{JAVASCRIPT_GUEST, JavaScript};
+pub use python::{PYTHON_GUEST, PYTHON_MODULES, Python};
 pub use typescript::TypeScript;
 
 use crate::outcome::ErrorInfo;
@@ -69,7 +71,7 @@ pub struct Runtimes {
 impl Runtimes {
     pub fn builtin() -> Runtimes {
         Runtimes {
-            runtimes: vec![Box::new(JavaScript), Box::new(TypeScript)],
+            runtimes: vec![Box::new(JavaScript), Box::new(TypeScript), Box::new(Python)],
         }
     }
 
@@ -148,13 +150,13 @@ mod tests {
     }
 
     #[test]
-    fn builtin_runtimes_share_one_guest() {
+    fn javascript_and_typescript_share_one_guest() {
         let r = Runtimes::builtin();
         assert_eq!(
             r.languages(),
-            vec![Language::Javascript, Language::Typescript]
+            vec![Language::Javascript, Language::Typescript, Language::Python]
         );
-        assert_eq!(r.guests().len(), 1);
-        assert!(r.get(Language::Python).is_none());
+        let guests: Vec<_> = r.guests().iter().map(|g| g.name).collect();
+        assert_eq!(guests, ["javascript", "python"]);
     }
 }

@@ -12,6 +12,7 @@
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
+use wasmtime::component::Component;
 use wasmtime::error::Context as _;
 use wasmtime::{Engine, Module};
 
@@ -19,11 +20,46 @@ use super::GuestProgram;
 
 const DIGEST_LEN: usize = 32;
 
-pub fn load_or_compile(
+/// What can be compiled, serialized and deserialized: core modules and components.
+pub trait Artifact: Sized {
+    fn compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Self>;
+    /// # Safety
+    /// `bytes` must come from `serialize` on an engine with the same configuration.
+    unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self>;
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>>;
+}
+
+impl Artifact for Module {
+    fn compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Self> {
+        Module::new(engine, wasm)
+    }
+    unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
+        // SAFETY: forwarded to the caller.
+        unsafe { Module::deserialize(engine, bytes) }
+    }
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Module::serialize(self)
+    }
+}
+
+impl Artifact for Component {
+    fn compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Self> {
+        Component::new(engine, wasm)
+    }
+    unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
+        // SAFETY: forwarded to the caller.
+        unsafe { Component::deserialize(engine, bytes) }
+    }
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Component::serialize(self)
+    }
+}
+
+pub fn load_or_compile<T: Artifact>(
     engine: &Engine,
     program: &GuestProgram,
     cache_dir: Option<&Path>,
-) -> wasmtime::Result<Module> {
+) -> wasmtime::Result<T> {
     let Some(dir) = cache_dir else {
         return compile(engine, program);
     };
@@ -44,9 +80,9 @@ pub fn load_or_compile(
     Ok(module)
 }
 
-fn compile(engine: &Engine, program: &GuestProgram) -> wasmtime::Result<Module> {
+fn compile<T: Artifact>(engine: &Engine, program: &GuestProgram) -> wasmtime::Result<T> {
     let started = std::time::Instant::now();
-    let module = Module::new(engine, program.wasm)
+    let module = T::compile(engine, program.wasm)
         .with_context(|| format!("compiling the {} guest", program.name))?;
     tracing::info!(
         guest = program.name,
@@ -70,7 +106,7 @@ fn entry_path(engine: &Engine, program: &GuestProgram, dir: &Path) -> PathBuf {
 }
 
 /// `Ok(None)` when there is no entry; `Err` when there is one that cannot be used.
-fn load(engine: &Engine, path: &Path) -> wasmtime::Result<Option<Module>> {
+fn load<T: Artifact>(engine: &Engine, path: &Path) -> wasmtime::Result<Option<T>> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -79,7 +115,7 @@ fn load(engine: &Engine, path: &Path) -> wasmtime::Result<Option<Module>> {
     let artifact = verified_artifact(&bytes)?;
     // SAFETY: the bytes are exactly what `Module::serialize` produced for this engine
     // configuration (checked by the digest above; wasmtime checks version and configuration).
-    let module = unsafe { Module::deserialize(engine, artifact) }.context("deserializing")?;
+    let module = unsafe { T::deserialize(engine, artifact) }.context("deserializing")?;
     Ok(Some(module))
 }
 
@@ -122,7 +158,7 @@ fn ensure_private_dir(dir: &Path) -> wasmtime::Result<()> {
     Ok(())
 }
 
-fn store(module: &Module, path: &Path) -> wasmtime::Result<()> {
+fn store<T: Artifact>(module: &T, path: &Path) -> wasmtime::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt;
     let mut bytes = module.serialize().context("serializing the module")?;
@@ -173,6 +209,7 @@ mod tests {
     fn program() -> GuestProgram {
         GuestProgram {
             name: "empty",
+            form: crate::sandbox::GuestForm::CoreModule,
             wasm: WAT_MODULE,
         }
     }
@@ -188,10 +225,10 @@ mod tests {
         let p = program();
         let path = entry_path(&engine, &p, dir.path());
         assert!(!path.exists());
-        load_or_compile(&engine, &p, Some(dir.path())).unwrap();
+        load_or_compile::<Module>(&engine, &p, Some(dir.path())).unwrap();
         assert!(path.exists(), "the first load writes the entry");
         assert!(
-            load(&engine, &path).unwrap().is_some(),
+            load::<Module>(&engine, &path).unwrap().is_some(),
             "the entry is usable"
         );
     }
@@ -201,16 +238,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let engine = engine();
         let p = program();
-        load_or_compile(&engine, &p, Some(dir.path())).unwrap();
+        load_or_compile::<Module>(&engine, &p, Some(dir.path())).unwrap();
         let path = entry_path(&engine, &p, dir.path());
         let mut bytes = std::fs::read(&path).unwrap();
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
-        assert!(load(&engine, &path).is_err(), "a flipped byte is detected");
-        load_or_compile(&engine, &p, Some(dir.path())).unwrap();
         assert!(
-            load(&engine, &path).unwrap().is_some(),
+            load::<Module>(&engine, &path).is_err(),
+            "a flipped byte is detected"
+        );
+        load_or_compile::<Module>(&engine, &p, Some(dir.path())).unwrap();
+        assert!(
+            load::<Module>(&engine, &path).unwrap().is_some(),
             "the entry was rewritten"
         );
     }
@@ -221,12 +261,12 @@ mod tests {
         let engine = engine();
         let path = dir.path().join("x.cwasm");
         std::fs::write(&path, b"short").unwrap();
-        assert!(load(&engine, &path).is_err());
+        assert!(load::<Module>(&engine, &path).is_err());
         // Right digest, wrong content: wasmtime itself must refuse it.
         let mut bytes = b"not a wasmtime artifact".to_vec();
         bytes.extend_from_slice(blake3::hash(b"not a wasmtime artifact").as_bytes());
         std::fs::write(&path, &bytes).unwrap();
-        assert!(load(&engine, &path).is_err());
+        assert!(load::<Module>(&engine, &path).is_err());
     }
 
     #[test]
@@ -246,7 +286,7 @@ mod tests {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         let engine = engine();
         let p = program();
-        load_or_compile(&engine, &p, Some(dir.path())).unwrap();
+        load_or_compile::<Module>(&engine, &p, Some(dir.path())).unwrap();
         assert!(
             !entry_path(&engine, &p, dir.path()).exists(),
             "nothing is written there"
@@ -258,7 +298,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let cache = dir.path().join("a/b");
-        load_or_compile(&engine(), &program(), Some(&cache)).unwrap();
+        load_or_compile::<Module>(&engine(), &program(), Some(&cache)).unwrap();
         let mode = std::fs::metadata(&cache).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
     }
@@ -266,7 +306,8 @@ mod tests {
     #[test]
     fn unwritable_cache_dir_still_compiles() {
         let engine = engine();
-        let module = load_or_compile(&engine, &program(), Some(Path::new("/proc/warden-no")));
+        let module =
+            load_or_compile::<Module>(&engine, &program(), Some(Path::new("/proc/warden-no")));
         assert!(module.is_ok());
     }
 }

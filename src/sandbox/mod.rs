@@ -1,5 +1,7 @@
 //! The sandbox: one wasmtime [`Engine`] per process, guest programs compiled once (and cached on
-//! disk), one [`InstancePre`] per guest and a fresh [`Store`] per run.
+//! disk), one pre-instantiated guest (`InstancePre`) per guest and a fresh `Store` per run.
+//! Guests come as core modules (JavaScript) or components (Python); what a run shares is in
+//! `run.rs`, the two binding forms in `core_module.rs` and `component.rs`.
 //!
 //! Deny by default: a run's WASI context has no preopened directories, no environment, no
 //! arguments beyond the program name and no sockets; clocks and randomness are allowed. Every
@@ -8,6 +10,8 @@
 //! guest does, a run ends in an [`ExecutionResult`]; the next run is unaffected.
 
 mod cache;
+mod component;
+mod core_module;
 mod limiter;
 mod run;
 
@@ -17,9 +21,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use wasmtime::component::Component;
 use wasmtime::error::Context as _;
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, InstancePre, OptLevel, PoolingAllocationConfig,
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Module, OptLevel,
+    PoolingAllocationConfig,
 };
 
 use crate::outcome::ExecutionResult;
@@ -29,20 +35,37 @@ pub use run::RunRequest;
 /// How often the epoch advances; a deadline or a cancellation is noticed within one tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 
-/// Pool slots (core instances, memories, tables) reserved per concurrent run: one for the
-/// JavaScript guest, headroom for a component's several core instances.
-const SLOTS_PER_RUN: usize = 8;
+/// Pool slots reserved per concurrent run. The JavaScript guest needs one core instance, one
+/// memory and one table; the Python component (componentize-py) a handful of each.
+const CORE_INSTANCES_PER_RUN: usize = 32;
+const MEMORIES_PER_RUN: usize = 8;
+const TABLES_PER_RUN: usize = 32;
 /// Enough for the QuickJS snapshot plus what a typical run dirties.
 const KEEP_RESIDENT_BYTES: usize = 8 * 1024 * 1024;
 const TABLE_KEEP_RESIDENT_BYTES: usize = 64 * 1024;
+/// CPython's function table is large; QuickJS's is small.
+const MAX_TABLE_ELEMENTS: usize = 200_000;
 
-/// A guest program: a pre-initialized wasm32-wasip1 command module speaking the `warden` ABI
-/// (guest-runtimes/ABI.md).
+/// A pre-initialized guest program implementing guest-runtimes/wit/warden.wit.
 #[derive(Debug)]
 pub struct GuestProgram {
     /// Names the guest in the on-disk cache and in errors.
     pub name: &'static str,
+    pub form: GuestForm,
     pub wasm: &'static [u8],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestForm {
+    /// A WASI preview 1 command module with the `warden` imports (guest-runtimes/ABI.md).
+    CoreModule,
+    /// A WASI preview 2 component exporting the `guest` world.
+    Component,
+}
+
+enum PreparedGuest {
+    CoreModule(InstancePre<core_module::CoreState>),
+    Component(component::ComponentPre<component::ComponentState>),
 }
 
 /// Engine-wide settings, fixed for the life of the process.
@@ -68,7 +91,7 @@ impl SandboxConfig {
 
 pub struct Sandbox {
     engine: Engine,
-    guests: HashMap<&'static str, InstancePre<run::RunState>>,
+    guests: HashMap<&'static str, PreparedGuest>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -76,18 +99,44 @@ impl Sandbox {
     /// Builds the engine and prepares every guest (from the cache when it can).
     pub fn new(config: &SandboxConfig, programs: &[&GuestProgram]) -> wasmtime::Result<Sandbox> {
         let engine = Engine::new(&engine_config(config)).context("creating the wasmtime engine")?;
-        let linker = run::linker(&engine)?;
+        let module_linker = core_module::linker(&engine)?;
+        let component_linker = component::linker(&engine)?;
+        // Checked once at start-up: the limits must let every guest instantiate.
+        let check_limits = RunLimits {
+            fuel: u64::MAX,
+            memory_bytes: u64::try_from(config.max_memory_bytes).unwrap_or(u64::MAX),
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            max_result_bytes: 0,
+            deadline: Instant::now() + Duration::from_secs(3600),
+        };
         let mut guests = HashMap::new();
         for program in programs {
-            let module = cache::load_or_compile(&engine, program, config.cache_dir.as_deref())
-                .with_context(|| format!("preparing the {} guest", program.name))?;
-            let pre = linker
-                .instantiate_pre(&module)
-                .with_context(|| format!("linking the {} guest", program.name))?;
-            let memory_bytes = u64::try_from(config.max_memory_bytes).unwrap_or(u64::MAX);
-            run::check_instantiates(&engine, &pre, memory_bytes)
-                .with_context(|| format!("instantiating the {} guest", program.name))?;
-            guests.insert(program.name, pre);
+            let cache_dir = config.cache_dir.as_deref();
+            let prepared = match program.form {
+                GuestForm::CoreModule => {
+                    let module: Module = cache::load_or_compile(&engine, program, cache_dir)
+                        .with_context(|| format!("preparing the {} guest", program.name))?;
+                    let pre = module_linker
+                        .instantiate_pre(&module)
+                        .with_context(|| format!("linking the {} guest", program.name))?;
+                    core_module::check_instantiates(&engine, &pre, &check_limits)
+                        .with_context(|| format!("instantiating the {} guest", program.name))?;
+                    PreparedGuest::CoreModule(pre)
+                }
+                GuestForm::Component => {
+                    let component: Component = cache::load_or_compile(&engine, program, cache_dir)
+                        .with_context(|| format!("preparing the {} guest", program.name))?;
+                    let pre = component_linker
+                        .instantiate_pre(&component)
+                        .and_then(component::ComponentPre::new)
+                        .with_context(|| format!("linking the {} guest", program.name))?;
+                    component::check_instantiates(&engine, &pre, &check_limits)
+                        .with_context(|| format!("instantiating the {} guest", program.name))?;
+                    PreparedGuest::Component(pre)
+                }
+            };
+            guests.insert(program.name, prepared);
         }
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
@@ -102,7 +151,10 @@ impl Sandbox {
     /// may block (e.g. `tokio::task::spawn_blocking`).
     pub fn run(&self, guest: &GuestProgram, request: RunRequest) -> ExecutionResult {
         match self.guests.get(guest.name) {
-            Some(pre) => run::execute(&self.engine, pre, request),
+            Some(PreparedGuest::CoreModule(pre)) => {
+                core_module::execute(&self.engine, pre, request)
+            }
+            Some(PreparedGuest::Component(pre)) => component::execute(&self.engine, pre, request),
             None => run::internal_failure(format!(
                 "the {} guest is not loaded in this sandbox",
                 guest.name
@@ -134,12 +186,19 @@ fn engine_config(config: &SandboxConfig) -> Config {
 /// to the kernel, so the next run does not page-fault its way through the guest's snapshot:
 /// this alone takes an in-process `1+1` from ~215 µs to ~45 µs (docs/benchmarks.md).
 fn pooling_config(config: &SandboxConfig) -> PoolingAllocationConfig {
-    let slots =
-        u32::try_from(config.max_concurrent_runs.max(1) * SLOTS_PER_RUN).unwrap_or(u32::MAX);
+    let runs = config.max_concurrent_runs.max(1);
+    let total = |per_run: usize| u32::try_from(runs * per_run).unwrap_or(u32::MAX);
     let mut pool = PoolingAllocationConfig::default();
-    pool.total_core_instances(slots)
-        .total_memories(slots)
-        .total_tables(slots)
+    pool.total_component_instances(total(1))
+        .total_core_instances(total(CORE_INSTANCES_PER_RUN))
+        .total_memories(total(MEMORIES_PER_RUN))
+        .total_tables(total(TABLES_PER_RUN))
+        .max_core_instances_per_component(u32::try_from(CORE_INSTANCES_PER_RUN).unwrap_or(u32::MAX))
+        .max_memories_per_component(u32::try_from(MEMORIES_PER_RUN).unwrap_or(u32::MAX))
+        .max_tables_per_component(u32::try_from(TABLES_PER_RUN).unwrap_or(u32::MAX))
+        .max_component_instance_size(1 << 20)
+        .max_core_instance_size(1 << 20)
+        .table_elements(MAX_TABLE_ELEMENTS)
         .max_memory_size(config.max_memory_bytes)
         .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
         .table_keep_resident(TABLE_KEEP_RESIDENT_BYTES);

@@ -1,24 +1,16 @@
-//! One run: a fresh store with its limits, the `warden` host imports, and the mapping of every
-//! way a run can end (result, exception, trap, exit, exhausted limit) to an [`ExecutionResult`].
+//! What every run shares, whatever the guest's form (core module or component): the request,
+//! the per-run state with its limits, capped output, the store set-up (fuel, epoch deadline,
+//! cancellation, memory limiter), and the mapping of every way a run can end (result,
+//! exception, trap, exit, exhausted limit) to an [`ExecutionResult`].
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use wasmtime::error::Context as _;
-use wasmtime::{Caller, Engine, Extern, InstancePre, Linker, Memory, Store, Trap, UpdateDeadline};
-use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use super::limiter::TotalMemoryLimiter;
 use super::{CancelFlag, RunLimits};
 use crate::outcome::{ErrorInfo, ExecutionResult, Status, Truncated, Usage};
-
-/// Guest-side stderr (not the program's `console.error`, which goes through `warden.output`)
-/// only ever carries a Rust panic message; a little of it is kept to explain a crash.
-const GUEST_DIAGNOSTICS_BYTES: usize = 16 * 1024;
-
-/// WASI preview 1 `errno::notsup`.
-const ERRNO_NOTSUP: u32 = 58;
 
 /// What one run needs from its caller.
 #[derive(Debug, Clone)]
@@ -27,26 +19,55 @@ pub struct RunRequest {
     pub source: String,
     /// The call's `input`, as JSON text ("null" when absent).
     pub input_json: String,
-    /// The file name the guest reports in tracebacks (`main.js`, `main.ts`).
+    /// The file name the guest reports in tracebacks (`main.js`, `main.ts`, `main.py`).
     pub filename: String,
     pub limits: RunLimits,
     pub cancel: CancelFlag,
 }
 
-/// Store data of one run.
-pub struct RunState {
-    wasi: WasiP1Ctx,
-    limiter: TotalMemoryLimiter,
-    request_fields: [Vec<u8>; 3],
-    stdout: CappedText,
-    stderr: CappedText,
-    reported: Option<Reported>,
-    max_result_bytes: usize,
+/// The part of a run's store data that does not depend on the guest's form.
+pub struct RunCore {
+    pub limiter: TotalMemoryLimiter,
+    pub stdout: SharedText,
+    pub stderr: SharedText,
+    pub reported: Option<Reported>,
+    pub max_result_bytes: usize,
+    /// The exit code a guest announced before exiting (WASI preview 2 cannot carry it).
+    pub exit_code: Option<i32>,
     deadline: Instant,
     cancel: CancelFlag,
 }
 
-enum Reported {
+impl RunCore {
+    pub fn new(limits: &RunLimits, cancel: CancelFlag) -> RunCore {
+        RunCore {
+            limiter: TotalMemoryLimiter::new(limits.memory_bytes),
+            stdout: SharedText::new(limits.stdout_bytes),
+            stderr: SharedText::new(limits.stderr_bytes),
+            reported: None,
+            max_result_bytes: limits.max_result_bytes,
+            exit_code: None,
+            deadline: limits.deadline,
+            cancel,
+        }
+    }
+
+    /// Keeps the guest's outcome, unless it is larger than the limit.
+    pub fn report(&mut self, outcome: &[u8]) {
+        self.reported = Some(if outcome.len() > self.max_result_bytes {
+            Reported::TooLarge(outcome.len())
+        } else {
+            Reported::Outcome(outcome.to_vec())
+        });
+    }
+}
+
+/// Store data that carries a [`RunCore`].
+pub trait HasRunCore: Send + 'static {
+    fn run_core(&mut self) -> &mut RunCore;
+}
+
+pub enum Reported {
     Outcome(Vec<u8>),
     TooLarge(usize),
 }
@@ -58,6 +79,30 @@ enum Interrupted {
     Deadline,
     #[error("the run was cancelled")]
     Cancelled,
+}
+
+/// A store with the run's limits: memory limiter, fuel, and an epoch callback that stops the
+/// guest once the deadline passes or the run is cancelled.
+pub fn limited_store<S: HasRunCore>(
+    engine: &Engine,
+    state: S,
+    fuel: u64,
+) -> wasmtime::Result<Store<S>> {
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.run_core().limiter);
+    store.set_fuel(fuel)?;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut ctx| {
+        let core = ctx.data_mut().run_core();
+        if core.cancel.is_cancelled() {
+            return Err(wasmtime::Error::new(Interrupted::Cancelled));
+        }
+        if Instant::now() >= core.deadline {
+            return Err(wasmtime::Error::new(Interrupted::Deadline));
+        }
+        Ok(UpdateDeadline::Continue(1))
+    });
+    Ok(store)
 }
 
 /// A byte buffer that keeps at most `cap` bytes and remembers that it dropped some.
@@ -113,139 +158,33 @@ fn e_is_cut_at_end(bytes: &[u8], valid: usize) -> bool {
     bytes.len() - valid < 4 && std::str::from_utf8(&bytes[valid..]).is_err()
 }
 
-pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<RunState>> {
-    let mut linker: Linker<RunState> = Linker::new(engine);
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut RunState| &mut s.wasi)
-        .context("adding WASI to the linker")?;
-    // WASI's poll_oneoff sleeps on the host thread, where the epoch deadline cannot interrupt
-    // it: a guest could outlive its deadline. No guest needs to sleep, so it is not supported.
-    linker.allow_shadowing(true);
-    linker
-        .func_wrap(
-            "wasi_snapshot_preview1",
-            "poll_oneoff",
-            |_: Caller<'_, RunState>, _: u32, _: u32, _: u32, _: u32| -> u32 { ERRNO_NOTSUP },
-        )
-        .context("replacing poll_oneoff")?;
-    linker.allow_shadowing(false);
-    linker
-        .func_wrap("warden", "request_len", host_request_len)
-        .and_then(|l| l.func_wrap("warden", "request_read", host_request_read))
-        .and_then(|l| l.func_wrap("warden", "output", host_output))
-        .and_then(|l| l.func_wrap("warden", "set_result", host_set_result))
-        .context("defining the warden host imports")?;
-    Ok(linker)
-}
+/// A [`CappedText`] shared between the store and the WASI output streams that write into it.
+#[derive(Clone)]
+pub struct SharedText(Arc<Mutex<CappedText>>);
 
-fn guest_memory(caller: &mut Caller<'_, RunState>) -> wasmtime::Result<Memory> {
-    match caller.get_export("memory") {
-        Some(Extern::Memory(m)) => Ok(m),
-        _ => Err(wasmtime::format_err!("the guest exports no memory")),
+impl SharedText {
+    pub fn new(cap: usize) -> Self {
+        SharedText(Arc::new(Mutex::new(CappedText::new(cap))))
     }
-}
 
-fn request_field(state: &RunState, field: u32) -> wasmtime::Result<&[u8]> {
-    state
-        .request_fields
-        .get(field as usize)
-        .map(Vec::as_slice)
-        .ok_or_else(|| wasmtime::format_err!("the guest asked for unknown request field {field}"))
-}
-
-fn host_request_len(caller: Caller<'_, RunState>, field: u32) -> wasmtime::Result<u32> {
-    let len = request_field(caller.data(), field)?.len();
-    u32::try_from(len).map_err(|_| wasmtime::format_err!("request field {field} is too large"))
-}
-
-fn host_request_read(
-    mut caller: Caller<'_, RunState>,
-    field: u32,
-    dst: u32,
-) -> wasmtime::Result<()> {
-    let memory = guest_memory(&mut caller)?;
-    let (data, state) = memory.data_and_store_mut(&mut caller);
-    let src = request_field(state, field)?;
-    let start = dst as usize;
-    let target = data
-        .get_mut(start..start.saturating_add(src.len()))
-        .ok_or_else(|| wasmtime::format_err!("request_read: destination out of bounds"))?;
-    target.copy_from_slice(src);
-    Ok(())
-}
-
-fn guest_bytes(
-    data: &[u8],
-    ptr: u32,
-    len: u32,
-    what: &str,
-) -> wasmtime::Result<std::ops::Range<usize>> {
-    let start = ptr as usize;
-    let end = start.saturating_add(len as usize);
-    if end > data.len() {
-        return Err(wasmtime::format_err!("{what}: buffer out of bounds"));
+    /// Appends what fits; returns whether the stream still accepts more.
+    pub fn push(&self, data: &[u8]) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(data)
     }
-    Ok(start..end)
-}
 
-fn host_output(
-    mut caller: Caller<'_, RunState>,
-    stream: u32,
-    ptr: u32,
-    len: u32,
-) -> wasmtime::Result<u32> {
-    let memory = guest_memory(&mut caller)?;
-    let (data, state) = memory.data_and_store_mut(&mut caller);
-    let range = guest_bytes(data, ptr, len, "output")?;
-    let sink = match stream {
-        1 => &mut state.stdout,
-        2 => &mut state.stderr,
-        other => return Err(wasmtime::format_err!("output: unknown stream {other}")),
-    };
-    // Copy only what fits: a 10 MB print costs 1 MB of host memory, not 10.
-    let keep = range.len().min(sink.room().saturating_add(1));
-    let accepting = sink.push(&data[range.start..range.start + keep]);
-    Ok(u32::from(accepting))
-}
+    /// Room left before the cap.
+    pub fn room(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).room()
+    }
 
-fn host_set_result(mut caller: Caller<'_, RunState>, ptr: u32, len: u32) -> wasmtime::Result<()> {
-    let memory = guest_memory(&mut caller)?;
-    let (data, state) = memory.data_and_store_mut(&mut caller);
-    let range = guest_bytes(data, ptr, len, "set_result")?;
-    state.reported = Some(if range.len() > state.max_result_bytes {
-        Reported::TooLarge(range.len())
-    } else {
-        Reported::Outcome(data[range].to_vec())
-    });
-    Ok(())
-}
-
-/// Instantiates `pre` once (without running it) under a `memory_bytes` limit, so that a limit
-/// too small for the guest's own snapshot fails at start-up instead of on every call.
-pub fn check_instantiates(
-    engine: &Engine,
-    pre: &InstancePre<RunState>,
-    memory_bytes: u64,
-) -> wasmtime::Result<()> {
-    let state = RunState {
-        wasi: WasiCtxBuilder::new().build_p1(),
-        limiter: TotalMemoryLimiter::new(memory_bytes),
-        request_fields: Default::default(),
-        stdout: CappedText::new(0),
-        stderr: CappedText::new(0),
-        reported: None,
-        max_result_bytes: 0,
-        deadline: Instant::now(),
-        cancel: CancelFlag::new(),
-    };
-    let mut store = Store::new(engine, state);
-    store.limiter(|s| &mut s.limiter);
-    store.set_fuel(u64::MAX)?;
-    match pre.instantiate(&mut store) {
-        Ok(_) => Ok(()),
-        Err(_) if store.data().limiter.exhausted() => Err(wasmtime::format_err!(
-            "limits.memory_bytes ({memory_bytes}) is too small for the guest to even start"
-        )),
-        Err(e) => Err(e),
+    fn take(&self) -> (String, bool) {
+        let mut text = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let taken = std::mem::replace(&mut *text, CappedText::new(0));
+        let truncated = taken.truncated;
+        (taken.into_string(), truncated)
     }
 }
 
@@ -255,91 +194,38 @@ pub fn internal_failure(message: String) -> ExecutionResult {
     ExecutionResult::without_run(Status::Error, ErrorInfo::new("InternalError", message))
 }
 
-pub fn execute(
-    engine: &Engine,
-    pre: &InstancePre<RunState>,
-    request: RunRequest,
-) -> ExecutionResult {
-    let started = Instant::now();
-    let limits = request.limits.clone();
-    let diagnostics = MemoryOutputPipe::new(GUEST_DIAGNOSTICS_BYTES);
-    // Deny by default: no preopens, no environment, no inherited stdio, no sockets.
-    let wasi = WasiCtxBuilder::new()
-        .arg(&request.filename)
-        .stderr(diagnostics.clone())
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        .build_p1();
-    let state = RunState {
-        wasi,
-        limiter: TotalMemoryLimiter::new(limits.memory_bytes),
-        request_fields: [
-            request.source.into_bytes(),
-            request.input_json.into_bytes(),
-            request.filename.into_bytes(),
-        ],
-        stdout: CappedText::new(limits.stdout_bytes),
-        stderr: CappedText::new(limits.stderr_bytes),
-        reported: None,
-        max_result_bytes: limits.max_result_bytes,
-        deadline: limits.deadline,
-        cancel: request.cancel,
-    };
-    let mut store = Store::new(engine, state);
-    store.limiter(|s| &mut s.limiter);
-    if let Err(e) = store.set_fuel(limits.fuel) {
-        return finish(store, Err(e), &diagnostics, started, limits.fuel);
-    }
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|ctx| {
-        let state = ctx.data();
-        if state.cancel.is_cancelled() {
-            return Err(wasmtime::Error::new(Interrupted::Cancelled));
-        }
-        if Instant::now() >= state.deadline {
-            return Err(wasmtime::Error::new(Interrupted::Deadline));
-        }
-        Ok(UpdateDeadline::Continue(1))
-    });
-
-    let outcome = pre
-        .instantiate(&mut store)
-        .and_then(|instance| instance.get_typed_func::<(), ()>(&mut store, "_start"))
-        .and_then(|start| start.call(&mut store, ()));
-    finish(store, outcome, &diagnostics, started, limits.fuel)
-}
-
-fn finish(
-    mut store: Store<RunState>,
+/// Turns the end of a run into its result. `diagnostics` is what the guest runtime itself
+/// printed (e.g. a panic message), used to explain a crash.
+pub fn finish<S: HasRunCore>(
+    mut store: Store<S>,
     outcome: wasmtime::Result<()>,
-    diagnostics: &MemoryOutputPipe,
+    diagnostics: &str,
     started: Instant,
     fuel_limit: u64,
 ) -> ExecutionResult {
     let fuel_left = store.get_fuel().unwrap_or(0);
-    let state = store.data_mut();
+    let core = store.data_mut().run_core();
     let usage = Usage {
         wall_ms: started.elapsed().as_millis() as u64,
         fuel: fuel_limit.saturating_sub(fuel_left),
-        memory_peak_bytes: state.limiter.peak_bytes(),
+        memory_peak_bytes: core.limiter.peak_bytes(),
         fetches: 0,
     };
-    let memory_exhausted = state.limiter.exhausted();
-    let reported = state.reported.take();
-    let stdout = std::mem::replace(&mut state.stdout, CappedText::new(0));
-    let stderr = std::mem::replace(&mut state.stderr, CappedText::new(0));
+    let memory_exhausted = core.limiter.exhausted();
+    let announced_exit = core.exit_code;
+    let reported = core.reported.take();
+    let (stdout, stdout_truncated) = core.stdout.take();
+    let (stderr, stderr_truncated) = core.stderr.take();
     drop(store);
 
-    let truncated = Truncated {
-        stdout: stdout.truncated,
-        stderr: stderr.truncated,
-    };
     let mut result = ExecutionResult {
         status: Status::Ok,
-        stdout: stdout.into_string(),
-        stderr: stderr.into_string(),
-        truncated,
+        stdout,
+        stderr,
+        truncated: Truncated {
+            stdout: stdout_truncated,
+            stderr: stderr_truncated,
+        },
         result: serde_json::Value::Null,
         error: None,
         usage,
@@ -347,9 +233,10 @@ fn finish(
     };
 
     let exit_code = match &outcome {
-        Ok(()) => 0,
+        Ok(()) => None,
         Err(e) => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
-            Some(exit) => exit.0,
+            Some(exit) if exit.0 != 0 => Some(announced_exit.unwrap_or(exit.0)),
+            Some(_) => Some(0),
             None => {
                 let (status, error) = classify_failure(e, memory_exhausted, diagnostics);
                 result.status = status;
@@ -358,14 +245,18 @@ fn finish(
             }
         },
     };
-    if exit_code == 0 {
-        apply_reported(&mut result, reported, memory_exhausted);
-    } else {
-        result.status = Status::Error;
-        result.error = Some(ErrorInfo::new(
-            "Exit",
-            format!("the program exited with code {exit_code}"),
-        ));
+    match exit_code {
+        None => apply_reported(&mut result, reported, memory_exhausted),
+        // An explicit successful exit is a successful run, with whatever result it reported.
+        Some(0) if reported.is_none() => {}
+        Some(0) => apply_reported(&mut result, reported, memory_exhausted),
+        Some(exit_code) => {
+            result.status = Status::Error;
+            result.error = Some(ErrorInfo::new(
+                "Exit",
+                format!("the program exited with code {exit_code}"),
+            ));
+        }
     }
     result
 }
@@ -414,8 +305,9 @@ fn apply_reported(
             let error = error.unwrap_or_else(|| ErrorInfo::new("Error", "the program failed"));
             // Only the host knows whether memory ran out; the guest's word is not enough (a
             // program can throw an "out of memory" error of its own).
-            let looks_like_oom =
-                error.kind == "InternalError" || error.message.contains("out of memory");
+            let looks_like_oom = error.kind == "InternalError"
+                || error.kind == "MemoryError"
+                || error.message.contains("out of memory");
             result.status = if memory_exhausted && looks_like_oom {
                 Status::OutOfMemory
             } else {
@@ -446,7 +338,7 @@ fn apply_reported(
 fn classify_failure(
     e: &wasmtime::Error,
     memory_exhausted: bool,
-    diagnostics: &MemoryOutputPipe,
+    diagnostics: &str,
 ) -> (Status, ErrorInfo) {
     if let Some(i) = e.downcast_ref::<Interrupted>() {
         return match i {
@@ -485,9 +377,7 @@ fn classify_failure(
             ),
         ),
         Some(trap) => {
-            let detail = String::from_utf8_lossy(&diagnostics.contents())
-                .trim()
-                .to_string();
+            let detail = diagnostics.trim();
             let message = if detail.is_empty() {
                 format!("the guest runtime crashed: {trap}")
             } else {

@@ -1,0 +1,181 @@
+"""Warden's Python guest: CPython (componentize-py) implementing guest-runtimes/wit/warden.wit.
+
+componentize-py runs this module at build time and snapshots the interpreter, so everything
+imported here is ready (and importable) in every run; nothing else from the standard library
+is. A run gets fresh globals, runs the code like a REPL cell (the value of a final expression
+statement is the result), and reports the outcome as JSON. Limits are enforced by the host.
+"""
+
+import ast
+import builtins
+import json
+import sys
+import traceback
+
+# The curated standard library (pure Python, or built into the interpreter). Keep the README's
+# list in step with this one.
+import abc, array, base64, binascii, bisect, calendar, cmath, codecs, collections  # noqa: E401,F401
+import collections.abc, colorsys, contextlib, copy, csv, dataclasses, datetime  # noqa: E401,F401
+import decimal, difflib, enum, fnmatch, fractions, functools, graphlib, gzip, hashlib  # noqa: E401,F401
+import heapq, hmac, html, html.parser, io, ipaddress, itertools, keyword, math  # noqa: E401,F401
+import numbers, operator, os, pprint, random, re, reprlib, secrets, shlex, statistics  # noqa: E401,F401
+import string, struct, textwrap, time, tomllib, types, typing, unicodedata, uuid  # noqa: E401,F401
+import urllib.parse, warnings, weakref, xml.etree.ElementTree, zlib  # noqa: E401,F401
+
+import wit_world
+
+AVAILABLE = sorted(
+    """abc array ast base64 binascii bisect builtins calendar cmath codecs collections
+    collections.abc colorsys contextlib copy csv dataclasses datetime decimal difflib enum
+    fnmatch fractions functools graphlib gzip hashlib heapq hmac html html.parser io ipaddress
+    itertools json keyword math numbers operator os pprint random re reprlib secrets shlex
+    statistics string struct sys textwrap time tomllib traceback types typing unicodedata uuid
+    urllib.parse warnings weakref xml.etree.ElementTree zlib""".split()
+)
+
+# Reachable from somewhere in the snapshot, but never usable in the sandbox: importing them says
+# so, even where a module above pulled them into sys.modules.
+BLOCKED = frozenset(
+    """socket ssl select selectors subprocess multiprocessing threading _thread asyncio ctypes
+    _ctypes sqlite3 _sqlite3 mmap signal pty fcntl resource urllib.request http.client
+    http.server ftplib smtplib poplib imaplib telnetlib socketserver webbrowser""".split()
+)
+
+
+class _SandboxImports:
+    """Meta-path finders: one in front refusing BLOCKED modules, one at the end for anything the
+    standard finders did not find, both saying why."""
+
+    def __init__(self, blocked_only):
+        self.blocked_only = blocked_only
+
+    def find_spec(self, name, path=None, target=None):
+        top = name.partition(".")[0]
+        if name in BLOCKED or top in BLOCKED:
+            raise ModuleNotFoundError(
+                f"No module named '{name}': it is not available in the sandbox "
+                "(no processes, threads, sockets or native libraries)",
+                name=name,
+            )
+        if self.blocked_only:
+            return None
+        raise ModuleNotFoundError(
+            f"No module named '{name}': it is not available in the sandbox; only part of the "
+            f"standard library is ({', '.join(AVAILABLE)}), and no packages can be installed",
+            name=name,
+        )
+
+
+for _name in list(sys.modules):
+    if _name in BLOCKED or _name.partition(".")[0] in BLOCKED:
+        del sys.modules[_name]
+sys.meta_path.insert(0, _SandboxImports(blocked_only=True))
+sys.meta_path.append(_SandboxImports(blocked_only=False))
+
+_json_dumps = json.dumps
+_json_loads = json.loads
+_os_exit = os._exit
+
+
+def _exit(code):
+    """os._exit, telling the host the code first (WASI only carries success or failure)."""
+    code = int(code)
+    if code:
+        wit_world.exiting(code)
+    _os_exit(code)
+
+
+os._exit = _exit
+
+
+def _describe(exc, filename):
+    """`{type, message, traceback}` with only the frames of the caller's code."""
+    try:
+        tb = traceback.TracebackException.from_exception(exc)
+        for te in _chain(tb):
+            te.stack = traceback.StackSummary.from_list(
+                [f for f in te.stack if f.filename == filename]
+            )
+        text = "".join(tb.format()).rstrip("\n")
+    except BaseException:  # e.g. MemoryError while formatting: keep what is certain
+        text = None
+    out = {"type": type(exc).__name__, "message": _message(exc)}
+    if text:
+        out["traceback"] = text
+    return out
+
+
+def _message(exc):
+    try:
+        if isinstance(exc, SyntaxError):
+            return f"{exc.msg} ({exc.filename}, line {exc.lineno})"
+        return str(exc)
+    except BaseException:
+        return "(the exception's message could not be formatted)"
+
+
+def _chain(te, seen=None):
+    seen = seen if seen is not None else set()
+    if te is None or id(te) in seen:
+        return []
+    seen.add(id(te))
+    return [te] + _chain(te.__cause__, seen) + _chain(te.__context__, seen)
+
+
+def _flush():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+
+
+def _failure(error):
+    return _json_dumps({"ok": False, "error": error})
+
+
+def _run(source, input_json, filename):
+    namespace = {
+        "__name__": "__main__",
+        "__builtins__": builtins,
+        "input": _json_loads(input_json) if input_json else None,
+    }
+    try:
+        tree = ast.parse(source, filename)
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        exec(compile(tree, filename, "exec"), namespace)
+        value = eval(compile(last, filename, "eval"), namespace) if last is not None else None
+    except SystemExit as e:
+        _flush()
+        code = e.code
+        if code is None or code == 0:
+            return _json_dumps({"ok": True, "result": None})
+        if not isinstance(code, int):
+            print(code, file=sys.stderr)
+            code = 1
+        return _failure({"type": "SystemExit", "message": f"the program exited with code {code}"})
+    except BaseException as e:
+        _flush()
+        return _failure(_describe(e, filename))
+    _flush()
+    try:
+        encoded = _json_dumps(value, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as e:
+        print(
+            f"[warden] the result is not JSON-serializable ({type(e).__name__}: {e}); "
+            "returning its repr() instead",
+            file=sys.stderr,
+        )
+        _flush()
+        encoded = _json_dumps(repr(value), ensure_ascii=False)
+    return '{"ok":true,"result":' + encoded + "}"
+
+
+class WitWorld(wit_world.WitWorld):
+    def run(self, source: str, input_json: str, filename: str) -> str:
+        try:
+            return _run(source, input_json, filename)
+        except BaseException as e:  # a failure of the guest itself, e.g. MemoryError here
+            return _failure({"type": type(e).__name__, "message": "the Python guest failed: " + _message(e)})

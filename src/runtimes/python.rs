@@ -1,0 +1,131 @@
+//! Python: CPython 3.14 built for WASI by componentize-py, with a curated standard library
+//! pre-imported into its snapshot (guest-runtimes/python/app.py). The source goes to the guest
+//! as it is; parsing, REPL-style results and tracebacks happen inside it.
+
+use super::{Language, Prepared, Runtime};
+use crate::outcome::ErrorInfo;
+use crate::sandbox::{GuestForm, GuestProgram};
+
+/// The componentize-py component, built by build.rs.
+pub static PYTHON_GUEST: GuestProgram = GuestProgram {
+    name: "python",
+    form: GuestForm::Component,
+    wasm: include_bytes!(concat!(env!("OUT_DIR"), "/python.wasm")),
+};
+
+/// The standard-library modules a Python program may import: those pre-imported by
+/// guest-runtimes/python/app.py (its `AVAILABLE` list; a test checks they agree).
+pub const PYTHON_MODULES: &[&str] = &[
+    "abc",
+    "array",
+    "ast",
+    "base64",
+    "binascii",
+    "bisect",
+    "builtins",
+    "calendar",
+    "cmath",
+    "codecs",
+    "collections",
+    "collections.abc",
+    "colorsys",
+    "contextlib",
+    "copy",
+    "csv",
+    "dataclasses",
+    "datetime",
+    "decimal",
+    "difflib",
+    "enum",
+    "fnmatch",
+    "fractions",
+    "functools",
+    "graphlib",
+    "gzip",
+    "hashlib",
+    "heapq",
+    "hmac",
+    "html",
+    "html.parser",
+    "io",
+    "ipaddress",
+    "itertools",
+    "json",
+    "keyword",
+    "math",
+    "numbers",
+    "operator",
+    "os",
+    "pprint",
+    "random",
+    "re",
+    "reprlib",
+    "secrets",
+    "shlex",
+    "statistics",
+    "string",
+    "struct",
+    "sys",
+    "textwrap",
+    "time",
+    "tomllib",
+    "traceback",
+    "types",
+    "typing",
+    "unicodedata",
+    "urllib.parse",
+    "uuid",
+    "warnings",
+    "weakref",
+    "xml.etree.ElementTree",
+    "zlib",
+];
+
+pub struct Python;
+
+impl Runtime for Python {
+    fn language(&self) -> Language {
+        Language::Python
+    }
+
+    fn guest(&self) -> &'static GuestProgram {
+        &PYTHON_GUEST
+    }
+
+    fn filename(&self) -> &'static str {
+        "main.py"
+    }
+
+    fn prepare(&self, code: &str) -> Result<Prepared, ErrorInfo> {
+        Ok(Prepared {
+            source: code.to_string(),
+            positions: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_list_matches_the_guest() {
+        let app = include_str!("../../guest-runtimes/python/app.py");
+        let start = app.find("AVAILABLE = sorted(").unwrap();
+        let block = &app[start..start + app[start..].find(")\n").unwrap()];
+        let mut names: Vec<&str> = block
+            .split(|c: char| c.is_whitespace() || c == '"')
+            .filter(|w| !w.is_empty() && !w.contains('(') && !w.contains('=') && *w != "AVAILABLE")
+            .collect();
+        names.sort_unstable();
+        let mut ours = PYTHON_MODULES.to_vec();
+        ours.sort_unstable();
+        assert_eq!(names, ours);
+    }
+
+    #[test]
+    fn guest_is_an_embedded_component() {
+        // A component's preamble: magic, then version 0x0d with layer 1.
+        assert!(PYTHON_GUEST.wasm.starts_with(b"\0asm\x0d\0\x01\0"));
+    }
+}

@@ -1,0 +1,210 @@
+//! Guests in component form (the Python guest, built by componentize-py): the world of
+//! guest-runtimes/wit/warden.wit over WASI preview 2. The program's stdout and stderr are the
+//! guest's WASI stdout and stderr, captured with caps, so `print`, `sys.stdout` and writes
+//! straight to file descriptors 1 and 2 all land in the result.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use wasmtime::Engine;
+use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::error::Context as _;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::run::{HasRunCore, RunCore, RunRequest, SharedText, finish, limited_store};
+use super::{CancelFlag, RunLimits};
+use crate::outcome::ExecutionResult;
+
+wasmtime::component::bindgen!({ path: "guest-runtimes/wit", world: "guest" });
+
+pub use self::GuestPre as ComponentPre;
+
+/// The WASI version whose `poll` is replaced (the one wasmtime-wasi defines).
+const WASI_IO_POLL: &str = "wasi:io/poll@0.2.12";
+
+/// Store data of a component run.
+pub struct ComponentState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    run: RunCore,
+}
+
+impl HasRunCore for ComponentState {
+    fn run_core(&mut self) -> &mut RunCore {
+        &mut self.run
+    }
+}
+
+impl GuestImports for ComponentState {
+    fn exiting(&mut self, code: i32) {
+        self.run.exit_code = Some(code);
+    }
+}
+
+impl WasiView for ComponentState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<ComponentState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).context("adding WASI to the linker")?;
+    // WASI's poll blocks the host thread (a `time.sleep`), where the epoch deadline cannot
+    // interrupt it: a guest could outlive its deadline. Here every pollable is ready at once,
+    // so sleeping takes no time, like the JavaScript guest's virtual timers.
+    linker.allow_shadowing(true);
+    let mut poll = linker.instance(WASI_IO_POLL)?;
+    poll.func_wrap(
+        "poll",
+        |_store, (pollables,): (Vec<Resource<DynPollable>>,)| {
+            let ready = (0..u32::try_from(pollables.len()).unwrap_or(u32::MAX)).collect::<Vec<_>>();
+            Ok((ready,))
+        },
+    )?;
+    poll.func_wrap(
+        "[method]pollable.block",
+        |_store, (_pollable,): (Resource<DynPollable>,)| Ok(()),
+    )?;
+    linker.allow_shadowing(false);
+    Guest::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+        .context("adding the guest world's imports")?;
+    Ok(linker)
+}
+
+/// Deny by default: no preopens, no environment, no arguments, no sockets, no stdin.
+fn wasi_context(run: &RunCore) -> WasiCtx {
+    WasiCtxBuilder::new()
+        .stdout(OutputSink(run.stdout.clone()))
+        .stderr(OutputSink(run.stderr.clone()))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build()
+}
+
+pub fn execute(
+    engine: &Engine,
+    pre: &ComponentPre<ComponentState>,
+    request: RunRequest,
+) -> ExecutionResult {
+    let started = Instant::now();
+    let fuel = request.limits.fuel;
+    let run = RunCore::new(&request.limits, request.cancel);
+    let state = ComponentState {
+        wasi: wasi_context(&run),
+        table: ResourceTable::new(),
+        run,
+    };
+    let mut store = match limited_store(engine, state, fuel) {
+        Ok(store) => store,
+        Err(e) => return super::run::internal_failure(format!("setting up the run failed: {e:#}")),
+    };
+    let outcome = match pre.instantiate(&mut store) {
+        Ok(guest) => guest
+            .call_run(
+                &mut store,
+                &request.source,
+                &request.input_json,
+                &request.filename,
+            )
+            .map(|json| store.data_mut().run.report(json.as_bytes())),
+        Err(e) => Err(e),
+    };
+    finish(store, outcome, "", started, fuel)
+}
+
+/// Instantiates `pre` once (without running it) under the limits, so that a memory limit too
+/// small for the guest's own snapshot fails at start-up instead of on every call.
+pub fn check_instantiates(
+    engine: &Engine,
+    pre: &ComponentPre<ComponentState>,
+    limits: &RunLimits,
+) -> wasmtime::Result<()> {
+    let run = RunCore::new(limits, CancelFlag::new());
+    let state = ComponentState {
+        wasi: wasi_context(&run),
+        table: ResourceTable::new(),
+        run,
+    };
+    let mut store = limited_store(engine, state, u64::MAX)?;
+    match pre.instantiate(&mut store) {
+        Ok(_) => Ok(()),
+        Err(_) if store.data_mut().run.limiter.exhausted() => Err(wasmtime::format_err!(
+            "limits.memory_bytes ({}) is too small for the guest to even start",
+            limits.memory_bytes
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// A WASI output stream that appends to a capped buffer. It never refuses a write: beyond the
+/// cap the bytes are dropped (and the result says `truncated`), so a flood of output cannot
+/// make the guest's `print` fail.
+#[derive(Clone)]
+struct OutputSink(SharedText);
+
+/// What a writer may send in one go; the sink takes anything.
+const SINK_PERMIT_BYTES: usize = 1 << 20;
+
+impl IsTerminal for OutputSink {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for OutputSink {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for OutputSink {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        self.0.push(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(SINK_PERMIT_BYTES)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for OutputSink {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for OutputSink {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.0.push(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,200 @@
+//! Guests in core-module form (the JavaScript guest): WASI preview 1 plus the `warden` imports
+//! of guest-runtimes/ABI.md, every pointer and length checked against the guest's memory.
+
+use std::time::Instant;
+
+use wasmtime::error::Context as _;
+use wasmtime::{Caller, Engine, Extern, InstancePre, Linker, Memory};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+use super::run::{HasRunCore, RunCore, RunRequest, finish, limited_store};
+use super::{CancelFlag, RunLimits};
+use crate::outcome::ExecutionResult;
+
+/// Guest-side stderr (not the program's `console.error`, which goes through `warden.output`)
+/// only ever carries a Rust panic message; a little of it is kept to explain a crash.
+const GUEST_DIAGNOSTICS_BYTES: usize = 16 * 1024;
+
+/// WASI preview 1 `errno::notsup`.
+const ERRNO_NOTSUP: u32 = 58;
+
+/// Store data of a core-module run.
+pub struct CoreState {
+    wasi: WasiP1Ctx,
+    request_fields: [Vec<u8>; 3],
+    run: RunCore,
+}
+
+impl HasRunCore for CoreState {
+    fn run_core(&mut self) -> &mut RunCore {
+        &mut self.run
+    }
+}
+
+pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<CoreState>> {
+    let mut linker: Linker<CoreState> = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut CoreState| &mut s.wasi)
+        .context("adding WASI to the linker")?;
+    // WASI's poll_oneoff sleeps on the host thread, where the epoch deadline cannot interrupt
+    // it: a guest could outlive its deadline. No guest needs to sleep, so it is not supported.
+    linker.allow_shadowing(true);
+    linker
+        .func_wrap(
+            "wasi_snapshot_preview1",
+            "poll_oneoff",
+            |_: Caller<'_, CoreState>, _: u32, _: u32, _: u32, _: u32| -> u32 { ERRNO_NOTSUP },
+        )
+        .context("replacing poll_oneoff")?;
+    linker.allow_shadowing(false);
+    linker
+        .func_wrap("warden", "request_len", host_request_len)
+        .and_then(|l| l.func_wrap("warden", "request_read", host_request_read))
+        .and_then(|l| l.func_wrap("warden", "output", host_output))
+        .and_then(|l| l.func_wrap("warden", "set_result", host_set_result))
+        .context("defining the warden host imports")?;
+    Ok(linker)
+}
+
+fn guest_memory(caller: &mut Caller<'_, CoreState>) -> wasmtime::Result<Memory> {
+    match caller.get_export("memory") {
+        Some(Extern::Memory(m)) => Ok(m),
+        _ => Err(wasmtime::format_err!("the guest exports no memory")),
+    }
+}
+
+fn request_field(state: &CoreState, field: u32) -> wasmtime::Result<&[u8]> {
+    state
+        .request_fields
+        .get(field as usize)
+        .map(Vec::as_slice)
+        .ok_or_else(|| wasmtime::format_err!("the guest asked for unknown request field {field}"))
+}
+
+fn host_request_len(caller: Caller<'_, CoreState>, field: u32) -> wasmtime::Result<u32> {
+    let len = request_field(caller.data(), field)?.len();
+    u32::try_from(len).map_err(|_| wasmtime::format_err!("request field {field} is too large"))
+}
+
+fn host_request_read(
+    mut caller: Caller<'_, CoreState>,
+    field: u32,
+    dst: u32,
+) -> wasmtime::Result<()> {
+    let memory = guest_memory(&mut caller)?;
+    let (data, state) = memory.data_and_store_mut(&mut caller);
+    let src = request_field(state, field)?;
+    let start = dst as usize;
+    let target = data
+        .get_mut(start..start.saturating_add(src.len()))
+        .ok_or_else(|| wasmtime::format_err!("request_read: destination out of bounds"))?;
+    target.copy_from_slice(src);
+    Ok(())
+}
+
+fn guest_bytes(
+    data: &[u8],
+    ptr: u32,
+    len: u32,
+    what: &str,
+) -> wasmtime::Result<std::ops::Range<usize>> {
+    let start = ptr as usize;
+    let end = start.saturating_add(len as usize);
+    if end > data.len() {
+        return Err(wasmtime::format_err!("{what}: buffer out of bounds"));
+    }
+    Ok(start..end)
+}
+
+fn host_output(
+    mut caller: Caller<'_, CoreState>,
+    stream: u32,
+    ptr: u32,
+    len: u32,
+) -> wasmtime::Result<u32> {
+    let memory = guest_memory(&mut caller)?;
+    let (data, state) = memory.data_and_store_mut(&mut caller);
+    let range = guest_bytes(data, ptr, len, "output")?;
+    let sink = match stream {
+        1 => &state.run.stdout,
+        2 => &state.run.stderr,
+        other => return Err(wasmtime::format_err!("output: unknown stream {other}")),
+    };
+    // Copy only what fits: a 10 MB print costs 1 MB of host memory, not 10.
+    let keep = range.len().min(sink.room().saturating_add(1));
+    let accepting = sink.push(&data[range.start..range.start + keep]);
+    Ok(u32::from(accepting))
+}
+
+fn host_set_result(mut caller: Caller<'_, CoreState>, ptr: u32, len: u32) -> wasmtime::Result<()> {
+    let memory = guest_memory(&mut caller)?;
+    let (data, state) = memory.data_and_store_mut(&mut caller);
+    let range = guest_bytes(data, ptr, len, "set_result")?;
+    state.run.report(&data[range]);
+    Ok(())
+}
+
+/// Deny by default: no preopens, no environment, no inherited stdio, no sockets.
+fn wasi_context(filename: &str, diagnostics: &MemoryOutputPipe) -> WasiP1Ctx {
+    WasiCtxBuilder::new()
+        .arg(filename)
+        .stderr(diagnostics.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build_p1()
+}
+
+pub fn execute(
+    engine: &Engine,
+    pre: &InstancePre<CoreState>,
+    request: RunRequest,
+) -> ExecutionResult {
+    let started = Instant::now();
+    let fuel = request.limits.fuel;
+    let diagnostics = MemoryOutputPipe::new(GUEST_DIAGNOSTICS_BYTES);
+    let state = CoreState {
+        wasi: wasi_context(&request.filename, &diagnostics),
+        run: RunCore::new(&request.limits, request.cancel),
+        request_fields: [
+            request.source.into_bytes(),
+            request.input_json.into_bytes(),
+            request.filename.into_bytes(),
+        ],
+    };
+    let mut store = match limited_store(engine, state, fuel) {
+        Ok(store) => store,
+        Err(e) => return super::run::internal_failure(format!("setting up the run failed: {e:#}")),
+    };
+    let outcome = pre
+        .instantiate(&mut store)
+        .and_then(|instance| instance.get_typed_func::<(), ()>(&mut store, "_start"))
+        .and_then(|start| start.call(&mut store, ()));
+    let detail = String::from_utf8_lossy(&diagnostics.contents()).into_owned();
+    finish(store, outcome, &detail, started, fuel)
+}
+
+/// Instantiates `pre` once (without running it) under a `memory_bytes` limit, so that a limit
+/// too small for the guest's own snapshot fails at start-up instead of on every call.
+pub fn check_instantiates(
+    engine: &Engine,
+    pre: &InstancePre<CoreState>,
+    limits: &RunLimits,
+) -> wasmtime::Result<()> {
+    let diagnostics = MemoryOutputPipe::new(0);
+    let state = CoreState {
+        wasi: wasi_context("check", &diagnostics),
+        run: RunCore::new(limits, CancelFlag::new()),
+        request_fields: Default::default(),
+    };
+    let mut store = limited_store(engine, state, u64::MAX)?;
+    match pre.instantiate(&mut store) {
+        Ok(_) => Ok(()),
+        Err(_) if store.data_mut().run.limiter.exhausted() => Err(wasmtime::format_err!(
+            "limits.memory_bytes ({}) is too small for the guest to even start",
+            limits.memory_bytes
+        )),
+        Err(e) => Err(e),
+    }
+}
