@@ -36,7 +36,7 @@ AVAILABLE = sorted(
 # Reachable from somewhere in the snapshot, but never usable in the sandbox: importing them says
 # so, even where a module above pulled them into sys.modules.
 BLOCKED = frozenset(
-    """socket ssl select selectors subprocess multiprocessing threading _thread asyncio ctypes
+    """socket _socket ssl select selectors subprocess multiprocessing threading _thread asyncio ctypes
     _ctypes sqlite3 _sqlite3 mmap signal pty fcntl resource urllib.request http.client
     http.server ftplib smtplib poplib imaplib telnetlib socketserver webbrowser""".split()
 )
