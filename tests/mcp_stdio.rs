@@ -328,3 +328,80 @@ async fn thousand_sequential_runs_keep_rss_bounded() {
     );
     server.client.cancel().await.unwrap();
 }
+
+const PYTHON_REPORT: &str = r#"
+from dataclasses import dataclass
+from collections import defaultdict
+import json, statistics
+
+@dataclass
+class Reading:
+    sensor: str
+    value: float
+
+readings = [Reading(s, v) for s, v in json.loads('[["a", 1.5], ["b", 2.0], ["a", 2.5], ["b", 4.0]]')]
+grouped = defaultdict(list)
+for r in readings:
+    grouped[r.sensor].append(r.value)
+summary = {k: {"mean": statistics.mean(v), "max": max(v)} for k, v in sorted(grouped.items())}
+print(f"{len(readings)} readings from {len(summary)} sensors")
+summary
+"#;
+
+#[tokio::test]
+async fn python_through_mcp() {
+    let server = start_server(None).await;
+    let r = server
+        .call(json!({"language": "python", "code": PYTHON_REPORT}))
+        .await;
+    assert_eq!(status(&r), "ok", "{r:?}");
+    let s = structured(&r);
+    assert_eq!(s["stdout"], "4 readings from 2 sensors\n");
+    assert_eq!(
+        s["result"],
+        json!({"a": {"mean": 2.0, "max": 2.5}, "b": {"mean": 3.0, "max": 4.0}})
+    );
+    for (code, expected_status, expected_type) in [
+        ("1/0", "error", "ZeroDivisionError"),
+        ("import os\nos._exit(3)", "error", "Exit"),
+        ("x = bytearray(10**9)", "out_of_memory", "MemoryError"),
+        ("import socket", "error", "ModuleNotFoundError"),
+    ] {
+        let r = server
+            .call(json!({"language": "python", "code": code}))
+            .await;
+        assert_eq!(status(&r), expected_status, "{code}: {r:?}");
+        assert_eq!(structured(&r)["error"]["type"], expected_type, "{code}");
+        assert_eq!(r.is_error, Some(true));
+        let next = server
+            .call(json!({"language": "python", "code": "6 * 7"}))
+            .await;
+        assert_eq!(structured(&next)["result"], 42, "after {code}");
+    }
+    server.client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn five_hundred_python_runs_keep_rss_bounded() {
+    let server = start_server(None).await;
+    for _ in 0..20 {
+        server
+            .call(json!({"language": "python", "code": "1"}))
+            .await;
+    }
+    let baseline = server.rss_kib();
+    for i in 0..500 {
+        let code = format!("import json\nlen(json.dumps({{'i': {i}, 'xs': list(range(100))}}))");
+        let r = server
+            .call(json!({"language": "python", "code": code}))
+            .await;
+        assert_eq!(status(&r), "ok");
+    }
+    let after = server.rss_kib();
+    // Stated bound (README): 500 Python runs grow the server's RSS by less than 64 MiB.
+    assert!(
+        after < baseline + 64 * 1024,
+        "RSS grew from {baseline} KiB to {after} KiB"
+    );
+    server.client.cancel().await.unwrap();
+}

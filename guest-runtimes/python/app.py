@@ -9,6 +9,7 @@ statement is the result), and reports the outcome as JSON. Limits are enforced b
 import ast
 import builtins
 import json
+import linecache
 import sys
 import traceback
 
@@ -135,6 +136,8 @@ def _failure(error):
 
 
 def _run(source, input_json, filename):
+    # Tracebacks quote the caller's source lines, as they would for a file.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace = {
         "__name__": "__main__",
         "__builtins__": builtins,

@@ -267,3 +267,76 @@ def test_thousand_runs_keep_rss_bounded():
 
 if __name__ == "__main__":
     print(json.dumps({"warden": WARDEN, "cache": CACHE}))
+
+
+PYTHON_AGENT = """
+from dataclasses import dataclass, field
+import re, itertools
+from datetime import datetime
+
+@dataclass(order=True)
+class Commit:
+    when: datetime
+    author: str
+    message: str = field(compare=False)
+
+log = '''2026-11-20T10:00 ada fix: parser crash
+2026-11-21T09:30 bob feat: add cache
+2026-11-21T12:15 ada feat: stream output'''
+commits = sorted(Commit(datetime.fromisoformat(w), a, m) for w, a, m in (l.split(' ', 2) for l in log.splitlines()))
+kinds = {k: [c.author for c in g] for k, g in itertools.groupby(sorted(commits, key=lambda c: c.message), key=lambda c: re.match(r'(\\w+):', c.message).group(1))}
+print(f"{len(commits)} commits, latest by {commits[-1].author}")
+{"kinds": kinds, "first": commits[0].when.strftime('%d %b')}
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_python_programs(mode):
+    async def body():
+        async with Client(server(), mode=mode) as c:
+            r, s = await call(c, PYTHON_AGENT, language="python")
+            assert s["status"] == "ok", s
+            assert s["stdout"] == "3 commits, latest by ada\n"
+            assert s["result"] == {"kinds": {"feat": ["bob", "ada"], "fix": ["ada"]}, "first": "20 Nov"}
+            for code, status, etype in [
+                ("raise KeyError('k')", "error", "KeyError"),
+                ("while True:\n    pass", None, None),
+                ("import os\nos._exit(3)", "error", "Exit"),
+                ("raise SystemExit(2)", "error", "SystemExit"),
+                ("open('/etc/passwd').read()", "error", "FileNotFoundError"),
+            ]:
+                r, s = await call(c, code, language="python")
+                if status is None:
+                    assert s["status"] in ("timeout", "out_of_fuel"), s
+                else:
+                    assert (s["status"], s["error"]["type"]) == (status, etype), s
+                assert r.is_error is True
+                _, nxt = await call(c, "sum(range(10))", language="python")
+                assert nxt["result"] == 45, f"after {code}: {nxt}"
+
+    run(body())
+
+
+def test_five_hundred_python_runs_keep_rss_bounded():
+    pid_file = Path(tempfile.mkdtemp()) / "pid"
+
+    def rss_kib(pid):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    async def body():
+        async with Client(server(pid_file=str(pid_file)), mode="legacy") as c:
+            for _ in range(20):
+                await call(c, "1", language="python")
+            pid = int(pid_file.read_text())
+            baseline = rss_kib(pid)
+            for i in range(500):
+                _, s = await call(c, f"[x * {i} for x in range(50)][-1]", language="python")
+                assert s["status"] == "ok"
+            after = rss_kib(pid)
+            # Stated bound (README): 500 Python runs grow RSS by less than 64 MiB.
+            assert after < baseline + 64 * 1024, (baseline, after)
+
+    run(body())
