@@ -38,6 +38,8 @@ fmt:
 bench: build
 	cargo bench --locked
 	$(PYTHON) bench/startup.py
+	$(PYTHON) bench/instance_rss.py --language python
+	$(PYTHON) bench/instance_rss.py --language javascript
 
 clean:
 	cargo clean
