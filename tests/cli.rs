@@ -120,3 +120,13 @@ fn missing_file_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("/nonexistent/prog.js"));
 }
+
+#[test]
+fn runs_python_from_stdin() {
+    let out = warden(&["run", "--language", "python", "-"], "print('hi')\n{'n': 6 * 7}");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hi\n{\"n\":42}\n");
+    let out = warden(&["run", "-l", "py", "-"], "import os\nos._exit(4)");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("code 4"));
+}
