@@ -123,7 +123,10 @@ fn missing_file_is_a_clear_error() {
 
 #[test]
 fn runs_python_from_stdin() {
-    let out = warden(&["run", "--language", "python", "-"], "print('hi')\n{'n': 6 * 7}");
+    let out = warden(
+        &["run", "--language", "python", "-"],
+        "print('hi')\n{'n': 6 * 7}",
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "hi\n{\"n\":42}\n");
     let out = warden(&["run", "-l", "py", "-"], "import os\nos._exit(4)");

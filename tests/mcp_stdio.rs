@@ -309,24 +309,43 @@ async fn long_runs_report_progress() {
     server.client.cancel().await.unwrap();
 }
 
-#[tokio::test]
-async fn thousand_sequential_runs_keep_rss_bounded() {
+/// Runs `runs` programs one after another (after `warm_up` to reach a steady state) and checks
+/// that the server's RSS grew by less than `bound_mib`.
+async fn assert_rss_bounded(
+    language: &str,
+    warm_up: usize,
+    runs: usize,
+    bound_mib: u64,
+    program: impl Fn(usize) -> String,
+) {
     let server = start_server(None).await;
-    for _ in 0..50 {
-        server.js("JSON.stringify({a: [1, 2, 3]}).length").await;
+    for i in 0..warm_up {
+        server
+            .call(json!({"language": language, "code": program(i)}))
+            .await;
     }
     let baseline = server.rss_kib();
-    for i in 0..1000 {
-        let r = server.js(&format!("const xs = Array.from({{length: 100}}, (_, k) => k * {i}); xs.reduce((a, b) => a + b, 0)")).await;
-        assert_eq!(status(&r), "ok");
+    for i in 0..runs {
+        let r = server
+            .call(json!({"language": language, "code": program(i)}))
+            .await;
+        assert_eq!(status(&r), "ok", "{r:?}");
     }
     let after = server.rss_kib();
-    // Stated bound (README): 1,000 runs grow the server's RSS by less than 64 MiB.
     assert!(
-        after < baseline + 64 * 1024,
-        "RSS grew from {baseline} KiB to {after} KiB"
+        after < baseline + bound_mib * 1024,
+        "{language}: RSS grew from {baseline} KiB to {after} KiB over {runs} runs"
     );
     server.client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn thousand_sequential_runs_keep_rss_bounded() {
+    // Stated bound (README): 1,000 JavaScript runs grow the server's RSS by less than 64 MiB.
+    assert_rss_bounded("javascript", 50, 1000, 64, |i| {
+        format!("const xs = Array.from({{length: 100}}, (_, k) => k * {i}); xs.reduce((a, b) => a + b, 0)")
+    })
+    .await;
 }
 
 const PYTHON_REPORT: &str = r#"
@@ -383,25 +402,9 @@ async fn python_through_mcp() {
 
 #[tokio::test]
 async fn five_hundred_python_runs_keep_rss_bounded() {
-    let server = start_server(None).await;
-    for _ in 0..20 {
-        server
-            .call(json!({"language": "python", "code": "1"}))
-            .await;
-    }
-    let baseline = server.rss_kib();
-    for i in 0..500 {
-        let code = format!("import json\nlen(json.dumps({{'i': {i}, 'xs': list(range(100))}}))");
-        let r = server
-            .call(json!({"language": "python", "code": code}))
-            .await;
-        assert_eq!(status(&r), "ok");
-    }
-    let after = server.rss_kib();
     // Stated bound (README): 500 Python runs grow the server's RSS by less than 64 MiB.
-    assert!(
-        after < baseline + 64 * 1024,
-        "RSS grew from {baseline} KiB to {after} KiB"
-    );
-    server.client.cancel().await.unwrap();
+    assert_rss_bounded("python", 20, 500, 64, |i| {
+        format!("import json\nlen(json.dumps({{'i': {i}, 'xs': list(range(100))}}))")
+    })
+    .await;
 }

@@ -120,8 +120,7 @@ pub fn execute(
     finish(store, outcome, "", started, fuel)
 }
 
-/// Instantiates `pre` once (without running it) under the limits, so that a memory limit too
-/// small for the guest's own snapshot fails at start-up instead of on every call.
+/// See [`super::run::check_instantiates`].
 pub fn check_instantiates(
     engine: &Engine,
     pre: &ComponentPre<ComponentState>,
@@ -133,15 +132,7 @@ pub fn check_instantiates(
         table: ResourceTable::new(),
         run,
     };
-    let mut store = limited_store(engine, state, u64::MAX)?;
-    match pre.instantiate(&mut store) {
-        Ok(_) => Ok(()),
-        Err(_) if store.data_mut().run.limiter.exhausted() => Err(wasmtime::format_err!(
-            "limits.memory_bytes ({}) is too small for the guest to even start",
-            limits.memory_bytes
-        )),
-        Err(e) => Err(e),
-    }
+    super::run::check_instantiates(engine, state, limits, |store| pre.instantiate(store))
 }
 
 /// A WASI output stream that appends to a capped buffer. It never refuses a write: beyond the

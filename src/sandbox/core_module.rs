@@ -175,26 +175,16 @@ pub fn execute(
     finish(store, outcome, &detail, started, fuel)
 }
 
-/// Instantiates `pre` once (without running it) under a `memory_bytes` limit, so that a limit
-/// too small for the guest's own snapshot fails at start-up instead of on every call.
+/// See [`super::run::check_instantiates`].
 pub fn check_instantiates(
     engine: &Engine,
     pre: &InstancePre<CoreState>,
     limits: &RunLimits,
 ) -> wasmtime::Result<()> {
-    let diagnostics = MemoryOutputPipe::new(0);
     let state = CoreState {
-        wasi: wasi_context("check", &diagnostics),
+        wasi: wasi_context("check", &MemoryOutputPipe::new(0)),
         run: RunCore::new(limits, CancelFlag::new()),
         request_fields: Default::default(),
     };
-    let mut store = limited_store(engine, state, u64::MAX)?;
-    match pre.instantiate(&mut store) {
-        Ok(_) => Ok(()),
-        Err(_) if store.data_mut().run.limiter.exhausted() => Err(wasmtime::format_err!(
-            "limits.memory_bytes ({}) is too small for the guest to even start",
-            limits.memory_bytes
-        )),
-        Err(e) => Err(e),
-    }
+    super::run::check_instantiates(engine, state, limits, |store| pre.instantiate(store))
 }

@@ -188,6 +188,25 @@ impl SharedText {
     }
 }
 
+/// Instantiates a guest once, without running it, under `limits`: a memory limit too small
+/// for the guest's own snapshot then fails at start-up instead of on every call.
+pub fn check_instantiates<S: HasRunCore, I>(
+    engine: &Engine,
+    state: S,
+    limits: &RunLimits,
+    instantiate: impl FnOnce(&mut Store<S>) -> wasmtime::Result<I>,
+) -> wasmtime::Result<()> {
+    let mut store = limited_store(engine, state, u64::MAX)?;
+    match instantiate(&mut store) {
+        Ok(_) => Ok(()),
+        Err(_) if store.data_mut().run_core().limiter.exhausted() => Err(wasmtime::format_err!(
+            "limits.memory_bytes ({}) is too small for the guest to even start",
+            limits.memory_bytes
+        )),
+        Err(e) => Err(e),
+    }
+}
+
 /// A result for a run that could not even start; never a panic.
 pub fn internal_failure(message: String) -> ExecutionResult {
     tracing::error!("{message}");

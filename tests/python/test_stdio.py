@@ -240,26 +240,34 @@ def test_cancelled_call_stops_its_run():
     run(body())
 
 
-def test_thousand_runs_keep_rss_bounded():
-    pid_file = Path(tempfile.mkdtemp()) / "pid"
+def rss_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
 
-    def rss_kib(pid):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise AssertionError("no VmRSS")
+
+# Stated bounds (README): 1,000 JavaScript runs, or 500 Python runs, grow RSS by less than 64 MiB.
+@pytest.mark.parametrize(
+    "language,runs,program",
+    [
+        ("javascript", 1000, "JSON.stringify({{i: {i}, xs: [1,2,3]}}).length"),
+        ("python", 500, "[x * {i} for x in range(50)][-1]"),
+    ],
+)
+def test_sequential_runs_keep_rss_bounded(language, runs, program):
+    pid_file = Path(tempfile.mkdtemp()) / "pid"
 
     async def body():
         async with Client(server(pid_file=str(pid_file)), mode="legacy") as c:
-            for _ in range(50):
-                await call(c, "1")
+            for _ in range(20):
+                await call(c, "1", language=language)
             pid = int(pid_file.read_text())
             baseline = rss_kib(pid)
-            for i in range(1000):
-                _, s = await call(c, f"JSON.stringify({{i: {i}, xs: [1,2,3]}}).length")
-                assert s["status"] == "ok"
+            for i in range(runs):
+                _, s = await call(c, program.format(i=i), language=language)
+                assert s["status"] == "ok", s
             after = rss_kib(pid)
-            # Stated bound (README): 1,000 runs grow RSS by less than 64 MiB.
             assert after < baseline + 64 * 1024, (baseline, after)
 
     run(body())
@@ -313,30 +321,5 @@ def test_python_programs(mode):
                 assert r.is_error is True
                 _, nxt = await call(c, "sum(range(10))", language="python")
                 assert nxt["result"] == 45, f"after {code}: {nxt}"
-
-    run(body())
-
-
-def test_five_hundred_python_runs_keep_rss_bounded():
-    pid_file = Path(tempfile.mkdtemp()) / "pid"
-
-    def rss_kib(pid):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise AssertionError("no VmRSS")
-
-    async def body():
-        async with Client(server(pid_file=str(pid_file)), mode="legacy") as c:
-            for _ in range(20):
-                await call(c, "1", language="python")
-            pid = int(pid_file.read_text())
-            baseline = rss_kib(pid)
-            for i in range(500):
-                _, s = await call(c, f"[x * {i} for x in range(50)][-1]", language="python")
-                assert s["status"] == "ok"
-            after = rss_kib(pid)
-            # Stated bound (README): 500 Python runs grow RSS by less than 64 MiB.
-            assert after < baseline + 64 * 1024, (baseline, after)
 
     run(body())
