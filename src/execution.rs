@@ -11,7 +11,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::outcome::{ErrorInfo, ExecutionResult, Status};
-use crate::policy::{Limits, Policy};
+use crate::policy::{
+    CallArgs, Caller, Denial, Limits, MemoryCounterStore, Policy, PolicyEngine, Verdict,
+};
 use crate::runtimes::{Language, Runtimes, remap_traceback};
 use crate::sandbox::{CancelFlag, RunLimits, RunRequest, Sandbox, SandboxConfig};
 
@@ -31,6 +33,55 @@ pub struct Executor {
     runtimes: Arc<Runtimes>,
     limits: Limits,
     permits: Arc<Semaphore>,
+    policy: PolicyEngine,
+}
+
+/// Who is calling, and how to ask a person when the policy wants approval.
+pub struct CallContext<'a> {
+    /// The authenticated caller (`local` on stdio and the command line).
+    pub grant: &'a str,
+    /// The MCP session (or the command-line invocation).
+    pub session: &'a str,
+    pub approver: &'a dyn Approver,
+}
+
+/// What a person is asked to approve.
+#[derive(Debug, Clone, Copy)]
+pub struct ApprovalRequest<'a> {
+    pub rule: &'a str,
+    pub reason: &'a str,
+    pub language: Language,
+    pub code: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Approval {
+    Approved,
+    Declined,
+    /// Nobody can be asked; says why.
+    Unavailable(String),
+}
+
+/// Asks a person to approve a call (through the MCP client, for instance).
+pub trait Approver: Send + Sync {
+    fn approve<'a>(
+        &'a self,
+        request: ApprovalRequest<'a>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Approval> + Send + 'a>>;
+}
+
+/// For callers that cannot ask anyone: every approval is unavailable, for the given reason.
+pub struct NoApprover(pub &'static str);
+
+impl Approver for NoApprover {
+    fn approve<'a>(
+        &'a self,
+        _request: ApprovalRequest<'a>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Approval> + Send + 'a>> {
+        Box::pin(std::future::ready(Approval::Unavailable(
+            self.0.to_string(),
+        )))
+    }
 }
 
 impl Executor {
@@ -44,25 +95,81 @@ impl Executor {
             cache_dir,
         };
         let sandbox = Sandbox::new(&config, &runtimes.guests())?;
+        let engine = PolicyEngine::new(policy.clone(), Arc::new(MemoryCounterStore::default()))?;
         Ok(Executor {
             sandbox: Arc::new(sandbox),
             runtimes: Arc::new(runtimes),
             limits: policy.limits.clone(),
             permits: Arc::new(Semaphore::new(policy.limits.concurrency())),
+            policy: engine,
         })
+    }
+
+    /// A call through the whole pipeline: argument rules, the tool's action (asking for
+    /// approval when needed), rate limits, then the run. `args` already passed the schema.
+    pub async fn call(
+        &self,
+        args: ExecuteArgs,
+        context: &CallContext<'_>,
+        cancel: CancellationToken,
+    ) -> ExecutionResult {
+        let call_args = CallArgs {
+            language: args.language.as_str(),
+            code: &args.code,
+            timeout_ms: args.timeout_ms,
+            input: args.input.as_ref(),
+        };
+        match self.policy.check(&call_args) {
+            Verdict::Allow => {}
+            Verdict::Deny(denial) => return denied(denial),
+            Verdict::NeedsApproval { rule, reason } => {
+                let request = ApprovalRequest {
+                    rule: &rule,
+                    reason: &reason,
+                    language: args.language,
+                    code: &args.code,
+                };
+                match context.approver.approve(request).await {
+                    Approval::Approved => {}
+                    Approval::Declined => {
+                        return denied(Denial::new(
+                            Status::ApprovalDeclined,
+                            rule,
+                            format!("approval was declined ({reason})"),
+                        ));
+                    }
+                    Approval::Unavailable(why) => {
+                        return denied(Denial::new(
+                            Status::Denied,
+                            rule,
+                            format!("this call needs a person's approval ({reason}), but {why}"),
+                        ));
+                    }
+                }
+            }
+        }
+        let caller = Caller {
+            grant: context.grant,
+            session: context.session,
+        };
+        if let Err(denial) = self.policy.admit(&caller, now_ms()) {
+            return denied(denial);
+        }
+        self.execute(args, cancel).await
     }
 
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
 
+    /// The languages callers may use: the server's, narrowed by the policy.
     pub fn languages(&self) -> Vec<Language> {
-        self.runtimes.languages()
+        self.policy.allowed_languages(&self.runtimes.languages())
     }
 
     /// Checks raw tool arguments; the error text tells the caller what to fix.
     pub fn parse_args(&self, raw: Option<&Map<String, Value>>) -> Result<ExecuteArgs, String> {
-        parse_args(raw, &self.limits, &self.languages())
+        parse_args(raw, &self.limits, &self.runtimes.languages())
     }
 
     /// Runs one call to its end. Never fails: every outcome is an [`ExecutionResult`].
@@ -254,6 +361,26 @@ pub fn invalid_arguments(message: String) -> ExecutionResult {
         Status::InvalidArguments,
         ErrorInfo::new("InvalidArguments", message),
     )
+}
+
+fn denied(denial: Denial) -> ExecutionResult {
+    let kind = match denial.status {
+        Status::RateLimited => "RateLimited",
+        Status::ApprovalDeclined => "ApprovalDeclined",
+        _ => "Denied",
+    };
+    let mut result = ExecutionResult::without_run(
+        denial.status,
+        ErrorInfo::new(kind, denial.decision.reason.clone()),
+    );
+    result.policy = Some(denial.decision);
+    result
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn internal(message: &str) -> ExecutionResult {

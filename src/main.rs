@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
-use warden::execution::{ExecuteArgs, Executor};
+use warden::execution::{CallContext, ExecuteArgs, Executor, NoApprover};
 use warden::outcome::ExecutionResult;
 use warden::policy::Policy;
 use warden::runtimes::Language;
@@ -191,6 +191,12 @@ fn read_program(file: &PathBuf) -> anyhow::Result<String> {
 }
 
 async fn run(executor: &Executor, args: ExecuteArgs) -> ExecutionResult {
+    let approver = NoApprover("the command line cannot ask anyone");
+    let context = CallContext {
+        grant: "local",
+        session: "cli",
+        approver: &approver,
+    };
     // Ctrl-C cancels the run like an MCP client's cancellation would.
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
@@ -199,7 +205,7 @@ async fn run(executor: &Executor, args: ExecuteArgs) -> ExecutionResult {
             on_signal.cancel();
         }
     });
-    let result = executor.execute(args, cancel).await;
+    let result = executor.call(args, &context, cancel).await;
     watcher.abort();
     result
 }

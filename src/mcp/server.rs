@@ -17,23 +17,39 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 
 use super::tool::{TOOL_NAME, execute_code_tool};
-use crate::execution::{Executor, invalid_arguments};
+use crate::execution::{
+    Approval, ApprovalRequest, Approver, CallContext, Executor, invalid_arguments,
+};
 use crate::outcome::{ErrorInfo, ExecutionResult, Status};
 
 /// Runs shorter than this send no progress notifications.
 const PROGRESS_AFTER: Duration = Duration::from_secs(1);
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
+/// How long a person has to answer an approval request.
+const APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The grant of a caller that did not authenticate (stdio: the local user).
+pub const LOCAL_GRANT: &str = "local";
+
 #[derive(Clone)]
 pub struct WardenServer {
     executor: Arc<Executor>,
     tool: Arc<Tool>,
+    /// Names this MCP session in session-scoped counters.
+    session: Arc<str>,
 }
 
 impl WardenServer {
     pub fn new(executor: Arc<Executor>) -> Self {
+        static SESSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tool = Arc::new(execute_code_tool(executor.limits(), &executor.languages()));
-        WardenServer { executor, tool }
+        WardenServer {
+            executor,
+            tool,
+            session: format!("{}-{n}", std::process::id()).into(),
+        }
     }
 
     async fn run_with_progress(
@@ -46,7 +62,15 @@ impl WardenServer {
             Err(message) => return invalid_arguments(message),
         };
         let timeout_ms = self.executor.limits().timeout_ms(args.timeout_ms);
-        let run = self.executor.execute(args, context.ct.clone());
+        let approver = ElicitationApprover {
+            peer: context.peer.clone(),
+        };
+        let call_context = CallContext {
+            grant: LOCAL_GRANT,
+            session: &self.session,
+            approver: &approver,
+        };
+        let run = self.executor.call(args, &call_context, context.ct.clone());
         let Some(token) = context.meta.get_progress_token() else {
             return run.await;
         };
@@ -71,6 +95,50 @@ impl WardenServer {
                 }
             }
         }
+    }
+}
+
+/// The form a person fills in to approve a call.
+#[derive(Debug, serde::Deserialize, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+struct ApprovalForm {
+    /// Run this code?
+    approve: bool,
+}
+
+rmcp::elicit_safe!(ApprovalForm);
+
+/// Asks the person behind the MCP client, through elicitation.
+struct ElicitationApprover {
+    peer: rmcp::Peer<RoleServer>,
+}
+
+impl Approver for ElicitationApprover {
+    fn approve<'a>(
+        &'a self,
+        request: ApprovalRequest<'a>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Approval> + Send + 'a>> {
+        Box::pin(async move {
+            use rmcp::service::ElicitationError;
+            let message = format!(
+                "Warden policy rule `{}` asks for your approval: {}\n\nRun this {} code?\n\n{}",
+                request.rule, request.reason, request.language, request.code
+            );
+            match self
+                .peer
+                .elicit_with_timeout::<ApprovalForm>(message, Some(APPROVAL_TIMEOUT))
+                .await
+            {
+                Ok(Some(form)) if form.approve => Approval::Approved,
+                Ok(_) | Err(ElicitationError::UserDeclined | ElicitationError::UserCancelled) => {
+                    Approval::Declined
+                }
+                Err(ElicitationError::CapabilityNotSupported) => {
+                    Approval::Unavailable("the client does not support elicitation".into())
+                }
+                Err(e) => Approval::Unavailable(format!("the client could not be asked ({e})")),
+            }
+        })
     }
 }
 

@@ -1,16 +1,29 @@
-//! The policy document. For now it carries the `[limits]` table; the decision pipeline
-//! (argument rules, actions, rate limits) lands with the policy issue and extends this module
-//! without changing the `[limits]` keys.
+//! The policy document and the decision pipeline it drives, in DESIGN.md's order:
+//! schema (the executor's argument check) -> argument rules -> the tool's action
+//! (allow / deny / require_approval) -> rate limits (reserved atomically) -> run.
 //!
-//! Unknown keys are errors, and every error names the file, line and column.
+//! Unknown keys are errors, and every error names the file, line and column. This module knows
+//! nothing of MCP or of the sandbox.
 
 mod limits;
+pub mod ratelimit;
+pub mod rules;
 
 pub use limits::Limits;
+pub use ratelimit::{Caller, CounterStore, LimitSpec, MemoryCounterStore, Scope, Window};
+pub use rules::{CallArgs, Effect, Rule, RuleSpec};
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::outcome::{PolicyDecision, Status};
+use ratelimit::CounterKey;
+
+/// The one tool this server has; `[tools.<name>]` may only name it.
+pub const TOOL_NAME: &str = "execute_code";
 
 /// The policy compiled into the binary, used when no `--policy` is given.
 pub const DEFAULT_POLICY: &str = include_str!("../../policies/default.toml");
@@ -21,8 +34,70 @@ pub struct Policy {
     /// Format version of the document; only 1 exists.
     #[serde(default = "default_version")]
     pub version: u32,
+    /// The action for a tool the document says nothing about.
+    #[serde(default)]
+    pub default: Action,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub tools: BTreeMap<String, ToolPolicy>,
+    #[serde(default)]
+    pub all_tools: AllTools,
+    #[serde(default)]
+    pub audit: AuditSettings,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    #[default]
+    Allow,
+    Deny,
+    RequireApproval,
+}
+
+/// `[tools.execute_code]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolPolicy {
+    /// Defaults to the document's `default`.
+    pub action: Option<Action>,
+    /// Narrows the languages on offer (contract names).
+    pub languages: Option<Vec<String>>,
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+    #[serde(default)]
+    pub limits: Vec<LimitSpec>,
+}
+
+/// `[all_tools]`: limits every tool call counts against.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllTools {
+    #[serde(default)]
+    pub limits: Vec<LimitSpec>,
+}
+
+/// `[audit]`: where decision and run events go (JSON lines).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// A file to append to; without it, events go to stderr.
+    pub path: Option<PathBuf>,
+    /// Put the full code in events (otherwise only its SHA-256 and size).
+    pub include_code: bool,
+    /// Deny calls when an event cannot be written.
+    pub fail_closed: bool,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            path: None,
+            include_code: false,
+            fail_closed: true,
+        }
+    }
 }
 
 fn default_version() -> u32 {
@@ -68,14 +143,220 @@ impl Policy {
                 message: format!("version {} is not supported (expected 1)", policy.version),
             });
         }
-        policy
-            .limits
-            .validate()
-            .map_err(|message| PolicyError::Invalid {
-                origin: origin.to_string(),
-                message,
-            })?;
+        let invalid = |message: String| PolicyError::Invalid {
+            origin: origin.to_string(),
+            message,
+        };
+        policy.limits.validate().map_err(invalid)?;
+        policy.validate().map_err(invalid)?;
         Ok(policy)
+    }
+
+    /// Checks what serde cannot: tool names, languages, rules, limits.
+    fn validate(&self) -> Result<(), String> {
+        for (name, tool) in &self.tools {
+            if name != TOOL_NAME {
+                return Err(format!(
+                    "[tools.{name}]: unknown tool (this server has only `{TOOL_NAME}`)"
+                ));
+            }
+            for language in tool.languages.iter().flatten() {
+                if crate::runtimes::Language::from_contract_name(language).is_none() {
+                    return Err(format!(
+                        "[tools.{name}] languages: unknown language \"{language}\" (javascript, typescript, python)"
+                    ));
+                }
+            }
+            for rule in &tool.rules {
+                Rule::compile(rule).map_err(|e| format!("[tools.{name}] {e}"))?;
+            }
+            check_limits(&format!("[tools.{name}]"), &tool.limits)?;
+        }
+        check_limits("[all_tools]", &self.all_tools.limits)
+    }
+
+    fn tool(&self) -> Option<&ToolPolicy> {
+        self.tools.get(TOOL_NAME)
+    }
+}
+
+fn check_limits(section: &str, limits: &[LimitSpec]) -> Result<(), String> {
+    for l in limits {
+        if l.counter.trim().is_empty() {
+            return Err(format!(
+                "{section} limits: a limit needs a non-empty `counter`"
+            ));
+        }
+        if l.max == 0 {
+            return Err(format!(
+                "{section} limits: counter `{}` has max = 0 (use action = \"deny\" to refuse every call)",
+                l.counter
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What the policy says about a call before any rate limit is counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    /// Allowed once a person approves it; `rule` and `reason` say why approval is needed.
+    NeedsApproval {
+        rule: String,
+        reason: String,
+    },
+    Deny(Denial),
+}
+
+/// A call the policy stopped: the contract's status plus `policy {rule, reason, retry_after_ms}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub status: Status,
+    pub decision: PolicyDecision,
+}
+
+impl Denial {
+    pub fn new(status: Status, rule: impl Into<String>, reason: impl Into<String>) -> Denial {
+        Denial {
+            status,
+            decision: PolicyDecision {
+                rule: rule.into(),
+                reason: reason.into(),
+                retry_after_ms: None,
+            },
+        }
+    }
+}
+
+/// A policy ready to decide: rules compiled, counters attached. Counters live in the store,
+/// not here, so that a reloaded policy keeps them.
+pub struct PolicyEngine {
+    policy: Policy,
+    rules: Vec<Rule>,
+    counters: Arc<dyn CounterStore>,
+}
+
+impl PolicyEngine {
+    pub fn new(
+        policy: Policy,
+        counters: Arc<dyn CounterStore>,
+    ) -> Result<PolicyEngine, PolicyError> {
+        let rules = match policy.tool() {
+            Some(tool) => tool
+                .rules
+                .iter()
+                .map(Rule::compile)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|message| PolicyError::Invalid {
+                    origin: "policy".into(),
+                    message,
+                })?,
+            None => Vec::new(),
+        };
+        Ok(PolicyEngine {
+            policy,
+            rules,
+            counters,
+        })
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The languages the policy lets callers use, out of those the server has.
+    pub fn allowed_languages(
+        &self,
+        available: &[crate::runtimes::Language],
+    ) -> Vec<crate::runtimes::Language> {
+        match self.policy.tool().and_then(|t| t.languages.as_ref()) {
+            None => available.to_vec(),
+            Some(allowed) => available
+                .iter()
+                .copied()
+                .filter(|l| allowed.iter().any(|a| a == l.as_str()))
+                .collect(),
+        }
+    }
+
+    /// Argument rules, then the tool's action. Counts nothing.
+    pub fn check(&self, args: &CallArgs<'_>) -> Verdict {
+        let tool = self.policy.tool();
+        if let Some(allowed) = tool.and_then(|t| t.languages.as_ref())
+            && !allowed.iter().any(|l| l == args.language)
+        {
+            return Verdict::Deny(Denial::new(
+                Status::Denied,
+                format!("tools.{TOOL_NAME}.languages"),
+                format!(
+                    "the policy does not allow {} here (allowed: {})",
+                    args.language,
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        let mut approval = None;
+        for rule in self.rules.iter().filter(|r| r.matches(args)) {
+            match rule.effect {
+                Effect::Deny => {
+                    return Verdict::Deny(Denial::new(Status::Denied, &rule.name, &rule.message));
+                }
+                Effect::RequireApproval => {
+                    approval.get_or_insert_with(|| (rule.name.clone(), rule.message.clone()));
+                }
+            }
+        }
+        let (action, source) = match tool.and_then(|t| t.action) {
+            Some(a) => (a, format!("tools.{TOOL_NAME}.action")),
+            None => (self.policy.default, "default".to_string()),
+        };
+        match (action, approval) {
+            (Action::Deny, _) => Verdict::Deny(Denial::new(
+                Status::Denied,
+                source,
+                format!("the policy denies {TOOL_NAME}"),
+            )),
+            (_, Some((rule, reason))) => Verdict::NeedsApproval { rule, reason },
+            (Action::RequireApproval, None) => Verdict::NeedsApproval {
+                rule: source,
+                reason: format!("the policy requires a person to approve every {TOOL_NAME} call"),
+            },
+            (Action::Allow, None) => Verdict::Allow,
+        }
+    }
+
+    /// Counts the call against every rate limit that applies, all or nothing.
+    pub fn admit(&self, caller: &Caller<'_>, now_ms: u64) -> Result<(), Denial> {
+        let specs: Vec<&LimitSpec> = self
+            .policy
+            .tool()
+            .map(|t| t.limits.iter())
+            .into_iter()
+            .flatten()
+            .chain(self.policy.all_tools.limits.iter())
+            .collect();
+        if specs.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<CounterKey> = specs
+            .iter()
+            .map(|s| CounterKey::for_caller(s, caller))
+            .collect();
+        self.counters.try_admit(&keys, now_ms).map_err(|refusal| {
+            let spec = specs[refusal.index.min(specs.len() - 1)];
+            let mut denial = Denial::new(
+                Status::RateLimited,
+                format!("rate_limit.{}", spec.counter),
+                format!(
+                    "at most {} calls per {:?} ({:?} scope); try again in {} ms",
+                    spec.max, spec.window, spec.scope, refusal.retry_after_ms
+                )
+                .to_lowercase(),
+            );
+            denial.decision.retry_after_ms = Some(refusal.retry_after_ms);
+            denial
+        })
     }
 }
 
@@ -148,6 +429,153 @@ mod tests {
     fn invalid_limits_are_an_error() {
         let e = Policy::parse("[limits]\nmemory_bytes = 0\n", "p").unwrap_err();
         assert!(e.to_string().contains("limits.memory_bytes"), "{e}");
+    }
+
+    fn engine(toml: &str) -> PolicyEngine {
+        PolicyEngine::new(
+            Policy::parse(toml, "t").unwrap(),
+            Arc::new(MemoryCounterStore::default()),
+        )
+        .unwrap()
+    }
+
+    fn args<'a>(language: &'a str, code: &'a str) -> CallArgs<'a> {
+        CallArgs {
+            language,
+            code,
+            timeout_ms: None,
+            input: None,
+        }
+    }
+
+    #[test]
+    fn the_builtin_policy_allows() {
+        let e =
+            PolicyEngine::new(Policy::builtin(), Arc::new(MemoryCounterStore::default())).unwrap();
+        assert_eq!(e.check(&args("python", "1")), Verdict::Allow);
+        assert!(
+            e.admit(
+                &Caller {
+                    grant: "local",
+                    session: "s"
+                },
+                0
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn deny_rules_stop_calls_with_their_message() {
+        let e = engine(
+            "[[tools.execute_code.rules]]\nname = \"no-eval\"\nmessage = \"eval is not allowed\"\n\
+             when = [{ arg = \"code\", op = \"contains\", value = \"eval(\" }]\n",
+        );
+        match e.check(&args("javascript", "eval('1')")) {
+            Verdict::Deny(d) => {
+                assert_eq!(d.status, Status::Denied);
+                assert_eq!(d.decision.rule, "no-eval");
+                assert_eq!(d.decision.reason, "eval is not allowed");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(e.check(&args("javascript", "1")), Verdict::Allow);
+    }
+
+    #[test]
+    fn actions_and_the_default() {
+        let deny_all = engine("default = \"deny\"\n");
+        assert!(
+            matches!(deny_all.check(&args("python", "1")), Verdict::Deny(d) if d.decision.rule == "default")
+        );
+        let approve = engine("[tools.execute_code]\naction = \"require_approval\"\n");
+        assert!(matches!(
+            approve.check(&args("python", "1")),
+            Verdict::NeedsApproval { .. }
+        ));
+        let overridden = engine("default = \"deny\"\n[tools.execute_code]\naction = \"allow\"\n");
+        assert_eq!(overridden.check(&args("python", "1")), Verdict::Allow);
+    }
+
+    #[test]
+    fn approval_rules_ask_but_deny_rules_win() {
+        let e = engine(
+            "[[tools.execute_code.rules]]\nname = \"long\"\nmessage = \"long code needs a look\"\n\
+             effect = \"require_approval\"\nwhen = [{ arg = \"code_length\", op = \"gt\", value = 3 }]\n\
+             [[tools.execute_code.rules]]\nname = \"no-py\"\nmessage = \"no python\"\n\
+             when = [{ arg = \"language\", op = \"eq\", value = \"python\" }]\n",
+        );
+        assert!(
+            matches!(e.check(&args("javascript", "12345")), Verdict::NeedsApproval { rule, .. } if rule == "long")
+        );
+        assert!(
+            matches!(e.check(&args("python", "12345")), Verdict::Deny(d) if d.decision.rule == "no-py")
+        );
+    }
+
+    #[test]
+    fn languages_can_be_narrowed() {
+        let e = engine("[tools.execute_code]\nlanguages = [\"python\"]\n");
+        assert!(
+            matches!(e.check(&args("javascript", "1")), Verdict::Deny(d) if d.decision.reason.contains("allowed: python"))
+        );
+        use crate::runtimes::Language;
+        assert_eq!(e.allowed_languages(&Language::ALL), vec![Language::Python]);
+    }
+
+    #[test]
+    fn rate_limits_deny_with_a_retry_hint_and_scopes_apart() {
+        let e = engine(
+            "[[tools.execute_code.limits]]\ncounter = \"calls\"\nwindow = \"minute\"\nmax = 2\nscope = \"grant\"\n",
+        );
+        let a = Caller {
+            grant: "a",
+            session: "1",
+        };
+        let b = Caller {
+            grant: "b",
+            session: "2",
+        };
+        assert!(e.admit(&a, 1_000).is_ok());
+        assert!(e.admit(&a, 2_000).is_ok());
+        let d = e.admit(&a, 3_000).unwrap_err();
+        assert_eq!(d.status, Status::RateLimited);
+        assert_eq!(d.decision.rule, "rate_limit.calls");
+        assert_eq!(d.decision.retry_after_ms, Some(57_000));
+        assert!(e.admit(&b, 3_000).is_ok());
+    }
+
+    #[test]
+    fn bad_documents_are_explained() {
+        let cases = [
+            (
+                "[tools.shell]\naction = \"allow\"\n",
+                "[tools.shell]: unknown tool",
+            ),
+            (
+                "[tools.execute_code]\nlanguages = [\"cobol\"]\n",
+                "unknown language \"cobol\"",
+            ),
+            ("[tools.execute_code]\naction = \"maybe\"\n", "line 2"),
+            (
+                "[[all_tools.limits]]\ncounter = \"x\"\nwindow = \"week\"\nmax = 1\nscope = \"global\"\n",
+                "week",
+            ),
+            (
+                "[[all_tools.limits]]\ncounter = \"x\"\nwindow = \"day\"\nmax = 0\nscope = \"global\"\n",
+                "max = 0",
+            ),
+            (
+                "[[tools.execute_code.rules]]\nname = \"r\"\nmessage = \"m\"\nwhen = [{ arg = \"code\", op = \"regex\", value = \"(\" }]\n",
+                "invalid regex",
+            ),
+            ("[audit]\nfail_open = true\n", "unknown field `fail_open`"),
+        ];
+        for (doc, needle) in cases {
+            let e = Policy::parse(doc, "p.toml").unwrap_err().to_string();
+            assert!(e.contains(needle), "{doc:?}: {e}");
+            assert!(e.contains("p.toml"), "{e}");
+        }
     }
 
     #[test]

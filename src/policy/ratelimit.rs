@@ -1,0 +1,299 @@
+//! Rate limits: fixed windows (as PolicyLayer counts them), keyed by counter name and scope.
+//!
+//! A call is admitted against every limit that applies to it at once, or against none: a
+//! refused call consumes no quota anywhere. Counter state sits behind [`CounterStore`] so that
+//! a shared store (for several replicas) can replace the in-memory one.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSpec {
+    /// Limits naming the same counter (and scope) share it.
+    pub counter: String,
+    pub window: Window,
+    pub max: u64,
+    pub scope: Scope,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Window {
+    Second,
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Window {
+    pub fn millis(self) -> u64 {
+        match self {
+            Window::Second => 1_000,
+            Window::Minute => 60_000,
+            Window::Hour => 3_600_000,
+            Window::Day => 86_400_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// The authenticated caller (`local` on stdio).
+    Grant,
+    /// The MCP session.
+    Session,
+    Global,
+}
+
+/// Who is calling, for scoped counters.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub grant: &'a str,
+    pub session: &'a str,
+}
+
+/// One counter a call must fit in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterKey {
+    /// `counter/scope/scope-key`, e.g. `calls/grant/local`.
+    pub key: String,
+    pub window_ms: u64,
+    pub max: u64,
+}
+
+impl CounterKey {
+    pub fn for_caller(spec: &LimitSpec, caller: &Caller<'_>) -> CounterKey {
+        let scoped = match spec.scope {
+            Scope::Grant => format!("grant/{}", caller.grant),
+            Scope::Session => format!("session/{}", caller.session),
+            Scope::Global => "global".to_string(),
+        };
+        CounterKey {
+            key: format!("{}/{}", spec.counter, scoped),
+            window_ms: spec.window.millis(),
+            max: spec.max,
+        }
+    }
+}
+
+/// Which limit refused a call, and when its window ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub index: usize,
+    pub retry_after_ms: u64,
+}
+
+pub trait CounterStore: Send + Sync {
+    /// Atomically: if every counter has room in its current window, counts the call in all of
+    /// them; otherwise counts nothing and names the first full one.
+    fn try_admit(&self, counters: &[CounterKey], now_ms: u64) -> Result<(), Refusal>;
+}
+
+/// The embedded store: one mutex around a map, so admission is atomic.
+#[derive(Debug, Default)]
+pub struct MemoryCounterStore {
+    windows: Mutex<HashMap<(String, u64), FixedWindow>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FixedWindow {
+    start_ms: u64,
+    count: u64,
+}
+
+/// Above this many tracked counters, ones whose window has passed are dropped.
+const PRUNE_ABOVE: usize = 10_000;
+
+impl CounterStore for MemoryCounterStore {
+    fn try_admit(&self, counters: &[CounterKey], now_ms: u64) -> Result<(), Refusal> {
+        let mut windows = self
+            .windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (index, c) in counters.iter().enumerate() {
+            let start = window_start(now_ms, c.window_ms);
+            let used = windows
+                .get(&(c.key.clone(), c.window_ms))
+                .filter(|w| w.start_ms == start)
+                .map_or(0, |w| w.count);
+            if used >= c.max {
+                return Err(Refusal {
+                    index,
+                    retry_after_ms: (start + c.window_ms).saturating_sub(now_ms).max(1),
+                });
+            }
+        }
+        for c in counters {
+            let start = window_start(now_ms, c.window_ms);
+            let w = windows
+                .entry((c.key.clone(), c.window_ms))
+                .or_insert(FixedWindow {
+                    start_ms: start,
+                    count: 0,
+                });
+            if w.start_ms != start {
+                *w = FixedWindow {
+                    start_ms: start,
+                    count: 0,
+                };
+            }
+            w.count += 1;
+        }
+        if windows.len() > PRUNE_ABOVE {
+            windows.retain(|(_, window_ms), w| w.start_ms == window_start(now_ms, *window_ms));
+        }
+        Ok(())
+    }
+}
+
+fn window_start(now_ms: u64, window_ms: u64) -> u64 {
+    now_ms - now_ms % window_ms.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(name: &str, window_ms: u64, max: u64) -> CounterKey {
+        CounterKey {
+            key: name.to_string(),
+            window_ms,
+            max,
+        }
+    }
+
+    #[test]
+    fn admits_up_to_max_per_window_then_says_when_to_retry() {
+        let store = MemoryCounterStore::default();
+        let k = [key("calls", 1000, 2)];
+        assert!(store.try_admit(&k, 10_100).is_ok());
+        assert!(store.try_admit(&k, 10_200).is_ok());
+        assert_eq!(
+            store.try_admit(&k, 10_300),
+            Err(Refusal {
+                index: 0,
+                retry_after_ms: 700
+            })
+        );
+        assert!(store.try_admit(&k, 11_000).is_ok(), "a new window starts");
+    }
+
+    #[test]
+    fn a_refusal_consumes_nothing_anywhere() {
+        let store = MemoryCounterStore::default();
+        let wide = key("wide", 60_000, 10);
+        let narrow = key("narrow", 60_000, 1);
+        assert!(store.try_admit(&[wide.clone(), narrow.clone()], 0).is_ok());
+        for _ in 0..5 {
+            assert_eq!(
+                store
+                    .try_admit(&[wide.clone(), narrow.clone()], 1)
+                    .unwrap_err()
+                    .index,
+                1
+            );
+        }
+        // `wide` counted only the one admitted call: nine more fit.
+        for _ in 0..9 {
+            assert!(store.try_admit(std::slice::from_ref(&wide), 2).is_ok());
+        }
+        assert!(store.try_admit(&[wide], 3).is_err());
+    }
+
+    #[test]
+    fn limits_naming_the_same_counter_share_it() {
+        let store = MemoryCounterStore::default();
+        let spec = LimitSpec {
+            counter: "runs".into(),
+            window: Window::Minute,
+            max: 2,
+            scope: Scope::Grant,
+        };
+        let alice = Caller {
+            grant: "alice",
+            session: "s1",
+        };
+        let alice_elsewhere = Caller {
+            grant: "alice",
+            session: "s2",
+        };
+        let bob = Caller {
+            grant: "bob",
+            session: "s3",
+        };
+        assert!(
+            store
+                .try_admit(&[CounterKey::for_caller(&spec, &alice)], 0)
+                .is_ok()
+        );
+        assert!(
+            store
+                .try_admit(&[CounterKey::for_caller(&spec, &alice_elsewhere)], 0)
+                .is_ok()
+        );
+        assert!(
+            store
+                .try_admit(&[CounterKey::for_caller(&spec, &alice)], 0)
+                .is_err()
+        );
+        assert!(
+            store
+                .try_admit(&[CounterKey::for_caller(&spec, &bob)], 0)
+                .is_ok(),
+            "grants are apart"
+        );
+    }
+
+    #[test]
+    fn concurrent_admission_is_exact() {
+        let store = std::sync::Arc::new(MemoryCounterStore::default());
+        let k = [key("c", 60_000, 10)];
+        let admitted: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..100)
+                .map(|_| {
+                    let store = store.clone();
+                    let k = k.clone();
+                    s.spawn(move || usize::from(store.try_admit(&k, 5).is_ok()))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(admitted, 10);
+    }
+
+    proptest! {
+        /// However calls arrive, no window ever admits more than `max`, and a call is refused
+        /// only when its window is full; retry hints point at the window's end.
+        #[test]
+        fn never_more_than_max_per_window(
+            max in 1u64..5,
+            window_ms in 1u64..50,
+            steps in proptest::collection::vec(0u64..20, 1..200),
+        ) {
+            let store = MemoryCounterStore::default();
+            let k = [key("p", window_ms, max)];
+            let mut now = 0u64;
+            let mut per_window: HashMap<u64, u64> = HashMap::new();
+            for step in steps {
+                now += step;
+                let start = now - now % window_ms;
+                let used = per_window.get(&start).copied().unwrap_or(0);
+                match store.try_admit(&k, now) {
+                    Ok(()) => {
+                        prop_assert!(used < max);
+                        per_window.insert(start, used + 1);
+                    }
+                    Err(r) => {
+                        prop_assert_eq!(used, max);
+                        prop_assert_eq!(now + r.retry_after_ms, start + window_ms);
+                    }
+                }
+            }
+        }
+    }
+}
