@@ -90,6 +90,21 @@ pub struct Server {
 
 /// Starts `warden serve` (stdio) as a child process and connects an rmcp client to it.
 pub async fn start_server(policy_toml: Option<&str>) -> Server {
+    let handler = RecordingClient::default();
+    let progress = handler.progress.clone();
+    let (client, pid) = connect(policy_toml, handler).await;
+    Server {
+        client,
+        pid,
+        progress,
+    }
+}
+
+/// Starts `warden serve` with `handler` as the client side.
+pub async fn connect<H: ClientHandler>(
+    policy_toml: Option<&str>,
+    handler: H,
+) -> (RunningService<RoleClient, H>, u32) {
     let mut args: Vec<String> = vec![
         "serve".into(),
         "--cache-dir".into(),
@@ -110,21 +125,23 @@ pub async fn start_server(policy_toml: Option<&str>) -> Server {
     });
     let transport = TokioChildProcess::new(command).unwrap();
     let pid = transport.id().unwrap();
-    let handler = RecordingClient::default();
-    let progress = handler.progress.clone();
     let client = handler.serve(transport).await.unwrap();
-    Server {
-        client,
-        pid,
-        progress,
-    }
+    (client, pid)
+}
+
+/// Calls `execute_code` on any client.
+pub async fn call_with<H: ClientHandler>(
+    client: &RunningService<RoleClient, H>,
+    arguments: Value,
+) -> CallToolResult {
+    let params = CallToolRequestParams::new("execute_code")
+        .with_arguments(arguments.as_object().cloned().unwrap_or_default());
+    client.call_tool(params).await.unwrap()
 }
 
 impl Server {
     pub async fn call(&self, arguments: Value) -> CallToolResult {
-        let params = CallToolRequestParams::new("execute_code")
-            .with_arguments(arguments.as_object().cloned().unwrap_or_default());
-        self.client.call_tool(params).await.unwrap()
+        call_with(&self.client, arguments).await
     }
 
     pub async fn js(&self, code: &str) -> CallToolResult {

@@ -1,0 +1,192 @@
+//! The policy pipeline end to end: denials through a real MCP client (rules, actions, rate
+//! limits, approval accepted / declined / unavailable) and exact admission under concurrency.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{call_with, connect, start_server, status, structured};
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationAction,
+    Implementation,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ClientHandler, ErrorData, RoleClient};
+use serde_json::json;
+
+const POLICY: &str = r#"
+[[tools.execute_code.rules]]
+name = "no-eval"
+message = "eval is not allowed"
+when = [{ arg = "code", op = "contains", value = "eval(" }]
+
+[[tools.execute_code.rules]]
+name = "review-big-inputs"
+message = "large inputs need a person's approval"
+effect = "require_approval"
+when = [{ arg = "input.rows", op = "gt", value = 100 }]
+
+[[tools.execute_code.limits]]
+counter = "calls"
+window = "minute"
+max = 3
+scope = "session"
+"#;
+
+#[tokio::test]
+async fn denials_are_tool_results_with_the_policy_decision() {
+    let server = start_server(Some(POLICY)).await;
+    // A rule denial consumes no quota: three calls still fit afterwards.
+    for _ in 0..4 {
+        let r = server.js("eval('1')").await;
+        assert_eq!(status(&r), "denied");
+        assert_eq!(r.is_error, Some(true));
+        let s = structured(&r);
+        assert_eq!(
+            s["policy"],
+            json!({"rule": "no-eval", "reason": "eval is not allowed"})
+        );
+        assert_eq!(s["usage"]["fuel"], 0, "nothing ran");
+    }
+    for i in 0..3 {
+        let r = server.js(&format!("{i} + 1")).await;
+        assert_eq!(status(&r), "ok", "call {i}: {r:?}");
+    }
+    let r = server.js("1").await;
+    assert_eq!(status(&r), "rate_limited");
+    let policy = &structured(&r)["policy"];
+    assert_eq!(policy["rule"], "rate_limit.calls");
+    let retry = policy["retry_after_ms"].as_u64().unwrap();
+    assert!((1..=60_000).contains(&retry), "{retry}");
+    assert!(r.content[0].as_text().unwrap().text.contains("retry after"));
+    server.client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_denying_action_and_narrowed_languages() {
+    let server = start_server(Some("[tools.execute_code]\nlanguages = [\"python\"]\n")).await;
+    let tools = server.client.list_all_tools().await.unwrap();
+    assert_eq!(
+        tools[0].input_schema["properties"]["language"]["enum"],
+        json!(["python"])
+    );
+    let r = server.js("1").await;
+    assert_eq!(status(&r), "denied");
+    assert_eq!(
+        structured(&r)["policy"]["rule"],
+        "tools.execute_code.languages"
+    );
+    server.client.cancel().await.unwrap();
+    let server = start_server(Some("default = \"deny\"\n")).await;
+    let r = server.js("1").await;
+    assert_eq!(status(&r), "denied");
+    assert_eq!(structured(&r)["policy"]["rule"], "default");
+    server.client.cancel().await.unwrap();
+}
+
+/// A client that supports elicitation and answers every approval request the same way.
+#[derive(Clone)]
+struct Approver {
+    approve: bool,
+    asked: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ClientHandler for Approver {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::builder().enable_elicitation().build(),
+            Implementation::new("approver", "0"),
+        )
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        if let ElicitRequestParams::FormElicitationParams { message, .. } = request {
+            self.asked.lock().unwrap().push(message);
+        }
+        Ok(if self.approve {
+            ElicitResult::new(ElicitationAction::Accept).with_content(json!({"approve": true}))
+        } else {
+            ElicitResult::new(ElicitationAction::Decline)
+        })
+    }
+}
+
+#[tokio::test]
+async fn approval_accepted_declined_and_unavailable() {
+    let big = json!({"language": "javascript", "code": "input.rows * 2", "input": {"rows": 500}});
+    for (approve, expected) in [(true, "ok"), (false, "approval_declined")] {
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (client, _) = connect(
+            Some(POLICY),
+            Approver {
+                approve,
+                asked: asked.clone(),
+            },
+        )
+        .await;
+        let r = call_with(&client, big.clone()).await;
+        assert_eq!(status(&r), expected, "{r:?}");
+        if approve {
+            assert_eq!(structured(&r)["result"], 1000);
+        } else {
+            assert_eq!(structured(&r)["policy"]["rule"], "review-big-inputs");
+        }
+        let asked = asked.lock().unwrap().clone();
+        assert_eq!(asked.len(), 1);
+        assert!(
+            asked[0].contains("review-big-inputs") && asked[0].contains("input.rows * 2"),
+            "{asked:?}"
+        );
+        // Calls that need no approval do not ask.
+        let r = call_with(&client, json!({"language": "javascript", "code": "1"})).await;
+        assert_eq!(status(&r), "ok");
+        client.cancel().await.unwrap();
+    }
+    // A client without elicitation cannot be asked: denied, and the reason says so.
+    let server = start_server(Some(POLICY)).await;
+    let r = server.call(big).await;
+    assert_eq!(status(&r), "denied");
+    let reason = structured(&r)["policy"]["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("does not support elicitation"), "{reason}");
+    server.client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn admission_is_atomic_under_concurrency() {
+    let executor = Arc::new(common::executor_with(
+        "[[all_tools.limits]]\ncounter = \"burst\"\nwindow = \"hour\"\nmax = 10\nscope = \"global\"\n",
+    ));
+    let approver = warden::execution::NoApprover("tests cannot ask");
+    let approver = &approver;
+    let calls = (0..100).map(|i| {
+        let executor = executor.clone();
+        async move {
+            let context = warden::execution::CallContext {
+                grant: "g",
+                session: "s",
+                approver,
+            };
+            let args = executor
+                .parse_args(json!({"language": "javascript", "code": format!("{i}")}).as_object())
+                .unwrap();
+            executor
+                .call(args, &context, tokio_util::sync::CancellationToken::new())
+                .await
+        }
+    });
+    // All 100 start before any finishes: admission is decided under real contention.
+    let results = futures::future::join_all(calls).await;
+    let ok = results.iter().filter(|r| r.status.as_str() == "ok").count();
+    let limited = results
+        .iter()
+        .filter(|r| r.status.as_str() == "rate_limited")
+        .count();
+    assert_eq!((ok, limited), (10, 90));
+}
