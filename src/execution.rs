@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::{AuditEvent, AuditLog};
 use crate::outcome::{ErrorInfo, ExecutionResult, Status};
 use crate::policy::{
     CallArgs, Caller, Denial, Limits, MemoryCounterStore, Policy, PolicyEngine, Verdict,
@@ -34,6 +35,7 @@ pub struct Executor {
     limits: Limits,
     permits: Arc<Semaphore>,
     policy: PolicyEngine,
+    audit: Option<Arc<AuditLog>>,
 }
 
 /// Who is calling, and how to ask a person when the policy wants approval.
@@ -102,17 +104,77 @@ impl Executor {
             limits: policy.limits.clone(),
             permits: Arc::new(Semaphore::new(policy.limits.concurrency())),
             policy: engine,
+            audit: None,
         })
     }
 
-    /// A call through the whole pipeline: argument rules, the tool's action (asking for
-    /// approval when needed), rate limits, then the run. `args` already passed the schema.
+    /// A call through the whole pipeline: the schema check's outcome (`parsed`), argument
+    /// rules, the tool's action (asking for approval when needed), rate limits, then the run.
+    /// Every decision and every run is an audit event.
     pub async fn call(
         &self,
-        args: ExecuteArgs,
+        parsed: Result<ExecuteArgs, String>,
         context: &CallContext<'_>,
         cancel: CancellationToken,
     ) -> ExecutionResult {
+        static REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let request_id = format!("r-{}-{n}", std::process::id());
+        let mut event = AuditEvent::new("decision", &request_id, context.grant, context.session);
+        let args = match parsed {
+            Ok(args) => args,
+            Err(message) => {
+                let result = invalid_arguments(message);
+                event.decision = "invalid_arguments";
+                event.reason = result.error.as_ref().map(|e| e.message.as_str());
+                self.record(&event);
+                return result;
+            }
+        };
+        event.language = Some(args.language.as_str());
+        if let Some(log) = &self.audit {
+            log.describe_code(&mut event, &args.code);
+        }
+        let decision = self.decide(&args, context).await;
+        let denial = match decision {
+            Ok(()) => None,
+            Err(denial) => Some(denied(denial)),
+        };
+        if let Some(result) = denial {
+            event.decision = match result.status {
+                Status::RateLimited => "rate_limited",
+                Status::ApprovalDeclined => "approval_declined",
+                _ => "deny",
+            };
+            event.rule = result.policy.as_ref().map(|p| p.rule.as_str());
+            event.reason = result.policy.as_ref().map(|p| p.reason.as_str());
+            self.record(&event);
+            return result;
+        }
+        if let Some(log) = &self.audit
+            && let Err(e) = log.record(&event)
+        {
+            tracing::error!("the audit log cannot be written: {e}");
+            if log.fail_closed() {
+                return denied(Denial::new(
+                    Status::Denied,
+                    "audit.fail_closed",
+                    "the audit log cannot be written, and the policy denies unaudited calls",
+                ));
+            }
+        }
+        let result = self.execute(args, cancel).await;
+        let mut run_event = event.clone();
+        run_event.event = "run";
+        run_event.decision = result.status.as_str();
+        run_event.status = Some(result.status.as_str());
+        run_event.usage = Some(result.usage);
+        self.record(&run_event);
+        result
+    }
+
+    /// Rules, action (with approval), then rate limits.
+    async fn decide(&self, args: &ExecuteArgs, context: &CallContext<'_>) -> Result<(), Denial> {
         let call_args = CallArgs {
             language: args.language.as_str(),
             code: &args.code,
@@ -121,7 +183,7 @@ impl Executor {
         };
         match self.policy.check(&call_args) {
             Verdict::Allow => {}
-            Verdict::Deny(denial) => return denied(denial),
+            Verdict::Deny(denial) => return Err(denial),
             Verdict::NeedsApproval { rule, reason } => {
                 let request = ApprovalRequest {
                     rule: &rule,
@@ -132,14 +194,14 @@ impl Executor {
                 match context.approver.approve(request).await {
                     Approval::Approved => {}
                     Approval::Declined => {
-                        return denied(Denial::new(
+                        return Err(Denial::new(
                             Status::ApprovalDeclined,
                             rule,
                             format!("approval was declined ({reason})"),
                         ));
                     }
                     Approval::Unavailable(why) => {
-                        return denied(Denial::new(
+                        return Err(Denial::new(
                             Status::Denied,
                             rule,
                             format!("this call needs a person's approval ({reason}), but {why}"),
@@ -152,10 +214,22 @@ impl Executor {
             grant: context.grant,
             session: context.session,
         };
-        if let Err(denial) = self.policy.admit(&caller, now_ms()) {
-            return denied(denial);
+        self.policy.admit(&caller, now_ms())
+    }
+
+    /// Records an event whose loss cannot change the call any more (it is already decided).
+    fn record(&self, event: &AuditEvent<'_>) {
+        if let Some(log) = &self.audit
+            && let Err(e) = log.record(event)
+        {
+            tracing::error!("the audit log cannot be written: {e}");
         }
-        self.execute(args, cancel).await
+    }
+
+    /// Sends audit events to `log` (without one, nothing is audited).
+    pub fn with_audit(mut self, log: Arc<AuditLog>) -> Executor {
+        self.audit = Some(log);
+        self
     }
 
     pub fn limits(&self) -> &Limits {

@@ -6,6 +6,7 @@
 //! The MCP layer knows nothing of wasmtime; the sandbox knows nothing of MCP; the policy module
 //! knows nothing of either.
 
+pub mod audit;
 pub mod execution;
 pub mod mcp;
 pub mod outcome;

@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
+use warden::audit::AuditLog;
 use warden::execution::{CallContext, ExecuteArgs, Executor, NoApprover};
 use warden::outcome::ExecutionResult;
 use warden::policy::Policy;
@@ -121,7 +122,7 @@ fn main() -> ExitCode {
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { common } => {
-            let executor = executor(&common)?;
+            let executor = executor(&common, Audit::AlwaysOn)?;
             tracing::info!(languages = ?executor.languages(), "serving MCP on stdio");
             warden::mcp::serve_stdio(executor).await?;
             Ok(ExitCode::SUCCESS)
@@ -138,7 +139,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let input = input
                 .map(|text| serde_json::from_str(&text).context("--input is not valid JSON"))
                 .transpose()?;
-            let executor = executor(&common)?;
+            let executor = executor(&common, Audit::OnlyToAFile)?;
             let mut raw = serde_json::Map::new();
             raw.insert("language".into(), Language::from(language).as_str().into());
             raw.insert("code".into(), code.into());
@@ -148,10 +149,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             if let Some(v) = input {
                 raw.insert("input".into(), v);
             }
-            let result = match executor.parse_args(Some(&raw)) {
-                Ok(args) => run(&executor, args).await,
-                Err(message) => warden::execution::invalid_arguments(message),
-            };
+            let result = run(&executor, executor.parse_args(Some(&raw))).await;
             print_result(&result, json)?;
             Ok(if result.is_error() {
                 ExitCode::FAILURE
@@ -162,10 +160,23 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn executor(common: &Common) -> anyhow::Result<Arc<Executor>> {
+/// The server audits every call (to stderr unless the policy names a file); `warden run`
+/// audits only to a file, so that its own stderr stays the program's.
+enum Audit {
+    AlwaysOn,
+    OnlyToAFile,
+}
+
+fn executor(common: &Common, audit: Audit) -> anyhow::Result<Arc<Executor>> {
     let policy = match &common.policy {
         Some(path) => Policy::load(path)?,
         None => Policy::builtin(),
+    };
+    let audit_log = match audit {
+        Audit::OnlyToAFile if policy.audit.path.is_none() => None,
+        _ => Some(Arc::new(AuditLog::open(&policy.audit).with_context(
+            || format!("opening the audit log {:?}", policy.audit.path),
+        )?)),
     };
     let cache_dir = if common.no_cache {
         None
@@ -175,7 +186,11 @@ fn executor(common: &Common) -> anyhow::Result<Arc<Executor>> {
             .clone()
             .or_else(SandboxConfig::default_cache_dir)
     };
-    Ok(Arc::new(Executor::new(&policy, cache_dir)?))
+    let mut executor = Executor::new(&policy, cache_dir)?;
+    if let Some(log) = audit_log {
+        executor = executor.with_audit(log);
+    }
+    Ok(Arc::new(executor))
 }
 
 fn read_program(file: &PathBuf) -> anyhow::Result<String> {
@@ -190,7 +205,7 @@ fn read_program(file: &PathBuf) -> anyhow::Result<String> {
     }
 }
 
-async fn run(executor: &Executor, args: ExecuteArgs) -> ExecutionResult {
+async fn run(executor: &Executor, args: Result<ExecuteArgs, String>) -> ExecutionResult {
     let approver = NoApprover("the command line cannot ask anyone");
     let context = CallContext {
         grant: "local",

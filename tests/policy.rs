@@ -174,8 +174,7 @@ async fn admission_is_atomic_under_concurrency() {
                 approver,
             };
             let args = executor
-                .parse_args(json!({"language": "javascript", "code": format!("{i}")}).as_object())
-                .unwrap();
+                .parse_args(json!({"language": "javascript", "code": format!("{i}")}).as_object());
             executor
                 .call(args, &context, tokio_util::sync::CancellationToken::new())
                 .await
@@ -189,4 +188,64 @@ async fn admission_is_atomic_under_concurrency() {
         .filter(|r| r.status.as_str() == "rate_limited")
         .count();
     assert_eq!((ok, limited), (10, 90));
+}
+
+#[tokio::test]
+async fn every_decision_and_run_is_audited_without_the_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let policy = format!("{POLICY}\n[audit]\npath = \"{}\"\n", log.display());
+    let server = start_server(Some(&policy)).await;
+    let secret = "sk-live-4f9a1c77e2";
+    server
+        .js(&format!("const token = '{secret}'; token.length"))
+        .await;
+    server.js("eval('2')").await;
+    server.call(json!({"language": "cobol", "code": "1"})).await;
+    server.client.cancel().await.unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains(secret), "the code leaked into the audit log");
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap().into(),
+                e["decision"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("decision", "allow"),
+        ("run", "ok"),
+        ("decision", "deny"),
+        ("decision", "invalid_arguments"),
+    ];
+    assert_eq!(
+        summary,
+        expected.map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    assert_eq!(events[0]["request_id"], events[1]["request_id"]);
+    assert_eq!(events[0]["grant"], "local");
+    assert_eq!(events[0]["code_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(events[1]["usage"]["fetches"], 0);
+    assert_eq!(events[2]["rule"], "no-eval");
+    for e in &events {
+        assert!(e["time"].as_str().unwrap().ends_with('Z'));
+    }
+}
+
+#[tokio::test]
+async fn an_unwritable_audit_log_denies_calls_unless_fail_open() {
+    let server = start_server(Some("[audit]\npath = \"/dev/full\"\n")).await;
+    let r = server.js("1").await;
+    assert_eq!(status(&r), "denied");
+    assert_eq!(structured(&r)["policy"]["rule"], "audit.fail_closed");
+    server.client.cancel().await.unwrap();
+    let server = start_server(Some("[audit]\npath = \"/dev/full\"\nfail_closed = false\n")).await;
+    assert_eq!(status(&server.js("1").await), "ok");
+    server.client.cancel().await.unwrap();
 }

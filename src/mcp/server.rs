@@ -17,9 +17,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 
 use super::tool::{TOOL_NAME, execute_code_tool};
-use crate::execution::{
-    Approval, ApprovalRequest, Approver, CallContext, Executor, invalid_arguments,
-};
+use crate::execution::{Approval, ApprovalRequest, Approver, CallContext, Executor};
 use crate::outcome::{ErrorInfo, ExecutionResult, Status};
 
 /// Runs shorter than this send no progress notifications.
@@ -57,11 +55,9 @@ impl WardenServer {
         request: CallToolRequestParams,
         context: &RequestContext<RoleServer>,
     ) -> ExecutionResult {
-        let args = match self.executor.parse_args(request.arguments.as_ref()) {
-            Ok(a) => a,
-            Err(message) => return invalid_arguments(message),
-        };
-        let timeout_ms = self.executor.limits().timeout_ms(args.timeout_ms);
+        let parsed = self.executor.parse_args(request.arguments.as_ref());
+        let requested_timeout = parsed.as_ref().ok().and_then(|a| a.timeout_ms);
+        let timeout_ms = self.executor.limits().timeout_ms(requested_timeout);
         let approver = ElicitationApprover {
             peer: context.peer.clone(),
         };
@@ -70,7 +66,9 @@ impl WardenServer {
             session: &self.session,
             approver: &approver,
         };
-        let run = self.executor.call(args, &call_context, context.ct.clone());
+        let run = self
+            .executor
+            .call(parsed, &call_context, context.ct.clone());
         let Some(token) = context.meta.get_progress_token() else {
             return run.await;
         };

@@ -123,7 +123,11 @@ pub async fn connect<H: ClientHandler>(
     let command = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden")).configure(|cmd| {
         cmd.args(&args).env("WARDEN_LOG", "warn");
     });
-    let transport = TokioChildProcess::new(command).unwrap();
+    // The server's stderr carries its logs and audit events: not the tests' business.
+    let (transport, _) = TokioChildProcess::builder(command)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let pid = transport.id().unwrap();
     let client = handler.serve(transport).await.unwrap();
     (client, pid)
