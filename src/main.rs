@@ -47,6 +47,11 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Check a policy, or explain what it decides for given arguments.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Run one program and print its output; the exit code is 0 only for status "ok".
     Run {
         #[command(flatten)]
@@ -64,6 +69,22 @@ enum Command {
         json: bool,
         /// The program's file, or - for standard input.
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy (TOML, or PolicyLayer JSON by extension) and print the effective policy.
+    Check { file: PathBuf },
+    /// Print the decision trace for a call's arguments (nothing runs, nothing is counted).
+    Explain {
+        file: PathBuf,
+        /// The call's arguments as JSON, e.g. '{"language": "python", "code": "1"}'.
+        #[arg(long, value_name = "JSON")]
+        args: String,
+        /// The caller's grant.
+        #[arg(long, default_value = "local")]
+        grant: String,
     },
 }
 
@@ -91,6 +112,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
         Command::Serve { .. } => "info",
+        Command::Policy { .. } => "warn",
         Command::Run { .. } => "warn",
     };
     tracing_subscriber::fmt()
@@ -121,6 +143,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Policy { command } => policy_command(command),
         Command::Serve { common } => {
             let executor = executor(&common, Audit::AlwaysOn)?;
             tracing::info!(languages = ?executor.languages(), "serving MCP on stdio");
@@ -156,6 +179,53 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+    }
+}
+
+fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PolicyCommand::Check { file } => {
+            let policy = Policy::load(&file)?;
+            print!(
+                "{}",
+                policy.to_normalized_toml().map_err(anyhow::Error::msg)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Explain { file, args, grant } => {
+            let policy = Policy::load(&file)?;
+            let raw: serde_json::Value =
+                serde_json::from_str(&args).context("--args is not valid JSON")?;
+            let languages = warden::runtimes::Language::ALL;
+            let parsed = warden::execution::parse_args(raw.as_object(), &policy.limits, &languages);
+            let engine = warden::policy::PolicyEngine::new(
+                policy,
+                Arc::new(warden::policy::MemoryCounterStore::default()),
+            )?;
+            match parsed {
+                Err(message) => {
+                    println!("schema: invalid_arguments: {message}");
+                    println!("decision: invalid_arguments (nothing is counted)");
+                }
+                Ok(args) => {
+                    println!("schema: ok");
+                    let call = warden::policy::CallArgs {
+                        language: args.language.as_str(),
+                        code: &args.code,
+                        timeout_ms: args.timeout_ms,
+                        input: args.input.as_ref(),
+                    };
+                    let caller = warden::policy::Caller {
+                        grant: &grant,
+                        session: "explain",
+                    };
+                    for line in engine.explain(&call, &caller) {
+                        println!("{line}");
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

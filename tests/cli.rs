@@ -24,6 +24,14 @@ fn warden(args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+fn warden_policy(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_warden"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -132,4 +140,52 @@ fn runs_python_from_stdin() {
     let out = warden(&["run", "-l", "py", "-"], "import os\nos._exit(4)");
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("code 4"));
+}
+
+#[test]
+fn policy_check_prints_the_effective_policy_and_rejects_bad_ones() {
+    let out = warden_policy(&["policy", "check", "policies/locked-down.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(
+        printed.contains("default = \"deny\"") && printed.contains("wasm_stack_bytes = 1048576"),
+        "{printed}"
+    );
+    let out = warden_policy(&["policy", "check", "policies/policylayer.json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[tools.execute_code]\nacton = \"allow\"\n").unwrap();
+    let out = warden_policy(&["policy", "check", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("line 2") && err.contains("acton"),
+        "{err}"
+    );
+}
+
+#[test]
+fn policy_explain_prints_the_decision_trace() {
+    let out = warden_policy(&[
+        "policy",
+        "explain",
+        "policies/locked-down.toml",
+        "--args",
+        r#"{"language": "javascript", "code": "1"}"#,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let trace = text(&out.stdout);
+    assert!(
+        trace.contains("tools.execute_code.languages") && trace.contains("decision: deny"),
+        "{trace}"
+    );
+    let out = warden_policy(&[
+        "policy",
+        "explain",
+        "policies/locked-down.toml",
+        "--args",
+        r#"{"code": 1}"#,
+    ]);
+    assert!(text(&out.stdout).contains("invalid_arguments"));
 }

@@ -28,7 +28,7 @@ pub const TOOL_NAME: &str = "execute_code";
 /// The policy compiled into the binary, used when no `--policy` is given.
 pub const DEFAULT_POLICY: &str = include_str!("../../policies/default.toml");
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Format version of the document; only 1 exists.
@@ -57,12 +57,14 @@ pub enum Action {
 }
 
 /// `[tools.execute_code]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToolPolicy {
     /// Defaults to the document's `default`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<Action>,
     /// Narrows the languages on offer (contract names).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub languages: Option<Vec<String>>,
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
@@ -71,7 +73,7 @@ pub struct ToolPolicy {
 }
 
 /// `[all_tools]`: limits every tool call counts against.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AllTools {
     #[serde(default)]
@@ -79,10 +81,11 @@ pub struct AllTools {
 }
 
 /// `[audit]`: where decision and run events go (JSON lines).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditSettings {
     /// A file to append to; without it, events go to stderr.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
     /// Put the full code in events (otherwise only its SHA-256 and size).
     pub include_code: bool,
@@ -123,12 +126,100 @@ impl Policy {
             .unwrap_or_else(|e| panic!("the embedded default policy is invalid: {e}"))
     }
 
+    /// Loads a TOML policy, or a PolicyLayer-style JSON one (by the `.json` extension).
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
         let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Policy::parse(&text, &path.display().to_string())
+        let origin = path.display().to_string();
+        if path.extension().is_some_and(|e| e == "json") {
+            Policy::from_policylayer(&text, &origin)
+        } else {
+            Policy::parse(&text, &origin)
+        }
+    }
+
+    /// Translates a PolicyLayer-style JSON document: `version`, `default`,
+    /// `tools.<name>.limits[]` (`counter`, `window`, `max`, `scope`) and `all_tools.limits[]`.
+    /// Anything else cannot be translated and is an error, never ignored.
+    pub fn from_policylayer(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+        let invalid = |message: String| PolicyError::Invalid {
+            origin: origin.to_string(),
+            message,
+        };
+        let doc: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| invalid(format!("line {}, column {}: {e}", e.line(), e.column())))?;
+        let root = doc
+            .as_object()
+            .ok_or_else(|| invalid("a PolicyLayer document is a JSON object".into()))?;
+        let mut policy = Policy::parse("", origin)?;
+        for (key, value) in root {
+            match key.as_str() {
+                "version" => {
+                    let ok = value == &serde_json::json!(1) || value == &serde_json::json!("1");
+                    if !ok {
+                        return Err(invalid(format!(
+                            "version {value} is not supported (expected 1)"
+                        )));
+                    }
+                }
+                "default" => {
+                    policy.default = serde_json::from_value(value.clone()).map_err(|_| {
+                        invalid(format!(
+                            "default: expected \"allow\" or \"deny\", got {value}"
+                        ))
+                    })?;
+                }
+                "tools" => {
+                    let tools = value
+                        .as_object()
+                        .ok_or_else(|| invalid("tools: expected an object of tools".into()))?;
+                    for (name, tool) in tools {
+                        let tool = tool
+                            .as_object()
+                            .ok_or_else(|| invalid(format!("tools.{name}: expected an object")))?;
+                        let mut translated = ToolPolicy::default();
+                        for (field, v) in tool {
+                            match field.as_str() {
+                                "limits" => {
+                                    translated.limits =
+                                        translate_limits(v, &format!("tools.{name}.limits"))
+                                            .map_err(invalid)?
+                                }
+                                other => {
+                                    return Err(invalid(format!(
+                                        "tools.{name}.{other}: cannot be translated (only `limits` can)"
+                                    )));
+                                }
+                            }
+                        }
+                        policy.tools.insert(name.clone(), translated);
+                    }
+                }
+                "all_tools" => {
+                    let all = value
+                        .as_object()
+                        .ok_or_else(|| invalid("all_tools: expected an object".into()))?;
+                    for (field, v) in all {
+                        match field.as_str() {
+                            "limits" => {
+                                policy.all_tools.limits =
+                                    translate_limits(v, "all_tools.limits").map_err(invalid)?
+                            }
+                            other => {
+                                return Err(invalid(format!(
+                                    "all_tools.{other}: cannot be translated (only `limits` can)"
+                                )));
+                            }
+                        }
+                    }
+                }
+                other => return Err(invalid(format!("`{other}`: cannot be translated"))),
+            }
+        }
+        policy.validate().map_err(invalid)?;
+        Ok(policy)
     }
 
     /// Parses and validates a TOML policy. `origin` names the document in error messages.
@@ -178,6 +269,25 @@ impl Policy {
     fn tool(&self) -> Option<&ToolPolicy> {
         self.tools.get(TOOL_NAME)
     }
+
+    /// The effective policy, every default filled in, as TOML. (Credentials, once the policy
+    /// has them, are shown by name only.)
+    pub fn to_normalized_toml(&self) -> Result<String, String> {
+        toml::to_string_pretty(self).map_err(|e| format!("cannot render the policy: {e}"))
+    }
+}
+
+fn translate_limits(value: &serde_json::Value, at: &str) -> Result<Vec<LimitSpec>, String> {
+    let items = value
+        .as_array()
+        .ok_or_else(|| format!("{at}: expected a list of limits"))?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            serde_json::from_value::<LimitSpec>(item.clone()).map_err(|e| format!("{at}[{i}]: {e}"))
+        })
+        .collect()
 }
 
 fn check_limits(section: &str, limits: &[LimitSpec]) -> Result<(), String> {
@@ -324,6 +434,73 @@ impl PolicyEngine {
             },
             (Action::Allow, None) => Verdict::Allow,
         }
+    }
+
+    /// The decision for `args`, step by step, without counting anything: which rules match,
+    /// what the action is, which counters the call would count against.
+    pub fn explain(&self, args: &CallArgs<'_>, caller: &Caller<'_>) -> Vec<String> {
+        let mut trace = vec![format!(
+            "caller: grant `{}`, session `{}`; language {}, {} bytes of code",
+            caller.grant,
+            caller.session,
+            args.language,
+            args.code.len()
+        )];
+        for rule in &self.rules {
+            let effect = match rule.effect {
+                Effect::Deny => "deny",
+                Effect::RequireApproval => "require approval",
+            };
+            if rule.matches(args) {
+                trace.push(format!(
+                    "rule `{}` matches: {effect} ({})",
+                    rule.name, rule.message
+                ));
+            } else {
+                trace.push(format!("rule `{}` does not match", rule.name));
+            }
+        }
+        let verdict = self.check(args);
+        trace.push(match &verdict {
+            Verdict::Allow => "action: allow".to_string(),
+            Verdict::NeedsApproval { rule, reason } => {
+                format!("action: require approval (rule `{rule}`: {reason})")
+            }
+            Verdict::Deny(d) => format!(
+                "action: {} (rule `{}`: {})",
+                d.status.as_str(),
+                d.decision.rule,
+                d.decision.reason
+            ),
+        });
+        if !matches!(verdict, Verdict::Deny(_)) {
+            let specs = self
+                .policy
+                .tool()
+                .map(|t| t.limits.iter())
+                .into_iter()
+                .flatten()
+                .chain(self.policy.all_tools.limits.iter());
+            let mut any = false;
+            for spec in specs {
+                any = true;
+                let key = CounterKey::for_caller(spec, caller);
+                trace.push(format!(
+                    "rate limit: counter `{}` allows {} per {:?}",
+                    key.key, spec.max, spec.window
+                ));
+            }
+            if !any {
+                trace.push("rate limits: none apply".to_string());
+            }
+            trace.push(match verdict {
+                Verdict::Allow => "decision: allow (if the counters have room)".to_string(),
+                _ => "decision: ask a person, then count and run".to_string(),
+            });
+        } else {
+            trace.push("decision: deny (nothing is counted)".to_string());
+        }
+        trace
     }
 
     /// Counts the call against every rate limit that applies, all or nothing.
@@ -575,6 +752,120 @@ mod tests {
             let e = Policy::parse(doc, "p.toml").unwrap_err().to_string();
             assert!(e.contains(needle), "{doc:?}: {e}");
             assert!(e.contains("p.toml"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_normalized_policy_parses_back_to_itself() {
+        for text in [
+            DEFAULT_POLICY,
+            include_str!("../../policies/locked-down.toml"),
+        ] {
+            let p = Policy::parse(text, "p").unwrap();
+            let normalized = p.to_normalized_toml().unwrap();
+            assert_eq!(
+                Policy::parse(&normalized, "normalized").unwrap(),
+                p,
+                "{normalized}"
+            );
+        }
+    }
+
+    #[test]
+    fn explain_traces_every_step() {
+        let e = engine(
+            "[[tools.execute_code.rules]]\nname = \"no-eval\"\nmessage = \"m\"\n\
+             when = [{ arg = \"code\", op = \"contains\", value = \"eval\" }]\n\
+             [[tools.execute_code.limits]]\ncounter = \"c\"\nwindow = \"minute\"\nmax = 5\nscope = \"grant\"\n",
+        );
+        let caller = Caller {
+            grant: "ci",
+            session: "s",
+        };
+        let trace = e.explain(&args("javascript", "1"), &caller).join("\n");
+        assert!(trace.contains("rule `no-eval` does not match"), "{trace}");
+        assert!(trace.contains("counter `c/grant/ci` allows 5"), "{trace}");
+        assert!(
+            trace.ends_with("decision: allow (if the counters have room)"),
+            "{trace}"
+        );
+        let trace = e
+            .explain(&args("javascript", "eval(1)"), &caller)
+            .join("\n");
+        assert!(
+            trace.contains("rule `no-eval` matches")
+                && trace.ends_with("decision: deny (nothing is counted)"),
+            "{trace}"
+        );
+    }
+
+    #[test]
+    fn policylayer_json_is_translated() {
+        let p = Policy::from_policylayer(
+            r#"{"version": "1", "default": "allow",
+                "tools": {"execute_code": {"limits": [{"counter": "runs", "window": "minute", "max": 10, "scope": "session"}]}},
+                "all_tools": {"limits": [{"counter": "all", "window": "day", "max": 1000, "scope": "global"}]}}"#,
+            "pl.json",
+        )
+        .unwrap();
+        let limits = &p.tools[TOOL_NAME].limits;
+        assert_eq!(
+            limits[0],
+            LimitSpec {
+                counter: "runs".into(),
+                window: Window::Minute,
+                max: 10,
+                scope: Scope::Session
+            }
+        );
+        assert_eq!(p.all_tools.limits[0].window, Window::Day);
+        assert_eq!(p.default, Action::Allow);
+        assert_eq!(p.limits, Limits::default());
+        let shipped =
+            Policy::from_policylayer(include_str!("../../policies/policylayer.json"), "shipped")
+                .unwrap();
+        assert!(!shipped.tools[TOOL_NAME].limits.is_empty());
+    }
+
+    #[test]
+    fn untranslatable_policylayer_constructs_are_errors() {
+        let cases = [
+            (r#"{"version": 2}"#, "version 2"),
+            (r#"{"rules": []}"#, "`rules`: cannot be translated"),
+            (
+                r#"{"tools": {"execute_code": {"conditions": {}}}}"#,
+                "tools.execute_code.conditions: cannot be translated",
+            ),
+            (
+                r#"{"all_tools": {"limits": [{"counter": "x", "window": "fortnight", "max": 1, "scope": "global"}]}}"#,
+                "all_tools.limits[0]",
+            ),
+            (r#"{"tools": {"shell": {"limits": []}}}"#, "unknown tool"),
+            (r#"{"default": "maybe"}"#, "default"),
+            ("[1, 2]", "JSON object"),
+            ("{\n  \"version\": }", "line 2"),
+        ];
+        for (doc, needle) in cases {
+            let e = Policy::from_policylayer(doc, "pl.json")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle) && e.contains("pl.json"), "{doc}: {e}");
+        }
+    }
+
+    #[test]
+    fn shipped_example_policies_are_valid() {
+        for (name, text) in [
+            (
+                "locked-down.toml",
+                include_str!("../../policies/locked-down.toml"),
+            ),
+            (
+                "rest-apis.toml",
+                include_str!("../../policies/rest-apis.toml"),
+            ),
+        ] {
+            Policy::parse(text, name).unwrap_or_else(|e| panic!("{e}"));
         }
     }
 
