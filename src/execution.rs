@@ -32,10 +32,17 @@ const ARGUMENT_NAMES: [&str; 4] = ["language", "code", "timeout_ms", "input"];
 pub struct Executor {
     sandbox: Arc<Sandbox>,
     runtimes: Arc<Runtimes>,
-    limits: Limits,
     permits: Arc<Semaphore>,
-    policy: PolicyEngine,
+    /// The policy in force and its limits; swapped whole by [`Executor::reload`].
+    live: std::sync::RwLock<Arc<Live>>,
+    /// Rate-limit counters, kept across reloads.
+    counters: Arc<MemoryCounterStore>,
     audit: Option<Arc<AuditLog>>,
+}
+
+struct Live {
+    engine: PolicyEngine,
+    limits: Limits,
 }
 
 /// Who is calling, and how to ask a person when the policy wants approval.
@@ -97,15 +104,67 @@ impl Executor {
             cache_dir,
         };
         let sandbox = Sandbox::new(&config, &runtimes.guests())?;
-        let engine = PolicyEngine::new(policy.clone(), Arc::new(MemoryCounterStore::default()))?;
+        let counters = Arc::new(MemoryCounterStore::default());
+        let engine = PolicyEngine::new(policy.clone(), counters.clone())?;
         Ok(Executor {
             sandbox: Arc::new(sandbox),
             runtimes: Arc::new(runtimes),
-            limits: policy.limits.clone(),
             permits: Arc::new(Semaphore::new(policy.limits.concurrency())),
-            policy: engine,
+            live: std::sync::RwLock::new(Arc::new(Live {
+                engine,
+                limits: policy.limits.clone(),
+            })),
+            counters,
             audit: None,
         })
+    }
+
+    /// Puts a new (already validated) policy in force for the calls that start from now on.
+    /// Rate-limit counters carry over. The limits that shape the sandbox itself (memory,
+    /// wasm stack, concurrency) keep their start-up values until a restart; a warning says so.
+    pub fn reload(&self, policy: Policy) -> anyhow::Result<()> {
+        let mut limits = policy.limits.clone();
+        let current = self.live();
+        for (name, old, new) in [
+            (
+                "memory_bytes",
+                current.limits.memory_bytes,
+                limits.memory_bytes,
+            ),
+            (
+                "wasm_stack_bytes",
+                current.limits.wasm_stack_bytes,
+                limits.wasm_stack_bytes,
+            ),
+            (
+                "max_concurrent_runs",
+                u64::from(current.limits.max_concurrent_runs),
+                u64::from(limits.max_concurrent_runs),
+            ),
+        ] {
+            if old != new {
+                tracing::warn!(
+                    "limits.{name} changed from {old} to {new}: it takes effect at the next restart"
+                );
+            }
+        }
+        limits.memory_bytes = current.limits.memory_bytes;
+        limits.wasm_stack_bytes = current.limits.wasm_stack_bytes;
+        limits.max_concurrent_runs = current.limits.max_concurrent_runs;
+        let engine = PolicyEngine::new(policy, self.counters.clone())?;
+        let next = Arc::new(Live { engine, limits });
+        *self
+            .live
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+        Ok(())
+    }
+
+    fn live(&self) -> Arc<Live> {
+        self.live
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// A call through the whole pipeline: the schema check's outcome (`parsed`), argument
@@ -135,7 +194,8 @@ impl Executor {
         if let Some(log) = &self.audit {
             log.describe_code(&mut event, &args.code);
         }
-        let decision = self.decide(&args, context).await;
+        let live = self.live();
+        let decision = self.decide(&live.engine, &args, context).await;
         let denial = match decision {
             Ok(()) => None,
             Err(denial) => Some(denied(denial)),
@@ -163,7 +223,7 @@ impl Executor {
                 ));
             }
         }
-        let result = self.execute(args, cancel).await;
+        let result = self.execute_with(&live.limits, args, cancel).await;
         let mut run_event = event.clone();
         run_event.event = "run";
         run_event.decision = result.status.as_str();
@@ -174,14 +234,19 @@ impl Executor {
     }
 
     /// Rules, action (with approval), then rate limits.
-    async fn decide(&self, args: &ExecuteArgs, context: &CallContext<'_>) -> Result<(), Denial> {
+    async fn decide(
+        &self,
+        policy: &PolicyEngine,
+        args: &ExecuteArgs,
+        context: &CallContext<'_>,
+    ) -> Result<(), Denial> {
         let call_args = CallArgs {
             language: args.language.as_str(),
             code: &args.code,
             timeout_ms: args.timeout_ms,
             input: args.input.as_ref(),
         };
-        match self.policy.check(&call_args) {
+        match policy.check(&call_args) {
             Verdict::Allow => {}
             Verdict::Deny(denial) => return Err(denial),
             Verdict::NeedsApproval { rule, reason } => {
@@ -214,7 +279,7 @@ impl Executor {
             grant: context.grant,
             session: context.session,
         };
-        self.policy.admit(&caller, now_ms())
+        policy.admit(&caller, now_ms())
     }
 
     /// Records an event whose loss cannot change the call any more (it is already decided).
@@ -232,24 +297,37 @@ impl Executor {
         self
     }
 
-    pub fn limits(&self) -> &Limits {
-        &self.limits
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.live().limits.clone()
     }
 
     /// The languages callers may use: the server's, narrowed by the policy.
     pub fn languages(&self) -> Vec<Language> {
-        self.policy.allowed_languages(&self.runtimes.languages())
+        self.live()
+            .engine
+            .allowed_languages(&self.runtimes.languages())
     }
 
     /// Checks raw tool arguments; the error text tells the caller what to fix.
     pub fn parse_args(&self, raw: Option<&Map<String, Value>>) -> Result<ExecuteArgs, String> {
-        parse_args(raw, &self.limits, &self.runtimes.languages())
+        parse_args(raw, &self.live().limits, &self.runtimes.languages())
     }
 
     /// Runs one call to its end. Never fails: every outcome is an [`ExecutionResult`].
     pub async fn execute(&self, args: ExecuteArgs, cancel: CancellationToken) -> ExecutionResult {
+        let limits = self.live().limits.clone();
+        self.execute_with(&limits, args, cancel).await
+    }
+
+    async fn execute_with(
+        &self,
+        limits: &Limits,
+        args: ExecuteArgs,
+        cancel: CancellationToken,
+    ) -> ExecutionResult {
         let arrived = Instant::now();
-        let timeout = Duration::from_millis(self.limits.timeout_ms(args.timeout_ms));
+        let timeout = Duration::from_millis(limits.timeout_ms(args.timeout_ms));
         // Limits cap timeouts at an hour, so this addition cannot overflow in practice.
         let deadline = arrived.checked_add(timeout).unwrap_or(arrived);
 
@@ -272,7 +350,6 @@ impl Executor {
         let run_flag = flag.clone();
         let sandbox = self.sandbox.clone();
         let runtimes = self.runtimes.clone();
-        let limits = &self.limits;
         let run_limits = RunLimits {
             fuel: limits.fuel,
             memory_bytes: limits.memory_bytes,

@@ -11,5 +11,6 @@ pub mod execution;
 pub mod mcp;
 pub mod outcome;
 pub mod policy;
+pub mod reload;
 pub mod runtimes;
 pub mod sandbox;

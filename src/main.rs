@@ -146,6 +146,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Policy { command } => policy_command(command),
         Command::Serve { common } => {
             let executor = executor(&common, Audit::AlwaysOn)?;
+            if let Some(path) = &common.policy {
+                tokio::spawn(warden::reload::watch(path.clone(), executor.clone()));
+            }
             tracing::info!(languages = ?executor.languages(), "serving MCP on stdio");
             warden::mcp::serve_stdio(executor).await?;
             Ok(ExitCode::SUCCESS)

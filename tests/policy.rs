@@ -249,3 +249,63 @@ async fn an_unwritable_audit_log_denies_calls_unless_fail_open() {
     assert_eq!(status(&server.js("1").await), "ok");
     server.client.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_policy_reloads_while_calls_run_and_counters_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.toml");
+    let limit = "[[all_tools.limits]]\ncounter = \"calls\"\nwindow = \"hour\"\nmax = 4\nscope = \"global\"\n";
+    std::fs::write(&path, format!("[limits]\nfuel = 1000000000000\n{limit}")).unwrap();
+    let server = Arc::new(common::start_server_at(&path).await);
+    assert_eq!(status(&server.js("1").await), "ok");
+    // A long call is running when the policy changes under it.
+    let long = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            server
+                .call(
+                    json!({"language": "javascript", "code": "while(true){}", "timeout_ms": 2500}),
+                )
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let deny_eval = "[[tools.execute_code.rules]]\nname = \"no-eval\"\nmessage = \"no eval now\"\n\
+                     when = [{ arg = \"code\", op = \"contains\", value = \"eval\" }]\n";
+    std::fs::write(
+        &path,
+        format!("[limits]\nfuel = 1000000000000\n{limit}{deny_eval}"),
+    )
+    .unwrap();
+    // The file watcher polls every second; SIGHUP makes it immediate.
+    unsafe { libc::kill(server.pid as i32, libc::SIGHUP) };
+    let mut reloaded = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let r = server.js("eval('1')").await;
+        if status(&r) == "denied" {
+            reloaded = true;
+            break;
+        }
+    }
+    assert!(reloaded, "the new rule never took effect");
+    assert_eq!(
+        status(&long.await.unwrap()),
+        "timeout",
+        "the running call finished under its own policy"
+    );
+    // An invalid document keeps the policy in force.
+    std::fs::write(&path, "[tools.execute_code\n").unwrap();
+    unsafe { libc::kill(server.pid as i32, libc::SIGHUP) };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(status(&server.js("eval('1')").await), "denied");
+    // Counters survived the reload: 1 + long + at most a few probes were admitted out of 4.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(status(&server.js("2").await).to_string());
+    }
+    assert!(
+        statuses.contains(&"rate_limited".to_string()),
+        "{statuses:?}"
+    );
+}

@@ -33,19 +33,21 @@ pub const LOCAL_GRANT: &str = "local";
 #[derive(Clone)]
 pub struct WardenServer {
     executor: Arc<Executor>,
-    tool: Arc<Tool>,
     /// Names this MCP session in session-scoped counters.
     session: Arc<str>,
 }
 
 impl WardenServer {
+    /// The tool as the policy in force describes it (a reload can change it).
+    fn tool(&self) -> Tool {
+        execute_code_tool(&self.executor.limits(), &self.executor.languages())
+    }
+
     pub fn new(executor: Arc<Executor>) -> Self {
         static SESSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let n = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tool = Arc::new(execute_code_tool(executor.limits(), &executor.languages()));
         WardenServer {
             executor,
-            tool,
             session: format!("{}-{n}", std::process::id()).into(),
         }
     }
@@ -177,11 +179,11 @@ impl ServerHandler for WardenServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(vec![(*self.tool).clone()]))
+        Ok(ListToolsResult::with_all_items(vec![self.tool()]))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        (name == TOOL_NAME).then(|| (*self.tool).clone())
+        (name == TOOL_NAME).then(|| self.tool())
     }
 
     async fn call_tool(

@@ -105,11 +105,7 @@ pub async fn connect<H: ClientHandler>(
     policy_toml: Option<&str>,
     handler: H,
 ) -> (RunningService<RoleClient, H>, u32) {
-    let mut args: Vec<String> = vec![
-        "serve".into(),
-        "--cache-dir".into(),
-        cache_dir().display().to_string(),
-    ];
+    let mut extra = Vec::new();
     if let Some(text) = policy_toml {
         let path = std::env::temp_dir().join(format!(
             "warden-test-policy-{}-{}.toml",
@@ -117,9 +113,35 @@ pub async fn connect<H: ClientHandler>(
             blake3::hash(text.as_bytes()).to_hex()
         ));
         std::fs::write(&path, text).unwrap();
-        args.push("--policy".into());
-        args.push(path.display().to_string());
+        extra.push("--policy".into());
+        extra.push(path.display().to_string());
     }
+    spawn(extra, handler).await
+}
+
+/// Starts `warden serve --policy <path>`: the file stays the test's to change.
+pub async fn start_server_at(policy: &std::path::Path) -> Server {
+    let handler = RecordingClient::default();
+    let progress = handler.progress.clone();
+    let extra = vec!["--policy".to_string(), policy.display().to_string()];
+    let (client, pid) = spawn(extra, handler).await;
+    Server {
+        client,
+        pid,
+        progress,
+    }
+}
+
+async fn spawn<H: ClientHandler>(
+    extra: Vec<String>,
+    handler: H,
+) -> (RunningService<RoleClient, H>, u32) {
+    let mut args: Vec<String> = vec![
+        "serve".into(),
+        "--cache-dir".into(),
+        cache_dir().display().to_string(),
+    ];
+    args.extend(extra);
     let command = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden")).configure(|cmd| {
         cmd.args(&args).env("WARDEN_LOG", "warn");
     });

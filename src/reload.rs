@@ -1,0 +1,60 @@
+//! Hot reload of the policy file: on SIGHUP, and when the file changes (checked every second).
+//! A new document is validated first; an invalid one keeps the policy in force and says why.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::execution::Executor;
+use crate::policy::Policy;
+
+const POLL_EVERY: Duration = Duration::from_secs(1);
+
+/// Watches `path` for the life of the server.
+pub async fn watch(path: PathBuf, executor: Arc<Executor>) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGHUP ({e}); the policy file is still watched");
+            None
+        }
+    };
+    let mut seen = fingerprint(&path);
+    let mut ticks = tokio::time::interval(POLL_EVERY);
+    loop {
+        let why = tokio::select! {
+            _ = ticks.tick() => {
+                let now = fingerprint(&path);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                "the policy file changed"
+            }
+            Some(()) = async { match hangups.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
+                seen = fingerprint(&path);
+                "SIGHUP"
+            }
+        };
+        reload(&path, &executor, why);
+    }
+}
+
+fn reload(path: &Path, executor: &Executor, why: &str) {
+    match Policy::load(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|p| executor.reload(p))
+    {
+        Ok(()) => tracing::info!(path = %path.display(), "{why}: reloaded the policy"),
+        Err(e) => tracing::error!(
+            path = %path.display(),
+            "{why}: keeping the policy in force, the new one is invalid: {e:#}"
+        ),
+    }
+}
+
+/// What tells a changed file: modification time and size.
+fn fingerprint(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
