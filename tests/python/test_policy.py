@@ -1,0 +1,80 @@
+"""The policy pipeline through the official Python MCP SDK: denials, rate limits and approval
+by elicitation, as a second, independent client sees them."""
+
+import asyncio
+
+import pytest
+from mcp import Client, types
+
+from test_stdio import call, server
+
+POLICY = """
+[[tools.execute_code.rules]]
+name = "no-eval"
+message = "eval is not allowed"
+when = [{ arg = "code", op = "contains", value = "eval(" }]
+
+[[tools.execute_code.rules]]
+name = "python-needs-approval"
+message = "Python runs need a person's approval"
+effect = "require_approval"
+when = [{ arg = "language", op = "eq", value = "python" }]
+
+[[tools.execute_code.limits]]
+counter = "calls"
+window = "hour"
+max = 3
+scope = "session"
+"""
+
+
+def answer(approve):
+    async def on_elicitation(context, params):
+        assert "python-needs-approval" in params.message
+        if approve:
+            return types.ElicitResult(action="accept", content={"approve": True})
+        return types.ElicitResult(action="decline")
+
+    return on_elicitation
+
+
+def test_denials_and_rate_limits():
+    async def body():
+        async with Client(server(POLICY), mode="legacy") as c:
+            r, s = await call(c, "eval('1')")
+            assert r.is_error is True
+            assert s["status"] == "denied"
+            assert s["policy"] == {"rule": "no-eval", "reason": "eval is not allowed"}
+            for i in range(3):
+                _, s = await call(c, f"{i}")
+                assert s["status"] == "ok", s
+            _, s = await call(c, "4")
+            assert s["status"] == "rate_limited"
+            assert s["policy"]["rule"] == "rate_limit.calls"
+            assert s["policy"]["retry_after_ms"] > 0
+
+    asyncio.run(body())
+
+
+@pytest.mark.parametrize("approve,status", [(True, "ok"), (False, "approval_declined")])
+def test_approval_by_elicitation(approve, status):
+    async def body():
+        async with Client(server(POLICY), mode="legacy", elicitation_callback=answer(approve)) as c:
+            _, s = await call(c, "6 * 7", language="python")
+            assert s["status"] == status, s
+            if approve:
+                assert s["result"] == 42
+            else:
+                assert s["policy"]["rule"] == "python-needs-approval"
+
+    asyncio.run(body())
+
+
+def test_approval_without_a_way_to_ask_is_denied_with_the_reason():
+    async def body():
+        async with Client(server(POLICY), mode="legacy") as c:
+            _, s = await call(c, "1", language="python")
+            assert s["status"] == "denied", s
+            assert "approval" in s["policy"]["reason"]
+
+    asyncio.run(body())
