@@ -472,3 +472,22 @@ async fn results_nested_too_deep_for_the_host_are_an_error() {
     let r = js("let v = 1; for (let i = 0; i < 100; i++) v = [v]; v").await;
     ok(&r);
 }
+
+#[tokio::test]
+async fn unhandled_rejections_fail_the_run_as_in_node() {
+    let r = js("Promise.reject(new TypeError('nobody caught me')); 'value'").await;
+    assert_eq!(r.status.as_str(), "error", "{r:?}");
+    let e = r.error.unwrap();
+    assert_eq!(
+        (e.kind.as_str(), e.message.as_str()),
+        ("TypeError", "nobody caught me")
+    );
+    let r = js("async function work() { throw new Error('lost') }\nwork(); 1").await;
+    assert_eq!(r.error.unwrap().message, "lost");
+    // Handled later (before the end) is fine.
+    let r = js("const p = Promise.reject(new Error('late')); await null; p.catch(() => {}); 'ok'")
+        .await;
+    assert_eq!(ok(&r), &json!("ok"));
+    let r = js("Promise.reject(1).catch(() => 0); 2").await;
+    assert_eq!(ok(&r), &json!(2));
+}

@@ -62,6 +62,31 @@ static ENGINE: EngineSlot = EngineSlot(RefCell::new(None));
 
 thread_local! {
     static RNG_STATE: Cell<u64> = const { Cell::new(0x9E37_79B9_7F4A_7C15) };
+    /// Rejected promises nobody has handled yet, with their reasons (oldest first).
+    static UNHANDLED: RefCell<Vec<(Persistent<Value<'static>>, Persistent<Value<'static>>)>> =
+        const { RefCell::new(Vec::new()) };
+}
+
+/// QuickJS calls this when a promise is rejected with no handler (`handled == false`) and when
+/// such a promise gets one later (`handled == true`).
+fn track_rejection<'js>(ctx: Ctx<'js>, promise: Value<'js>, reason: Value<'js>, handled: bool) {
+    UNHANDLED.with(|list| {
+        let mut list = list.borrow_mut();
+        if handled {
+            list.retain(|(p, _)| p.clone().restore(&ctx).map_or(true, |p| p != promise));
+        } else {
+            list.push((Persistent::save(&ctx, promise), Persistent::save(&ctx, reason)));
+        }
+    });
+}
+
+/// The oldest rejection still unhandled once the program is done, if any.
+fn first_unhandled_rejection<'js>(ctx: &Ctx<'js>) -> Option<Value<'js>> {
+    UNHANDLED.with(|list| {
+        list.borrow()
+            .first()
+            .and_then(|(_, reason)| reason.clone().restore(ctx).ok())
+    })
 }
 
 fn host_random_u64() -> u64 {
@@ -183,6 +208,7 @@ fn url_op(op: String, a: String, b: Opt<String>) -> Option<Vec<String>> {
 
 fn build_engine() -> Result<Engine, String> {
     let runtime = Runtime::new().map_err(|e| format!("QuickJS runtime: {e}"))?;
+    runtime.set_host_promise_rejection_tracker(Some(Box::new(track_rejection)));
     let context = Context::full(&runtime).map_err(|e| format!("QuickJS context: {e}"))?;
     let internals = context
         .with(|ctx| {
@@ -354,6 +380,10 @@ fn run_program(engine: &Engine, code: Vec<u8>, input_json: Vec<u8>, filename: St
         };
         if let Err(e) = drain_timers(&ctx, &internals) {
             return format!(r#"{{"ok":false,"error":{e}}}"#);
+        }
+        // As in Node, a rejection nobody handled by the end fails the program.
+        if let Some(reason) = first_unhandled_rejection(&ctx) {
+            return format!(r#"{{"ok":false,"error":{}}}"#, describe_value(&ctx, &internals, reason));
         }
         let serialized = internals
             .get::<_, Function>("serializeResult")
