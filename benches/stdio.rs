@@ -15,9 +15,12 @@ fn round_trip(c: &mut Criterion) {
         let command = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden")).configure(|cmd| {
             cmd.arg("serve").env("WARDEN_LOG", "warn");
         });
-        ().serve(TokioChildProcess::new(command).expect("spawn warden"))
-            .await
-            .expect("MCP handshake")
+        // The server audits every call to stderr; keep that out of the bench's output.
+        let (transport, _) = TokioChildProcess::builder(command)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn warden");
+        ().serve(transport).await.expect("MCP handshake")
     });
     let params = CallToolRequestParams::new("execute_code").with_arguments(
         serde_json::json!({"language": "javascript", "code": "1+1"})
