@@ -45,6 +45,12 @@ struct Live {
     limits: Limits,
 }
 
+impl Live {
+    fn audit_settings(&self) -> &crate::policy::AuditSettings {
+        &self.engine.policy().audit
+    }
+}
+
 /// Who is calling, and how to ask a person when the policy wants approval.
 pub struct CallContext<'a> {
     /// The authenticated caller (`local` on stdio and the command line).
@@ -148,6 +154,11 @@ impl Executor {
                 );
             }
         }
+        if &policy.audit != current.audit_settings() {
+            tracing::warn!(
+                "[audit] changed: the audit log keeps its start-up settings until the next restart"
+            );
+        }
         limits.memory_bytes = current.limits.memory_bytes;
         limits.wasm_stack_bytes = current.limits.wasm_stack_bytes;
         limits.max_concurrent_runs = current.limits.max_concurrent_runs;
@@ -194,11 +205,18 @@ impl Executor {
         if let Some(log) = &self.audit {
             log.describe_code(&mut event, &args.code);
         }
-        let live = self.live();
-        let decision = self.decide(&live.engine, &args, context).await;
-        let denial = match decision {
-            Ok(()) => None,
-            Err(denial) => Some(denied(denial)),
+        let decision = tokio::select! {
+            decision = self.decide(&args, context) => decision,
+            // A client that gives up while a person is being asked stops waiting at once.
+            _ = cancel.cancelled() => Err(Denial::new(
+                Status::Denied,
+                "cancelled",
+                "the client cancelled the call before it was decided",
+            )),
+        };
+        let (live, denial) = match decision {
+            Ok(live) => (Some(live), None),
+            Err(denial) => (None, Some(denied(denial))),
         };
         if let Some(result) = denial {
             event.decision = match result.status {
@@ -223,7 +241,11 @@ impl Executor {
                 ));
             }
         }
-        let result = self.execute_with(&live.limits, args, cancel).await;
+        let limits = match live {
+            Some(live) => live.limits.clone(),
+            None => self.live().limits.clone(),
+        };
+        let result = self.execute_with(&limits, args, cancel).await;
         let mut run_event = event.clone();
         run_event.event = "run";
         run_event.decision = result.status.as_str();
@@ -234,19 +256,20 @@ impl Executor {
     }
 
     /// Rules, action (with approval), then rate limits.
+    /// Returns the policy state the call was admitted under.
     async fn decide(
         &self,
-        policy: &PolicyEngine,
         args: &ExecuteArgs,
         context: &CallContext<'_>,
-    ) -> Result<(), Denial> {
+    ) -> Result<Arc<Live>, Denial> {
         let call_args = CallArgs {
             language: args.language.as_str(),
             code: &args.code,
             timeout_ms: args.timeout_ms,
             input: args.input.as_ref(),
         };
-        match policy.check(&call_args) {
+        let mut live = self.live();
+        match live.engine.check(&call_args) {
             Verdict::Allow => {}
             Verdict::Deny(denial) => return Err(denial),
             Verdict::NeedsApproval { rule, reason } => {
@@ -257,7 +280,15 @@ impl Executor {
                     code: &args.code,
                 };
                 match context.approver.approve(request).await {
-                    Approval::Approved => {}
+                    Approval::Approved => {
+                        // The policy may have been reloaded while a person was deciding: the
+                        // call must still pass the one in force now (approval is not asked
+                        // twice).
+                        live = self.live();
+                        if let Verdict::Deny(denial) = live.engine.check(&call_args) {
+                            return Err(denial);
+                        }
+                    }
                     Approval::Declined => {
                         return Err(Denial::new(
                             Status::ApprovalDeclined,
@@ -279,7 +310,8 @@ impl Executor {
             grant: context.grant,
             session: context.session,
         };
-        policy.admit(&caller, now_ms())
+        live.engine.admit(&caller, now_ms())?;
+        Ok(live)
     }
 
     /// Records an event whose loss cannot change the call any more (it is already decided).

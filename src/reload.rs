@@ -20,15 +20,24 @@ pub async fn watch(path: PathBuf, executor: Arc<Executor>) {
         }
     };
     let mut seen = fingerprint(&path);
+    // A change is acted on once the file has stayed the same for a whole tick, so that a
+    // half-written file (an editor or `>` truncating first) is never loaded.
+    let mut settling = None;
     let mut ticks = tokio::time::interval(POLL_EVERY);
     loop {
         let why = tokio::select! {
             _ = ticks.tick() => {
                 let now = fingerprint(&path);
                 if now == seen {
+                    settling = None;
+                    continue;
+                }
+                if settling != Some(now) {
+                    settling = Some(now);
                     continue;
                 }
                 seen = now;
+                settling = None;
                 "the policy file changed"
             }
             Some(()) = async { match hangups.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {

@@ -393,6 +393,17 @@ impl PolicyEngine {
     /// Argument rules, then the tool's action. Counts nothing.
     pub fn check(&self, args: &CallArgs<'_>) -> Verdict {
         let tool = self.policy.tool();
+        let mut approval = None;
+        for rule in self.rules.iter().filter(|r| r.matches(args)) {
+            match rule.effect {
+                Effect::Deny => {
+                    return Verdict::Deny(Denial::new(Status::Denied, &rule.name, &rule.message));
+                }
+                Effect::RequireApproval => {
+                    approval.get_or_insert_with(|| (rule.name.clone(), rule.message.clone()));
+                }
+            }
+        }
         if let Some(allowed) = tool.and_then(|t| t.languages.as_ref())
             && !allowed.iter().any(|l| l == args.language)
         {
@@ -405,17 +416,6 @@ impl PolicyEngine {
                     allowed.join(", ")
                 ),
             ));
-        }
-        let mut approval = None;
-        for rule in self.rules.iter().filter(|r| r.matches(args)) {
-            match rule.effect {
-                Effect::Deny => {
-                    return Verdict::Deny(Denial::new(Status::Denied, &rule.name, &rule.message));
-                }
-                Effect::RequireApproval => {
-                    approval.get_or_insert_with(|| (rule.name.clone(), rule.message.clone()));
-                }
-            }
         }
         let (action, source) = match tool.and_then(|t| t.action) {
             Some(a) => (a, format!("tools.{TOOL_NAME}.action")),
@@ -516,10 +516,28 @@ impl PolicyEngine {
         if specs.is_empty() {
             return Ok(());
         }
-        let keys: Vec<CounterKey> = specs
-            .iter()
-            .map(|s| CounterKey::for_caller(s, caller))
-            .collect();
+        // The same counter named twice (e.g. by the tool and by all_tools) is one counter: the
+        // call counts once, against the smaller max.
+        let mut keys: Vec<CounterKey> = Vec::new();
+        let mut key_specs: Vec<&LimitSpec> = Vec::new();
+        for spec in &specs {
+            let key = CounterKey::for_caller(spec, caller);
+            match keys
+                .iter()
+                .position(|k| k.key == key.key && k.window_ms == key.window_ms)
+            {
+                Some(i) if key.max < keys[i].max => {
+                    keys[i] = key;
+                    key_specs[i] = spec;
+                }
+                Some(_) => {}
+                None => {
+                    keys.push(key);
+                    key_specs.push(spec);
+                }
+            }
+        }
+        let specs = key_specs;
         self.counters.try_admit(&keys, now_ms).map_err(|refusal| {
             let spec = specs[refusal.index.min(specs.len() - 1)];
             let mut denial = Denial::new(
@@ -720,6 +738,35 @@ mod tests {
         assert_eq!(d.decision.rule, "rate_limit.calls");
         assert_eq!(d.decision.retry_after_ms, Some(57_000));
         assert!(e.admit(&b, 3_000).is_ok());
+    }
+
+    #[test]
+    fn a_counter_named_twice_counts_once_against_the_smaller_max() {
+        let e = engine(
+            "[[tools.execute_code.limits]]\ncounter = \"c\"\nwindow = \"hour\"\nmax = 3\nscope = \"global\"\n\
+             [[all_tools.limits]]\ncounter = \"c\"\nwindow = \"hour\"\nmax = 2\nscope = \"global\"\n",
+        );
+        let caller = Caller {
+            grant: "g",
+            session: "s",
+        };
+        assert!(e.admit(&caller, 0).is_ok());
+        assert!(e.admit(&caller, 1).is_ok());
+        assert!(e.admit(&caller, 2).is_err(), "max 2, counted once per call");
+    }
+
+    #[test]
+    fn a_matching_deny_rule_is_named_even_for_a_disallowed_language() {
+        let e = engine(
+            "[tools.execute_code]\nlanguages = [\"python\"]\n[[tools.execute_code.rules]]\nname = \"no-eval\"\n\
+             message = \"m\"\nwhen = [{ arg = \"code\", op = \"contains\", value = \"eval\" }]\n",
+        );
+        assert!(
+            matches!(e.check(&args("javascript", "eval(1)")), Verdict::Deny(d) if d.decision.rule == "no-eval")
+        );
+        assert!(
+            matches!(e.check(&args("javascript", "1")), Verdict::Deny(d) if d.decision.rule.ends_with("languages"))
+        );
     }
 
     #[test]
