@@ -214,21 +214,21 @@ impl Executor {
                 "the client cancelled the call before it was decided",
             )),
         };
-        let (live, denial) = match decision {
-            Ok(live) => (Some(live), None),
-            Err(denial) => (None, Some(denied(denial))),
+        let live = match decision {
+            Ok(live) => live,
+            Err(denial) => {
+                let result = denied(denial);
+                event.decision = match result.status {
+                    Status::RateLimited => "rate_limited",
+                    Status::ApprovalDeclined => "approval_declined",
+                    _ => "deny",
+                };
+                event.rule = result.policy.as_ref().map(|p| p.rule.as_str());
+                event.reason = result.policy.as_ref().map(|p| p.reason.as_str());
+                self.record(&event);
+                return result;
+            }
         };
-        if let Some(result) = denial {
-            event.decision = match result.status {
-                Status::RateLimited => "rate_limited",
-                Status::ApprovalDeclined => "approval_declined",
-                _ => "deny",
-            };
-            event.rule = result.policy.as_ref().map(|p| p.rule.as_str());
-            event.reason = result.policy.as_ref().map(|p| p.reason.as_str());
-            self.record(&event);
-            return result;
-        }
         if let Some(log) = &self.audit
             && let Err(e) = log.record(&event)
         {
@@ -241,11 +241,7 @@ impl Executor {
                 ));
             }
         }
-        let limits = match live {
-            Some(live) => live.limits.clone(),
-            None => self.live().limits.clone(),
-        };
-        let result = self.execute_with(&limits, args, cancel).await;
+        let result = self.execute_with(&live.limits, args, cancel).await;
         let mut run_event = event.clone();
         run_event.event = "run";
         run_event.decision = result.status.as_str();

@@ -123,7 +123,7 @@ impl CappedText {
 
     /// Appends what fits; returns whether the buffer still accepts more.
     fn push(&mut self, data: &[u8]) -> bool {
-        let room = self.cap.saturating_sub(self.bytes.len());
+        let room = self.room();
         if data.len() > room {
             self.bytes.extend_from_slice(&data[..room]);
             self.truncated = true;
@@ -142,20 +142,18 @@ impl CappedText {
         match String::from_utf8(self.bytes) {
             Ok(s) => s,
             Err(e) => {
+                // `error_len() == None` is std's "the input ended inside a character": that
+                // is the cap's cut, dropped; any other invalid byte is replaced.
+                let cut_at_end = e.utf8_error().error_len().is_none();
                 let valid = e.utf8_error().valid_up_to();
                 let mut bytes = e.into_bytes();
-                if e_is_cut_at_end(&bytes, valid) {
+                if cut_at_end {
                     bytes.truncate(valid);
                 }
                 String::from_utf8_lossy(&bytes).into_owned()
             }
         }
     }
-}
-
-fn e_is_cut_at_end(bytes: &[u8], valid: usize) -> bool {
-    // A character split by the cap leaves fewer than 4 bytes after the last valid boundary.
-    bytes.len() - valid < 4 && std::str::from_utf8(&bytes[valid..]).is_err()
 }
 
 /// A [`CappedText`] shared between the store and the WASI output streams that write into it.
