@@ -75,6 +75,43 @@ pub enum Approval {
     Declined,
     /// Nobody can be asked; says why.
     Unavailable(String),
+    /// The question went out with the call's answer (the 2026-07-28 input-required flow): the
+    /// call ends here, and the client calls again with the person's answer.
+    Asked,
+}
+
+/// How a call ended: with a result, or waiting for a person's approval that the client will
+/// bring back in a new call.
+#[derive(Debug)]
+pub enum CallOutcome {
+    Finished(Box<ExecutionResult>),
+    AwaitingApproval,
+}
+
+impl CallOutcome {
+    /// The result, for callers whose approver never defers; a deferral becomes a denial.
+    pub fn into_result(self) -> ExecutionResult {
+        match self {
+            CallOutcome::Finished(result) => *result,
+            CallOutcome::AwaitingApproval => denied(Denial::new(
+                Status::Denied,
+                "approval",
+                "the call waits for an approval that this caller cannot bring back",
+            )),
+        }
+    }
+}
+
+/// Why a call stopped before it ran.
+enum Stop {
+    Denied(Denial),
+    AwaitingApproval { rule: String, reason: String },
+}
+
+impl From<Denial> for Stop {
+    fn from(denial: Denial) -> Stop {
+        Stop::Denied(denial)
+    }
 }
 
 /// Asks a person to approve a call (through the MCP client, for instance).
@@ -186,7 +223,7 @@ impl Executor {
         parsed: Result<ExecuteArgs, String>,
         context: &CallContext<'_>,
         cancel: CancellationToken,
-    ) -> ExecutionResult {
+    ) -> CallOutcome {
         static REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let n = REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let request_id = format!("r-{}-{n}", std::process::id());
@@ -198,7 +235,7 @@ impl Executor {
                 event.decision = "invalid_arguments";
                 event.reason = result.error.as_ref().map(|e| e.message.as_str());
                 self.record(&event);
-                return result;
+                return CallOutcome::Finished(Box::new(result));
             }
         };
         event.language = Some(args.language.as_str());
@@ -208,15 +245,22 @@ impl Executor {
         let decision = tokio::select! {
             decision = self.decide(&args, context) => decision,
             // A client that gives up while a person is being asked stops waiting at once.
-            _ = cancel.cancelled() => Err(Denial::new(
+            _ = cancel.cancelled() => Err(Stop::Denied(Denial::new(
                 Status::Denied,
                 "cancelled",
                 "the client cancelled the call before it was decided",
-            )),
+            ))),
         };
         let live = match decision {
             Ok(live) => live,
-            Err(denial) => {
+            Err(Stop::AwaitingApproval { rule, reason }) => {
+                event.decision = "approval_requested";
+                event.rule = Some(&rule);
+                event.reason = Some(&reason);
+                self.record(&event);
+                return CallOutcome::AwaitingApproval;
+            }
+            Err(Stop::Denied(denial)) => {
                 let result = denied(denial);
                 event.decision = match result.status {
                     Status::RateLimited => "rate_limited",
@@ -226,7 +270,7 @@ impl Executor {
                 event.rule = result.policy.as_ref().map(|p| p.rule.as_str());
                 event.reason = result.policy.as_ref().map(|p| p.reason.as_str());
                 self.record(&event);
-                return result;
+                return CallOutcome::Finished(Box::new(result));
             }
         };
         if let Some(log) = &self.audit
@@ -234,11 +278,11 @@ impl Executor {
         {
             tracing::error!("the audit log cannot be written: {e}");
             if log.fail_closed() {
-                return denied(Denial::new(
+                return CallOutcome::Finished(Box::new(denied(Denial::new(
                     Status::Denied,
                     "audit.fail_closed",
                     "the audit log cannot be written, and the policy denies unaudited calls",
-                ));
+                ))));
             }
         }
         let result = self.execute_with(&live.limits, args, cancel).await;
@@ -248,7 +292,7 @@ impl Executor {
         run_event.status = Some(result.status.as_str());
         run_event.usage = Some(result.usage);
         self.record(&run_event);
-        result
+        CallOutcome::Finished(Box::new(result))
     }
 
     /// Rules, action (with approval), then rate limits.
@@ -257,7 +301,7 @@ impl Executor {
         &self,
         args: &ExecuteArgs,
         context: &CallContext<'_>,
-    ) -> Result<Arc<Live>, Denial> {
+    ) -> Result<Arc<Live>, Stop> {
         let call_args = CallArgs {
             language: args.language.as_str(),
             code: &args.code,
@@ -267,7 +311,7 @@ impl Executor {
         let mut live = self.live();
         match live.engine.check(&call_args) {
             Verdict::Allow => {}
-            Verdict::Deny(denial) => return Err(denial),
+            Verdict::Deny(denial) => return Err(denial.into()),
             Verdict::NeedsApproval { rule, reason } => {
                 let request = ApprovalRequest {
                     rule: &rule,
@@ -282,7 +326,7 @@ impl Executor {
                         // twice).
                         live = self.live();
                         if let Verdict::Deny(denial) = live.engine.check(&call_args) {
-                            return Err(denial);
+                            return Err(denial.into());
                         }
                     }
                     Approval::Declined => {
@@ -290,15 +334,18 @@ impl Executor {
                             Status::ApprovalDeclined,
                             rule,
                             format!("approval was declined ({reason})"),
-                        ));
+                        )
+                        .into());
                     }
                     Approval::Unavailable(why) => {
                         return Err(Denial::new(
                             Status::Denied,
                             rule,
                             format!("this call needs a person's approval ({reason}), but {why}"),
-                        ));
+                        )
+                        .into());
                     }
+                    Approval::Asked => return Err(Stop::AwaitingApproval { rule, reason }),
                 }
             }
         }

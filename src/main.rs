@@ -293,7 +293,7 @@ async fn run(executor: &Executor, args: Result<ExecuteArgs, String>) -> Executio
             on_signal.cancel();
         }
     });
-    let result = executor.call(args, &context, cancel).await;
+    let result = executor.call(args, &context, cancel).await.into_result();
     watcher.abort();
     result
 }

@@ -178,6 +178,7 @@ async fn admission_is_atomic_under_concurrency() {
             executor
                 .call(args, &context, tokio_util::sync::CancellationToken::new())
                 .await
+                .into_result()
         }
     });
     // All 100 start before any finishes: admission is decided under real contention.

@@ -10,22 +10,22 @@ use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
-    ServerConfig, Tool,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion,
+    ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 
+use super::approval::{
+    AnswerError, ApprovalStates, ElicitationApprover, InputRequiredApprover, call_binding,
+};
 use super::tool::{TOOL_NAME, execute_code_tool};
-use crate::execution::{Approval, ApprovalRequest, Approver, CallContext, Executor};
+use crate::execution::{Approver, CallContext, CallOutcome, Executor};
 use crate::outcome::{ErrorInfo, ExecutionResult, Status};
 
 /// Runs shorter than this send no progress notifications.
 const PROGRESS_AFTER: Duration = Duration::from_secs(1);
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
-
-/// How long a person has to answer an approval request.
-const APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The grant of a caller that did not authenticate (stdio: the local user).
 pub const LOCAL_GRANT: &str = "local";
@@ -35,6 +35,8 @@ pub struct WardenServer {
     executor: Arc<Executor>,
     /// Names this MCP session in session-scoped counters.
     session: Arc<str>,
+    /// Open approval questions of the 2026-07-28 flow, shared by every session.
+    approvals: Arc<ApprovalStates>,
 }
 
 impl WardenServer {
@@ -43,30 +45,77 @@ impl WardenServer {
         execute_code_tool(&self.executor.limits(), &self.executor.languages())
     }
 
-    pub fn new(executor: Arc<Executor>) -> Self {
+    pub fn new(executor: Arc<Executor>, approvals: Arc<ApprovalStates>) -> Self {
         static SESSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let n = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         WardenServer {
             executor,
             session: format!("{}-{n}", std::process::id()).into(),
+            approvals,
+        }
+    }
+
+    /// Runs a call. A 2026-07-28 client is asked for approval with an `InputRequiredResult`
+    /// (and brings the answer back in a retry); older clients through elicitation.
+    async fn call_execute_code(
+        &self,
+        request: CallToolRequestParams,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let grant = LOCAL_GRANT;
+        if !uses_input_required(context) {
+            let approver = ElicitationApprover {
+                peer: context.peer.clone(),
+            };
+            let outcome = self
+                .run_with_progress(&request, context, grant, &approver)
+                .await;
+            return Ok(to_call_tool_result(&outcome.into_result()).into());
+        }
+        let binding = call_binding(grant, request.arguments.as_ref());
+        let answer = match self.approvals.redeem(
+            &binding,
+            request.request_state.as_deref(),
+            request.input_responses.as_ref(),
+        ) {
+            Ok(answer) => answer.map(Ok),
+            // A stale answer denies the call through the pipeline, so that it is audited.
+            Err(AnswerError::Stale(why)) => Some(Err(why)),
+            Err(AnswerError::Malformed(why)) => return Err(ErrorData::invalid_params(why, None)),
+        };
+        let can_elicit = context
+            .client_capabilities()
+            .is_some_and(|c| c.elicitation.is_some());
+        let approver = InputRequiredApprover::new(&self.approvals, binding, answer, can_elicit);
+        match self
+            .run_with_progress(&request, context, grant, &approver)
+            .await
+        {
+            CallOutcome::Finished(result) => Ok(to_call_tool_result(&result).into()),
+            CallOutcome::AwaitingApproval => match approver.asked() {
+                Some(question) => Ok(CallToolResponse::InputRequired(question)),
+                None => Err(ErrorData::internal_error(
+                    "the call waits for an approval that was never asked",
+                    None,
+                )),
+            },
         }
     }
 
     async fn run_with_progress(
         &self,
-        request: CallToolRequestParams,
+        request: &CallToolRequestParams,
         context: &RequestContext<RoleServer>,
-    ) -> ExecutionResult {
+        grant: &str,
+        approver: &dyn Approver,
+    ) -> CallOutcome {
         let parsed = self.executor.parse_args(request.arguments.as_ref());
         let requested_timeout = parsed.as_ref().ok().and_then(|a| a.timeout_ms);
         let timeout_ms = self.executor.limits().timeout_ms(requested_timeout);
-        let approver = ElicitationApprover {
-            peer: context.peer.clone(),
-        };
         let call_context = CallContext {
-            grant: LOCAL_GRANT,
+            grant,
             session: &self.session,
-            approver: &approver,
+            approver,
         };
         let run = self
             .executor
@@ -98,48 +147,12 @@ impl WardenServer {
     }
 }
 
-/// The form a person fills in to approve a call.
-#[derive(Debug, serde::Deserialize, rmcp::schemars::JsonSchema)]
-#[schemars(crate = "rmcp::schemars")]
-struct ApprovalForm {
-    /// Run this code?
-    approve: bool,
-}
-
-rmcp::elicit_safe!(ApprovalForm);
-
-/// Asks the person behind the MCP client, through elicitation.
-struct ElicitationApprover {
-    peer: rmcp::Peer<RoleServer>,
-}
-
-impl Approver for ElicitationApprover {
-    fn approve<'a>(
-        &'a self,
-        request: ApprovalRequest<'a>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Approval> + Send + 'a>> {
-        Box::pin(async move {
-            use rmcp::service::ElicitationError;
-            let message = format!(
-                "Warden policy rule `{}` asks for your approval: {}\n\nRun this {} code?\n\n{}",
-                request.rule, request.reason, request.language, request.code
-            );
-            match self
-                .peer
-                .elicit_with_timeout::<ApprovalForm>(message, Some(APPROVAL_TIMEOUT))
-                .await
-            {
-                Ok(Some(form)) if form.approve => Approval::Approved,
-                Ok(_) | Err(ElicitationError::UserDeclined | ElicitationError::UserCancelled) => {
-                    Approval::Declined
-                }
-                Err(ElicitationError::CapabilityNotSupported) => {
-                    Approval::Unavailable("the client does not support elicitation".into())
-                }
-                Err(e) => Approval::Unavailable(format!("the client could not be asked ({e})")),
-            }
-        })
-    }
+/// Whether the call speaks the 2026-07-28 protocol, where the server cannot send requests of
+/// its own and asks for input with an `InputRequiredResult` instead.
+fn uses_input_required(context: &RequestContext<RoleServer>) -> bool {
+    context
+        .protocol_version()
+        .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
 }
 
 /// The contract's MCP result: `structuredContent`, one readable text block, `isError`.
@@ -200,8 +213,7 @@ impl ServerHandler for WardenServer {
                 None,
             ));
         }
-        let result = self.run_with_progress(request, &context).await;
-        Ok(to_call_tool_result(&result).into())
+        self.call_execute_code(request, &context).await
     }
 }
 

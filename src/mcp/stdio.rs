@@ -5,12 +5,13 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use rmcp::ServiceExt;
 
-use super::WardenServer;
+use super::{ApprovalStates, WardenServer};
 use crate::execution::Executor;
 
 /// Serves MCP on stdin/stdout until the client disconnects.
 pub async fn serve_stdio(executor: Arc<Executor>) -> anyhow::Result<()> {
-    let service = WardenServer::new(executor)
+    let approvals = Arc::new(ApprovalStates::new()?);
+    let service = WardenServer::new(executor, approvals)
         .serve(rmcp::transport::stdio())
         .await
         .context("starting the MCP session on stdio")?;

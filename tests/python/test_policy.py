@@ -6,7 +6,7 @@ import asyncio
 import pytest
 from mcp import Client, types
 
-from test_stdio import call, server
+from test_stdio import MODES, call, server
 
 POLICY = """
 [[tools.execute_code.rules]]
@@ -56,10 +56,13 @@ def test_denials_and_rate_limits():
     asyncio.run(body())
 
 
+# "legacy" asks with elicitation/create during the call; "auto" negotiates 2026-07-28, where
+# the call returns an InputRequiredResult and the SDK retries with the answer.
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("approve,status", [(True, "ok"), (False, "approval_declined")])
-def test_approval_by_elicitation(approve, status):
+def test_approval_by_elicitation(mode, approve, status):
     async def body():
-        async with Client(server(POLICY), mode="legacy", elicitation_callback=answer(approve)) as c:
+        async with Client(server(POLICY), mode=mode, elicitation_callback=answer(approve)) as c:
             _, s = await call(c, "6 * 7", language="python")
             assert s["status"] == status, s
             if approve:
@@ -70,11 +73,59 @@ def test_approval_by_elicitation(approve, status):
     asyncio.run(body())
 
 
-def test_approval_without_a_way_to_ask_is_denied_with_the_reason():
+@pytest.mark.parametrize("mode", MODES)
+def test_approval_without_a_way_to_ask_is_denied_with_the_reason(mode):
     async def body():
-        async with Client(server(POLICY), mode="legacy") as c:
+        async with Client(server(POLICY), mode=mode) as c:
             _, s = await call(c, "1", language="python")
             assert s["status"] == "denied", s
             assert "approval" in s["policy"]["reason"]
+
+    asyncio.run(body())
+
+
+def test_input_required_round_by_hand():
+    """The 2026-07-28 flow driven by hand: the question, the answer, a replay of the same
+    answer, and a tampered state."""
+
+    async def body():
+        async with Client(server(POLICY), mode="auto", elicitation_callback=answer(True)) as c:
+            args = {"language": "python", "code": "6 * 7"}
+            first = await c.session.call_tool("execute_code", args, allow_input_required=True)
+            assert isinstance(first, types.InputRequiredResult), first
+            question = first.input_requests["approval"]
+            assert "python-needs-approval" in question.params.message
+            state = first.request_state
+            yes = {"approval": types.ElicitResult(action="accept", content={"approve": True})}
+
+            # The state is bound to these arguments: other code cannot ride on the approval.
+            with pytest.raises(Exception, match="requestState"):
+                await c.session.call_tool(
+                    "execute_code",
+                    {"language": "python", "code": "7 * 7"},
+                    input_responses=yes,
+                    request_state=state,
+                    allow_input_required=True,
+                )
+            tampered = state[:-2] + ("AA" if not state.endswith("AA") else "BB")
+            with pytest.raises(Exception, match="requestState"):
+                await c.session.call_tool(
+                    "execute_code", args, input_responses=yes, request_state=tampered,
+                    allow_input_required=True,
+                )
+
+            done = await c.session.call_tool(
+                "execute_code", args, input_responses=yes, request_state=state,
+                allow_input_required=True,
+            )
+            assert done.structured_content["status"] == "ok", done
+            assert done.structured_content["result"] == 42
+
+            replay = await c.session.call_tool(
+                "execute_code", args, input_responses=yes, request_state=state,
+                allow_input_required=True,
+            )
+            assert replay.structured_content["status"] == "denied"
+            assert "already used" in replay.structured_content["policy"]["reason"]
 
     asyncio.run(body())
