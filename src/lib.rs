@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod execution;
 pub mod mcp;
+pub mod net;
 pub mod outcome;
 pub mod policy;
 pub mod reload;

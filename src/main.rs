@@ -190,10 +190,7 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
     match command {
         PolicyCommand::Check { file } => {
             let policy = Policy::load(&file)?;
-            print!(
-                "{}",
-                policy.to_normalized_toml().map_err(anyhow::Error::msg)?
-            );
+            print!("{}", policy.to_redacted_toml().map_err(anyhow::Error::msg)?);
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Explain { file, args, grant } => {

@@ -166,6 +166,50 @@ fn policy_check_prints_the_effective_policy_and_rejects_bad_ones() {
 }
 
 #[test]
+fn policy_check_shows_where_secrets_live_never_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    let hash = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8";
+    std::fs::write(
+        &file,
+        format!(
+            "[credentials.github]\nenv = \"GITHUB_TOKEN\"\nhosts = [\"https://api.github.com\"]\n\
+             inject = {{ header = \"Authorization\", value = \"Bearer {{secret}}\" }}\n\
+             [grants.ci]\ntoken_sha256 = \"{hash}\"\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["policy", "check", file.to_str().unwrap()])
+        .env("GITHUB_TOKEN", "ghp_value_that_must_not_print")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(
+        printed.contains("GITHUB_TOKEN") && printed.contains("<redacted>"),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains(hash) && !printed.contains("ghp_value"),
+        "{printed}"
+    );
+
+    std::fs::write(
+        &file,
+        "[network]\nallow = [\n  \"https://ok.example\",\n  \"gopher://x\",\n]\n",
+    )
+    .unwrap();
+    let out = warden_policy(&["policy", "check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("p.toml") && err.contains("line 4, column 3") && err.contains("gopher"),
+        "{err}"
+    );
+}
+
+#[test]
 fn policy_explain_prints_the_decision_trace() {
     let out = warden_policy(&[
         "policy",

@@ -22,13 +22,11 @@ use super::approval::{
 use super::tool::{TOOL_NAME, execute_code_tool};
 use crate::execution::{Approver, CallContext, CallOutcome, Executor};
 use crate::outcome::{ErrorInfo, ExecutionResult, Status};
+use crate::policy::LOCAL_GRANT;
 
 /// Runs shorter than this send no progress notifications.
 const PROGRESS_AFTER: Duration = Duration::from_secs(1);
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
-
-/// The grant of a caller that did not authenticate (stdio: the local user).
-pub const LOCAL_GRANT: &str = "local";
 
 #[derive(Clone)]
 pub struct WardenServer {

@@ -6,10 +6,14 @@
 //! nothing of MCP or of the sandbox.
 
 mod limits;
+pub mod network;
 pub mod ratelimit;
 pub mod rules;
 
 pub use limits::Limits;
+pub use network::{
+    CredentialSpec, GrantSpec, HostRule, Injection, LOCAL_GRANT, LimitsOverride, NetworkPolicy,
+};
 pub use ratelimit::{Caller, CounterStore, LimitSpec, MemoryCounterStore, Scope, Window};
 pub use rules::{CallArgs, Effect, Rule, RuleSpec};
 
@@ -45,6 +49,12 @@ pub struct Policy {
     pub all_tools: AllTools,
     #[serde(default)]
     pub audit: AuditSettings,
+    #[serde(default)]
+    pub network: NetworkPolicy,
+    #[serde(default)]
+    pub credentials: BTreeMap<String, CredentialSpec>,
+    #[serde(default)]
+    pub grants: BTreeMap<String, GrantSpec>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -263,17 +273,31 @@ impl Policy {
             }
             check_limits(&format!("[tools.{name}]"), &tool.limits)?;
         }
-        check_limits("[all_tools]", &self.all_tools.limits)
+        check_limits("[all_tools]", &self.all_tools.limits)?;
+        network::validate_sections(&self.network, &self.credentials, &self.grants, &self.limits)
     }
 
     fn tool(&self) -> Option<&ToolPolicy> {
         self.tools.get(TOOL_NAME)
     }
 
-    /// The effective policy, every default filled in, as TOML. (Credentials, once the policy
-    /// has them, are shown by name only.)
+    /// The effective policy, every default filled in, as TOML; it parses back to the same
+    /// policy. It holds no secret values (a policy cannot), but see [`Self::to_redacted_toml`].
     pub fn to_normalized_toml(&self) -> Result<String, String> {
         toml::to_string_pretty(self).map_err(|e| format!("cannot render the policy: {e}"))
+    }
+
+    /// The normalized policy for people to read: token hashes are redacted as well (a weak
+    /// token could be guessed from its hash). Credentials show where their values come from,
+    /// never the values.
+    pub fn to_redacted_toml(&self) -> Result<String, String> {
+        let mut shown = self.clone();
+        for grant in shown.grants.values_mut() {
+            if grant.token_sha256.is_some() {
+                grant.token_sha256 = Some("<redacted>".into());
+            }
+        }
+        shown.to_normalized_toml()
     }
 }
 
@@ -807,6 +831,7 @@ mod tests {
         for text in [
             DEFAULT_POLICY,
             include_str!("../../policies/locked-down.toml"),
+            include_str!("../../policies/rest-apis.toml"),
         ] {
             let p = Policy::parse(text, "p").unwrap();
             let normalized = p.to_normalized_toml().unwrap();
