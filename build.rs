@@ -37,6 +37,7 @@ fn build() -> anyhow_like::Result<()> {
     // Files, not the directory: componentize-py writes a __pycache__ beside the app.
     for watched in [
         "guest-runtimes/python/app.py",
+        "guest-runtimes/python/warden_net.py",
         "guest-runtimes/wit/warden.wit",
     ] {
         println!(

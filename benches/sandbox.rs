@@ -21,6 +21,7 @@ fn request(code: &str) -> RunRequest {
             deadline: Instant::now() + Duration::from_secs(60),
         },
         cancel: CancelFlag::new(),
+        fetch: Default::default(),
     }
 }
 

@@ -11,12 +11,14 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{AuditEvent, AuditLog};
+use crate::net::{FetchAudit, Outbound, RunFetcher};
 use crate::outcome::{ErrorInfo, ExecutionResult, Status};
 use crate::policy::{
     CallArgs, Caller, Denial, Limits, MemoryCounterStore, Policy, PolicyEngine, Verdict,
 };
 use crate::runtimes::{Language, Runtimes, remap_traceback};
-use crate::sandbox::{CancelFlag, RunLimits, RunRequest, Sandbox, SandboxConfig};
+use crate::sandbox::{CancelFlag, FetchCapability, RunLimits, RunRequest, Sandbox, SandboxConfig};
+use crate::secrets::{Credentials, Redactor};
 
 /// The arguments of one call, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +45,29 @@ pub struct Executor {
 struct Live {
     engine: PolicyEngine,
     limits: Limits,
+    /// The fetch side of this policy: allowlist, credentials, HTTP client.
+    outbound: Arc<Outbound>,
+}
+
+/// Builds the outbound side of `policy`, loading its credentials. A credential that cannot be
+/// loaded is logged and unusable; it never stops the server.
+fn outbound_for(policy: &Policy) -> anyhow::Result<Arc<Outbound>> {
+    let (credentials, warnings) = Credentials::load(&policy.credentials);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(Arc::new(Outbound::new(
+        &policy.network,
+        Arc::new(credentials),
+    )?))
+}
+
+/// Allowed hosts and credential names, for the tool description (never values).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkSummary {
+    pub hosts: Vec<String>,
+    pub credentials: Vec<String>,
+    pub max_fetches: u32,
 }
 
 impl Live {
@@ -156,6 +181,7 @@ impl Executor {
             live: std::sync::RwLock::new(Arc::new(Live {
                 engine,
                 limits: policy.limits.clone(),
+                outbound: outbound_for(policy)?,
             })),
             counters,
             audit: None,
@@ -199,8 +225,13 @@ impl Executor {
         limits.memory_bytes = current.limits.memory_bytes;
         limits.wasm_stack_bytes = current.limits.wasm_stack_bytes;
         limits.max_concurrent_runs = current.limits.max_concurrent_runs;
+        let outbound = outbound_for(&policy)?;
         let engine = PolicyEngine::new(policy, self.counters.clone())?;
-        let next = Arc::new(Live { engine, limits });
+        let next = Arc::new(Live {
+            engine,
+            limits,
+            outbound,
+        });
         *self
             .live
             .write()
@@ -285,7 +316,13 @@ impl Executor {
                 ))));
             }
         }
-        let result = self.execute_with(&live.limits, args, cancel).await;
+        let audit = FetchAudit {
+            log: self.audit.clone(),
+            request_id: request_id.clone(),
+            grant: context.grant.to_string(),
+            session: context.session.to_string(),
+        };
+        let result = self.execute_with(&live, args, cancel, audit).await;
         let mut run_event = event.clone();
         run_event.event = "run";
         run_event.decision = result.status.as_str();
@@ -391,16 +428,46 @@ impl Executor {
 
     /// Runs one call to its end. Never fails: every outcome is an [`ExecutionResult`].
     pub async fn execute(&self, args: ExecuteArgs, cancel: CancellationToken) -> ExecutionResult {
-        let limits = self.live().limits.clone();
-        self.execute_with(&limits, args, cancel).await
+        let live = self.live();
+        let audit = FetchAudit {
+            grant: crate::policy::LOCAL_GRANT.to_string(),
+            ..FetchAudit::default()
+        };
+        self.execute_with(&live, args, cancel, audit).await
+    }
+
+    /// Allowed hosts and credential names of the policy in force.
+    pub fn network_summary(&self) -> NetworkSummary {
+        let live = self.live();
+        NetworkSummary {
+            hosts: live
+                .outbound
+                .allow_list()
+                .rules()
+                .iter()
+                .map(|r| match r.methods() {
+                    Some(methods) => format!("{r} ({})", methods.join(", ")),
+                    None => r.to_string(),
+                })
+                .collect(),
+            credentials: live
+                .outbound
+                .credentials()
+                .names()
+                .map(str::to_string)
+                .collect(),
+            max_fetches: live.engine.policy().network.max_fetches,
+        }
     }
 
     async fn execute_with(
         &self,
-        limits: &Limits,
+        live: &Live,
         args: ExecuteArgs,
         cancel: CancellationToken,
+        audit: FetchAudit,
     ) -> ExecutionResult {
+        let limits = &live.limits;
         let arrived = Instant::now();
         let timeout = Duration::from_millis(limits.timeout_ms(args.timeout_ms));
         // Limits cap timeouts at an hour, so this addition cannot overflow in practice.
@@ -438,6 +505,19 @@ impl Executor {
             .as_ref()
             .map_or_else(|| "null".to_string(), Value::to_string);
         let language = args.language;
+        let grant = live.engine.policy().grants.get(&audit.grant);
+        let mut fetcher = RunFetcher::new(
+            live.outbound.clone(),
+            deadline,
+            flag.clone(),
+            tokio::runtime::Handle::current(),
+        );
+        fetcher.grant_hosts = grant
+            .and_then(|g| g.hosts.as_deref())
+            .map(crate::policy::network::allow_list);
+        fetcher.grant_credentials = grant.and_then(|g| g.credentials.clone());
+        fetcher.audit = audit;
+        let fetch = FetchCapability(Some(Arc::new(fetcher)));
         let mut run = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let Some(runtime) = runtimes.get(language) else {
@@ -453,6 +533,7 @@ impl Executor {
                 filename: runtime.filename().to_string(),
                 limits: run_limits,
                 cancel: run_flag,
+                fetch,
             };
             let mut result = sandbox.run(runtime.guest(), request);
             if let (Some(map), Some(error)) = (&prepared.positions, result.error.as_mut()) {
@@ -478,6 +559,7 @@ impl Executor {
             Err(e) => internal(&format!("the run's thread failed: {e}")),
         };
         result.usage.wall_ms = arrived.elapsed().as_millis() as u64;
+        redact_result(&mut result, live.outbound.redactor());
         tracing::info!(
             language = %language,
             status = result.status.as_str(),
@@ -487,6 +569,22 @@ impl Executor {
             "run finished"
         );
         result
+    }
+}
+
+/// Secrets never enter the sandbox, but whatever leaves it is still cleaned of every value
+/// (stdout, stderr, the result, the error).
+fn redact_result(result: &mut ExecutionResult, redactor: &Redactor) {
+    if redactor.is_empty() {
+        return;
+    }
+    result.stdout = redactor.redact(&result.stdout);
+    result.stderr = redactor.redact(&result.stderr);
+    redactor.redact_json(&mut result.result);
+    if let Some(error) = result.error.as_mut() {
+        error.kind = redactor.redact(&error.kind);
+        error.message = redactor.redact(&error.message);
+        error.traceback = error.traceback.as_deref().map(|t| redactor.redact(t));
     }
 }
 

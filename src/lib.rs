@@ -15,3 +15,4 @@ pub mod policy;
 pub mod reload;
 pub mod runtimes;
 pub mod sandbox;
+pub mod secrets;

@@ -58,6 +58,7 @@ fn request(fuel: u64, timeout: Duration) -> RunRequest {
             deadline: Instant::now() + timeout,
         },
         cancel: CancelFlag::new(),
+        fetch: Default::default(),
     }
 }
 

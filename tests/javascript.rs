@@ -361,8 +361,14 @@ async fn oversize_result_is_an_error() {
 
 #[tokio::test]
 async fn the_sandbox_has_no_files_environment_or_network() {
-    let r = js("[typeof require, typeof process, typeof Deno, typeof fetch, typeof XMLHttpRequest, typeof WebSocket, typeof std, typeof os, typeof scriptArgs]").await;
-    assert_eq!(ok(&r), &json!(vec!["undefined"; 9]));
+    let r = js("[typeof require, typeof process, typeof Deno, typeof XMLHttpRequest, typeof WebSocket, typeof std, typeof os, typeof scriptArgs]").await;
+    assert_eq!(ok(&r), &json!(vec!["undefined"; 8]));
+    // The one door out is the host's fetch, and the default policy allows no host.
+    let r = js("try { await fetch('https://example.com/'); 'sent' } catch (e) { e.name + ': ' + e.message }").await;
+    assert_eq!(
+        ok(&r),
+        &json!("TypeError: fetch failed: host example.com is not on the allowlist")
+    );
     let r = js("await import('fs')").await;
     assert_eq!(r.status.as_str(), "error", "{r:?}");
     let r = js("await import('os')").await;

@@ -236,7 +236,7 @@ async fn the_curated_standard_library_is_importable() {
 async fn unavailable_modules_say_so() {
     for module in [
         "numpy",
-        "requests",
+        "pandas",
         "socket",
         "subprocess",
         "ctypes",

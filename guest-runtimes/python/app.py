@@ -24,6 +24,7 @@ import string, struct, textwrap, time, tomllib, types, typing, unicodedata, uuid
 import urllib.parse, warnings, weakref, xml.etree.ElementTree, zlib  # noqa: E401,F401
 
 import wit_world
+import warden_net
 
 AVAILABLE = sorted(
     """abc array ast base64 binascii bisect builtins calendar cmath codecs collections
@@ -31,14 +32,15 @@ AVAILABLE = sorted(
     fnmatch fractions functools graphlib gzip hashlib heapq hmac html html.parser io ipaddress
     itertools json keyword math numbers operator os pprint random re reprlib secrets shlex
     statistics string struct sys textwrap time tomllib traceback types typing unicodedata uuid
-    urllib.parse warnings weakref xml.etree.ElementTree zlib""".split()
+    urllib.parse warnings weakref xml.etree.ElementTree zlib
+    requests urllib.request urllib.error warden""".split()
 )
 
 # Reachable from somewhere in the snapshot, but never usable in the sandbox: importing them says
 # so, even where a module above pulled them into sys.modules.
 BLOCKED = frozenset(
     """socket _socket ssl select selectors subprocess multiprocessing threading _thread asyncio ctypes
-    _ctypes sqlite3 _sqlite3 mmap signal pty fcntl resource urllib.request http.client
+    _ctypes sqlite3 _sqlite3 mmap signal pty fcntl resource http.client
     http.server ftplib smtplib poplib imaplib telnetlib socketserver webbrowser""".split()
 )
 
@@ -72,6 +74,8 @@ for _name in list(sys.modules):
         del sys.modules[_name]
 sys.meta_path.insert(0, _SandboxImports(blocked_only=True))
 sys.meta_path.append(_SandboxImports(blocked_only=False))
+# The network shims stand in for urllib.request and friends (which would need sockets).
+warden_net.install()
 
 _json_dumps = json.dumps
 _json_loads = json.loads

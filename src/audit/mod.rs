@@ -85,7 +85,7 @@ impl AuditLog {
     }
 
     /// Writes one event as a line; an error means the event is lost.
-    pub fn record(&self, event: &AuditEvent<'_>) -> std::io::Result<()> {
+    pub fn record<E: Serialize>(&self, event: &E) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(event)?;
         line.push(b'\n');
         let mut sink = self
@@ -94,6 +94,50 @@ impl AuditLog {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         sink.write_all(&line)?;
         sink.flush()
+    }
+}
+
+/// One request a guest's `fetch` made (each redirect hop is one), or tried to make. The target
+/// is `scheme://host:port/path` as the guest wrote it (placeholders, never values); queries and
+/// bodies are not logged.
+#[derive(Debug, Clone, Serialize)]
+pub struct FetchEvent<'a> {
+    pub time: String,
+    pub event: &'static str,
+    pub request_id: &'a str,
+    pub grant: &'a str,
+    pub session: &'a str,
+    pub method: &'a str,
+    pub target: String,
+    /// `allow` (sent), `refused` (by policy, nothing sent) or `failed` (sent, no response).
+    pub decision: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    pub request_bytes: usize,
+    pub response_bytes: usize,
+    /// Names of the credentials the request carried.
+    pub credentials: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl<'a> FetchEvent<'a> {
+    pub fn new(request_id: &'a str, grant: &'a str, session: &'a str, method: &'a str) -> Self {
+        FetchEvent {
+            time: rfc3339_now(),
+            event: "fetch",
+            request_id,
+            grant,
+            session,
+            method,
+            target: String::new(),
+            decision: "refused",
+            status: None,
+            request_bytes: 0,
+            response_bytes: 0,
+            credentials: &[],
+            reason: None,
+        }
     }
 }
 

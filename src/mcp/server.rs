@@ -40,7 +40,11 @@ pub struct WardenServer {
 impl WardenServer {
     /// The tool as the policy in force describes it (a reload can change it).
     fn tool(&self) -> Tool {
-        execute_code_tool(&self.executor.limits(), &self.executor.languages())
+        execute_code_tool(
+            &self.executor.limits(),
+            &self.executor.languages(),
+            &self.executor.network_summary(),
+        )
     }
 
     pub fn new(executor: Arc<Executor>, approvals: Arc<ApprovalStates>) -> Self {

@@ -7,16 +7,21 @@ use std::sync::Arc;
 use rmcp::model::{JsonObject, Tool, ToolAnnotations};
 use serde_json::{Value, json};
 
+use crate::execution::NetworkSummary;
 use crate::outcome::Status;
 use crate::policy::Limits;
 use crate::runtimes::Language;
 
 pub const TOOL_NAME: &str = "execute_code";
 
-pub fn execute_code_tool(limits: &Limits, languages: &[Language]) -> Tool {
+pub fn execute_code_tool(
+    limits: &Limits,
+    languages: &[Language],
+    network: &NetworkSummary,
+) -> Tool {
     Tool::new(
         TOOL_NAME,
-        description(limits, languages),
+        description(limits, languages, network),
         Arc::new(as_object(input_schema(limits, languages))),
     )
     .with_title("Run code in a sandbox")
@@ -41,16 +46,45 @@ fn names(languages: &[Language]) -> Vec<&'static str> {
     languages.iter().map(|l| l.as_str()).collect()
 }
 
-pub fn description(limits: &Limits, languages: &[Language]) -> String {
+pub fn description(limits: &Limits, languages: &[Language], network: &NetworkSummary) -> String {
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let mut text = format!(
         "Run a program in a fresh, isolated WebAssembly sandbox and return its output.\n\n\
          Languages: {langs}. The value of the program's last expression is returned as \
          `result` (JSON). Output to stdout and stderr is captured. The optional `input` \
          argument is available to the code as the global `input`. There is no filesystem, \
-         no environment, no network, no subprocess and no package installation.\n",
+         no environment, {net}no subprocess and no package installation.\n",
         langs = names(languages).join(", "),
+        net = if network.hosts.is_empty() {
+            "no network, "
+        } else {
+            "no network beyond the hosts below, "
+        },
     );
+    if !network.hosts.is_empty() {
+        text.push_str(&format!(
+            "\nNetwork: HTTP(S) requests may go only to: {hosts}. Up to {max} requests per run \
+             (redirects count). JavaScript/TypeScript: `fetch(url, init)` (WHATWG-style \
+             Response with text(), json(), arrayBuffer()). Python: `requests` (get, post, put, \
+             patch, delete, head, request), `urllib.request.urlopen` and `warden.fetch`.\n",
+            hosts = network.hosts.join(", "),
+            max = network.max_fetches,
+        ));
+        if !network.credentials.is_empty() {
+            let placeholders: Vec<String> = network
+                .credentials
+                .iter()
+                .map(|name| format!("{name} ({})", crate::policy::network::placeholder(name)))
+                .collect();
+            text.push_str(&format!(
+                "Credentials held by the server: {}. The code never sees their values: write \
+                 the placeholder where the value goes (a header, the query or the body) and the \
+                 server substitutes it for the credential's own hosts; some are added to \
+                 requests automatically.\n",
+                placeholders.join(", ")
+            ));
+        }
+    }
     if languages.contains(&Language::Javascript) || languages.contains(&Language::Typescript) {
         text.push_str(
             "\nJavaScript/TypeScript: ES2023 (QuickJS); TypeScript types are stripped before \
@@ -176,17 +210,32 @@ mod tests {
 
     #[test]
     fn description_lists_languages_and_limits() {
-        let d = description(&Limits::default(), &LANGS);
+        let d = description(&Limits::default(), &LANGS, &NetworkSummary::default());
         assert!(d.contains("javascript, typescript"), "{d}");
         assert!(d.contains("5000 ms"), "{d}");
         assert!(d.contains("128 MiB"), "{d}");
         assert!(!d.contains("Python"), "{d}");
+        assert!(d.contains("no network,"), "{d}");
         let with_python = description(
             &Limits::default(),
             &[Language::Javascript, Language::Typescript, Language::Python],
+            &NetworkSummary::default(),
         );
         assert!(with_python.contains("javascript, typescript, python"));
         assert!(with_python.contains("dataclasses") && with_python.contains("urllib.parse"));
+    }
+
+    #[test]
+    fn description_lists_hosts_and_credential_names() {
+        let network = NetworkSummary {
+            hosts: vec!["https://api.github.com".into()],
+            credentials: vec!["github".into()],
+            max_fetches: 7,
+        };
+        let d = description(&Limits::default(), &LANGS, &network);
+        assert!(d.contains("may go only to: https://api.github.com"), "{d}");
+        assert!(d.contains("github (__WARDEN_SECRET_github__)"), "{d}");
+        assert!(d.contains("Up to 7 requests"), "{d}");
     }
 
     #[test]
@@ -226,7 +275,7 @@ mod tests {
 
     #[test]
     fn tool_declares_an_output_schema() {
-        let t = execute_code_tool(&Limits::default(), &LANGS);
+        let t = execute_code_tool(&Limits::default(), &LANGS, &NetworkSummary::default());
         assert_eq!(t.name, TOOL_NAME);
         assert!(t.output_schema.is_some());
     }

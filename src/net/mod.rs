@@ -3,6 +3,8 @@
 
 pub mod allowlist;
 pub mod blocked;
+pub mod fetch;
 
 pub use allowlist::{AllowList, AllowRule, Refusal};
 pub use blocked::{blocked_range, check_address};
+pub use fetch::{FetchAudit, Outbound, RunFetcher};

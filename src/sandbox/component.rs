@@ -14,6 +14,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::capability::{FetchCapability, HttpRequest as HostRequest};
 use super::run::{HasRunCore, RunCore, RunRequest, SharedText, finish, limited_store};
 use super::{CancelFlag, RunLimits};
 use crate::outcome::ExecutionResult;
@@ -41,6 +42,23 @@ impl HasRunCore for ComponentState {
 impl GuestImports for ComponentState {
     fn exiting(&mut self, code: i32) {
         self.run.exit_code = Some(code);
+    }
+
+    fn fetch(&mut self, request: HttpRequest) -> Result<HttpResponse, String> {
+        let response = self.run.fetch(HostRequest {
+            method: request.method,
+            url: request.url,
+            headers: request.headers,
+            body: request.body,
+        })?;
+        Ok(HttpResponse {
+            status: response.status,
+            status_text: response.status_text,
+            url: response.url,
+            redirected: response.redirected,
+            headers: response.headers,
+            body: response.body,
+        })
     }
 }
 
@@ -96,7 +114,7 @@ pub fn execute(
 ) -> ExecutionResult {
     let started = Instant::now();
     let fuel = request.limits.fuel;
-    let run = RunCore::new(&request.limits, request.cancel);
+    let run = RunCore::new(&request.limits, request.cancel, request.fetch);
     let state = ComponentState {
         wasi: wasi_context(&run),
         table: ResourceTable::new(),
@@ -126,7 +144,7 @@ pub fn check_instantiates(
     pre: &ComponentPre<ComponentState>,
     limits: &RunLimits,
 ) -> wasmtime::Result<()> {
-    let run = RunCore::new(limits, CancelFlag::new());
+    let run = RunCore::new(limits, CancelFlag::new(), FetchCapability::default());
     let state = ComponentState {
         wasi: wasi_context(&run),
         table: ResourceTable::new(),

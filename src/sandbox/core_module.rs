@@ -9,6 +9,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
+use super::capability::{FetchCapability, HttpRequest, encode_frame};
 use super::run::{HasRunCore, RunCore, RunRequest, finish, limited_store};
 use super::{CancelFlag, RunLimits};
 use crate::outcome::ExecutionResult;
@@ -24,6 +25,8 @@ const ERRNO_NOTSUP: u32 = 58;
 pub struct CoreState {
     wasi: WasiP1Ctx,
     request_fields: [Vec<u8>; 3],
+    /// The last fetch's response frame, until the guest reads it.
+    fetch_response: Vec<u8>,
     run: RunCore,
 }
 
@@ -53,6 +56,8 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<CoreState>> {
         .and_then(|l| l.func_wrap("warden", "request_read", host_request_read))
         .and_then(|l| l.func_wrap("warden", "output", host_output))
         .and_then(|l| l.func_wrap("warden", "set_result", host_set_result))
+        .and_then(|l| l.func_wrap("warden", "fetch", host_fetch))
+        .and_then(|l| l.func_wrap("warden", "fetch_read", host_fetch_read))
         .context("defining the warden host imports")?;
     Ok(linker)
 }
@@ -135,6 +140,49 @@ fn host_set_result(mut caller: Caller<'_, CoreState>, ptr: u32, len: u32) -> was
     Ok(())
 }
 
+/// Sends the request frame at `ptr..ptr+len` and keeps the response frame for `fetch_read`;
+/// returns its length. A malformed request is an error response, not a trap.
+fn host_fetch(mut caller: Caller<'_, CoreState>, ptr: u32, len: u32) -> wasmtime::Result<u32> {
+    let memory = guest_memory(&mut caller)?;
+    let (data, state) = memory.data_and_store_mut(&mut caller);
+    let range = guest_bytes(data, ptr, len, "fetch")?;
+    let response = super::capability::decode_frame(&data[range])
+        .and_then(|(head, body)| {
+            let mut request: HttpRequest = serde_json::from_slice(head)
+                .map_err(|e| format!("malformed fetch request: {e}"))?;
+            request.body = body.to_vec();
+            Ok(request)
+        })
+        .and_then(|request| state.run.fetch(request));
+    state.fetch_response = match response {
+        Ok(response) => {
+            let mut head = serde_json::to_value(&response).unwrap_or_default();
+            head["ok"] = serde_json::Value::Bool(true);
+            encode_frame(head.to_string().as_bytes(), &response.body)
+        }
+        Err(error) => encode_frame(
+            serde_json::json!({"ok": false, "error": error})
+                .to_string()
+                .as_bytes(),
+            &[],
+        ),
+    };
+    u32::try_from(state.fetch_response.len())
+        .map_err(|_| wasmtime::format_err!("fetch: the response is too large"))
+}
+
+fn host_fetch_read(mut caller: Caller<'_, CoreState>, dst: u32) -> wasmtime::Result<()> {
+    let memory = guest_memory(&mut caller)?;
+    let (data, state) = memory.data_and_store_mut(&mut caller);
+    let frame = std::mem::take(&mut state.fetch_response);
+    let start = dst as usize;
+    let target = data
+        .get_mut(start..start.saturating_add(frame.len()))
+        .ok_or_else(|| wasmtime::format_err!("fetch_read: destination out of bounds"))?;
+    target.copy_from_slice(&frame);
+    Ok(())
+}
+
 /// Deny by default: no preopens, no environment, no inherited stdio, no sockets.
 fn wasi_context(filename: &str, diagnostics: &MemoryOutputPipe) -> WasiP1Ctx {
     WasiCtxBuilder::new()
@@ -156,7 +204,8 @@ pub fn execute(
     let diagnostics = MemoryOutputPipe::new(GUEST_DIAGNOSTICS_BYTES);
     let state = CoreState {
         wasi: wasi_context(&request.filename, &diagnostics),
-        run: RunCore::new(&request.limits, request.cancel),
+        run: RunCore::new(&request.limits, request.cancel, request.fetch),
+        fetch_response: Vec::new(),
         request_fields: [
             request.source.into_bytes(),
             request.input_json.into_bytes(),
@@ -183,7 +232,8 @@ pub fn check_instantiates(
 ) -> wasmtime::Result<()> {
     let state = CoreState {
         wasi: wasi_context("check", &MemoryOutputPipe::new(0)),
-        run: RunCore::new(limits, CancelFlag::new()),
+        run: RunCore::new(limits, CancelFlag::new(), FetchCapability::default()),
+        fetch_response: Vec::new(),
         request_fields: Default::default(),
     };
     super::run::check_instantiates(engine, state, limits, |store| pre.instantiate(store))

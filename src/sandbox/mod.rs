@@ -10,6 +10,7 @@
 //! guest does, a run ends in an [`ExecutionResult`]; the next run is unaffected.
 
 mod cache;
+pub mod capability;
 mod component;
 mod core_module;
 mod limiter;
@@ -30,6 +31,7 @@ use wasmtime::{
 
 use crate::outcome::ExecutionResult;
 
+pub use capability::{FetchCapability, Fetcher, HttpRequest, HttpResponse};
 pub use run::RunRequest;
 
 /// How often the epoch advances; a deadline or a cancellation is noticed within one tick.

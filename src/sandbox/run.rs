@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
+use super::capability::{FetchCapability, HttpRequest, HttpResponse};
 use super::limiter::TotalMemoryLimiter;
 use super::{CancelFlag, RunLimits};
 use crate::outcome::{ErrorInfo, ExecutionResult, Status, Truncated, Usage};
@@ -23,6 +24,7 @@ pub struct RunRequest {
     pub filename: String,
     pub limits: RunLimits,
     pub cancel: CancelFlag,
+    pub fetch: FetchCapability,
 }
 
 /// The part of a run's store data that does not depend on the guest's form.
@@ -34,12 +36,15 @@ pub struct RunCore {
     pub max_result_bytes: usize,
     /// The exit code a guest announced before exiting (WASI preview 2 cannot carry it).
     pub exit_code: Option<i32>,
+    /// The guest's door out, and how often it was used.
+    pub fetch: FetchCapability,
+    pub fetches: u32,
     deadline: Instant,
     cancel: CancelFlag,
 }
 
 impl RunCore {
-    pub fn new(limits: &RunLimits, cancel: CancelFlag) -> RunCore {
+    pub fn new(limits: &RunLimits, cancel: CancelFlag, fetch: FetchCapability) -> RunCore {
         RunCore {
             limiter: TotalMemoryLimiter::new(limits.memory_bytes),
             stdout: SharedText::new(limits.stdout_bytes),
@@ -47,9 +52,20 @@ impl RunCore {
             reported: None,
             max_result_bytes: limits.max_result_bytes,
             exit_code: None,
+            fetch,
+            fetches: 0,
             deadline: limits.deadline,
             cancel,
         }
+    }
+
+    /// The guest's fetch, counted in the run's usage.
+    pub fn fetch(&mut self, request: HttpRequest) -> Result<HttpResponse, String> {
+        if self.cancel.is_cancelled() {
+            return Err("the run was cancelled".into());
+        }
+        self.fetches = self.fetches.saturating_add(1);
+        self.fetch.fetch(request)
     }
 
     /// Keeps the guest's outcome, unless it is larger than the limit.
@@ -226,7 +242,7 @@ pub fn finish<S: HasRunCore>(
         wall_ms: started.elapsed().as_millis() as u64,
         fuel: fuel_limit.saturating_sub(fuel_left),
         memory_peak_bytes: core.limiter.peak_bytes(),
-        fetches: 0,
+        fetches: core.fetches,
     };
     let memory_exhausted = core.limiter.exhausted();
     let announced_exit = core.exit_code;

@@ -165,11 +165,13 @@ def test_typescript_syntax_error_has_position(mode):
 def test_no_files_environment_or_sockets(mode):
     probes = """
     const found = [];
-    for (const name of ['require', 'process', 'Deno', 'Bun', 'fetch', 'XMLHttpRequest', 'WebSocket', 'std', 'os'])
+    for (const name of ['require', 'process', 'Deno', 'Bun', 'XMLHttpRequest', 'WebSocket', 'std', 'os'])
       if (typeof globalThis[name] !== 'undefined') found.push(name);
     let imported = 'no';
     try { await import('fs'); imported = 'yes'; } catch (e) { imported = e.name; }
-    ({ found, imported })
+    let fetched = 'no';
+    try { await fetch('http://169.254.169.254/latest/meta-data/'); fetched = 'yes'; } catch (e) { fetched = e.message; }
+    ({ found, imported, fetched })
     """
 
     async def body():
@@ -178,6 +180,7 @@ def test_no_files_environment_or_sockets(mode):
             assert s["status"] == "ok", s
             assert s["result"]["found"] == []
             assert s["result"]["imported"] != "yes"
+            assert "not on the allowlist" in s["result"]["fetched"], s
 
     run(body())
 

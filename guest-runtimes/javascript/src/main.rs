@@ -13,7 +13,10 @@ use std::cell::{Cell, RefCell};
 
 use rquickjs::context::EvalOptions;
 use rquickjs::function::Opt;
-use rquickjs::{Context, Ctx, Function, Object, Persistent, Promise, Runtime, Value};
+use rquickjs::{
+    Array, ArrayBuffer, Context, Ctx, Function, Object, Persistent, Promise, Runtime, TypedArray,
+    Value,
+};
 
 #[link(wasm_import_module = "warden")]
 unsafe extern "C" {
@@ -25,6 +28,10 @@ unsafe extern "C" {
     fn output(stream: u32, ptr: *const u8, len: usize) -> u32;
     /// Reports the outcome (JSON, see ABI.md). Called once, at the end of `_start`.
     fn set_result(ptr: *const u8, len: usize);
+    /// Sends a request frame; returns the length of the response frame to read.
+    fn fetch(ptr: *const u8, len: usize) -> u32;
+    /// Copies the response frame of the last `fetch` to `dst`.
+    fn fetch_read(dst: *mut u8);
 }
 
 #[link(wasm_import_module = "wasi_snapshot_preview1")]
@@ -206,6 +213,39 @@ fn url_op(op: String, a: String, b: Opt<String>) -> Option<Vec<String>> {
     Some(url_components(&url))
 }
 
+/// The host's fetch: `head` is the request as JSON, `body` its bytes. Returns
+/// [response head JSON, body ArrayBuffer] (see ABI.md).
+fn host_fetch<'js>(
+    ctx: Ctx<'js>,
+    head: String,
+    body: TypedArray<'js, u8>,
+) -> rquickjs::Result<Array<'js>> {
+    let mut frame = Vec::with_capacity(4 + head.len());
+    frame.extend_from_slice(&(head.len() as u32).to_le_bytes());
+    frame.extend_from_slice(head.as_bytes());
+    // SAFETY: no JavaScript runs while the slice is borrowed (it is copied at once), so the
+    // buffer cannot be detached or resized under it.
+    frame.extend_from_slice(unsafe { body.as_bytes() }.unwrap_or(&[]));
+    // SAFETY: the host reads `frame` and then writes exactly the returned number of bytes
+    // into the buffer we allocate for it.
+    let response = unsafe {
+        let len = fetch(frame.as_ptr(), frame.len()) as usize;
+        drop(frame);
+        let mut response = vec![0u8; len];
+        fetch_read(response.as_mut_ptr());
+        response
+    };
+    let head_len = response
+        .get(..4)
+        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    let rest = response.get(4..).unwrap_or(&[]);
+    let (head, body) = rest.split_at(head_len.min(rest.len()));
+    let answer = Array::new(ctx.clone())?;
+    answer.set(0, String::from_utf8_lossy(head).into_owned())?;
+    answer.set(1, ArrayBuffer::new(ctx, body.to_vec())?)?;
+    Ok(answer)
+}
+
 fn build_engine() -> Result<Engine, String> {
     let runtime = Runtime::new().map_err(|e| format!("QuickJS runtime: {e}"))?;
     runtime.set_host_promise_rejection_tracker(Some(Box::new(track_rejection)));
@@ -225,6 +265,7 @@ fn build_engine() -> Result<Engine, String> {
                 Function::new(ctx.clone(), || (host_random_u64() >> 32) as u32)?,
             )?;
             natives.set("url", Function::new(ctx.clone(), url_op)?)?;
+            natives.set("fetch", Function::new(ctx.clone(), host_fetch)?)?;
             let setup: Function = ctx.eval(PRELUDE)?;
             let internals: Object = setup.call((natives,))?;
             Ok::<_, rquickjs::Error>(Persistent::save(&ctx, internals))

@@ -1,6 +1,6 @@
 // Warden's JavaScript prelude: the globals that LLM-written code expects and QuickJS lacks
 // (console with Node-style formatting, TextEncoder/TextDecoder, URL/URLSearchParams, atob/btoa,
-// structuredClone, timers, crypto.getRandomValues/randomUUID), plus the private helpers the Rust
+// structuredClone, timers, crypto.getRandomValues/randomUUID, fetch/Headers/Response), plus the private helpers the Rust
 // side of the guest calls. It is evaluated once, before the Wizer snapshot.
 //
 // The whole file is one function expression: it receives the native bridge and returns its
@@ -439,6 +439,138 @@
   }
   defineGlobal('URLSearchParams', URLSearchParams);
   defineGlobal('URL', URL);
+
+  // ---------------------------------------------------------------- fetch
+  // The host sends the request (allowlist, blocked networks, credentials, caps) and answers
+  // synchronously; the promise settles at once. A refusal is a TypeError with the reason.
+  const nativeFetch = natives.fetch;
+  const normalizeName = (name) => {
+    const n = StringOf(name);
+    if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(n)) throw new TypeError('Invalid header name: "' + n + '"');
+    return n.toLowerCase();
+  };
+  const normalizeValue = (value) => {
+    const v = StringOf(value).replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, '');
+    if (/[\0\r\n]/.test(v)) throw new TypeError('Invalid header value');
+    return v;
+  };
+  class Headers {
+    #list = [];
+    constructor(init) {
+      if (init === undefined || init === null) return;
+      if (init instanceof Headers) {
+        for (const [k, v] of init) this.append(k, v);
+      } else if (typeof init[Symbol.iterator] === 'function') {
+        for (const pair of init) {
+          const p = Array.from(pair);
+          if (p.length !== 2) throw new TypeError('Headers: each header must be a [name, value] pair');
+          this.append(p[0], p[1]);
+        }
+      } else if (typeof init === 'object') {
+        for (const k of Object.keys(init)) this.append(k, init[k]);
+      } else {
+        throw new TypeError('Headers: init must be an object, an iterable of pairs or Headers');
+      }
+    }
+    append(name, value) { this.#list.push([normalizeName(name), normalizeValue(value)]); }
+    set(name, value) {
+      const n = normalizeName(name);
+      this.#list = this.#list.filter(([k]) => k !== n);
+      this.#list.push([n, normalizeValue(value)]);
+    }
+    get(name) {
+      const n = normalizeName(name);
+      const values = this.#list.filter(([k]) => k === n).map(([, v]) => v);
+      if (values.length === 0) return null;
+      return n === 'set-cookie' ? values.join(', ') : values.join(', ');
+    }
+    getSetCookie() { return this.#list.filter(([k]) => k === 'set-cookie').map(([, v]) => v); }
+    has(name) { const n = normalizeName(name); return this.#list.some(([k]) => k === n); }
+    delete(name) { const n = normalizeName(name); this.#list = this.#list.filter(([k]) => k !== n); }
+    forEach(fn, thisArg) { for (const [k, v] of this) fn.call(thisArg, v, k, this); }
+    *entries() {
+      const names = [...new Set(this.#list.map(([k]) => k))].sort();
+      for (const n of names) {
+        if (n === 'set-cookie') { for (const v of this.getSetCookie()) yield [n, v]; } else yield [n, this.get(n)];
+      }
+    }
+    *keys() { for (const [k] of this.entries()) yield k; }
+    *values() { for (const [, v] of this.entries()) yield v; }
+    [Symbol.iterator]() { return this.entries(); }
+    get [Symbol.toStringTag]() { return 'Headers'; }
+  }
+  const bodyBytes = (body) => {
+    if (body === undefined || body === null) return [new Uint8Array(0), null];
+    if (typeof body === 'string') return [utf8Encode(body), 'text/plain;charset=UTF-8'];
+    if (body instanceof URLSearchParams) return [utf8Encode(body.toString()), 'application/x-www-form-urlencoded;charset=UTF-8'];
+    if (body instanceof ArrayBuffer) return [new Uint8Array(body.slice(0)), null];
+    if (ArrayBuffer.isView(body)) return [new Uint8Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength)), null];
+    return [utf8Encode(StringOf(body)), 'text/plain;charset=UTF-8'];
+  };
+  class Response {
+    #bytes; #used = false;
+    constructor(body, init = {}) {
+      const [bytes, type] = bodyBytes(body);
+      this.#bytes = bytes;
+      this.status = init.status === undefined ? 200 : Number(init.status);
+      this.statusText = init.statusText === undefined ? '' : StringOf(init.statusText);
+      this.headers = new Headers(init.headers);
+      if (type && !this.headers.has('content-type')) this.headers.set('content-type', type);
+      this.url = '';
+      this.redirected = false;
+      this.type = 'basic';
+    }
+    get ok() { return this.status >= 200 && this.status <= 299; }
+    get bodyUsed() { return this.#used; }
+    #consume() {
+      if (this.#used) return Promise.reject(new TypeError('Body has already been consumed.'));
+      this.#used = true;
+      return Promise.resolve(this.#bytes);
+    }
+    arrayBuffer() { return this.#consume().then((b) => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)); }
+    bytes() { return this.#consume().then((b) => new Uint8Array(b)); }
+    text() { return this.#consume().then((b) => utf8Decode(b, false)); }
+    json() { return this.text().then((t) => jsonParse(t)); }
+    clone() {
+      if (this.#used) throw new TypeError('Response.clone: Body has already been consumed.');
+      const copy = new Response(this.#bytes.slice(0), { status: this.status, statusText: this.statusText, headers: this.headers });
+      copy.url = this.url;
+      copy.redirected = this.redirected;
+      return copy;
+    }
+    static json(data, init = {}) {
+      const r = new Response(jsonStringify(data), init);
+      r.headers.set('content-type', 'application/json');
+      return r;
+    }
+    get [Symbol.toStringTag]() { return 'Response'; }
+  }
+  function fetch(resource, init = {}) {
+    try {
+      const url = resource instanceof URL ? resource.href : typeof resource === 'object' && resource !== null && 'url' in resource ? StringOf(resource.url) : StringOf(resource);
+      init = init || {};
+      const method = StringOf(init.method === undefined ? 'GET' : init.method).toUpperCase();
+      const headers = new Headers(init.headers);
+      const [bytes, type] = bodyBytes(init.body);
+      if ((method === 'GET' || method === 'HEAD') && init.body !== undefined && init.body !== null) {
+        throw new TypeError('Request with GET/HEAD method cannot have body.');
+      }
+      if (type && !headers.has('content-type')) headers.set('content-type', type);
+      const head = jsonStringify({ method, url, headers: Array.from(headers) });
+      const [answer, body] = nativeFetch(head, bytes);
+      const meta = jsonParse(answer);
+      if (!meta.ok) throw new TypeError('fetch failed: ' + meta.error);
+      const response = new Response(new Uint8Array(body), { status: meta.status, statusText: meta.status_text, headers: meta.headers });
+      response.url = meta.url;
+      response.redirected = meta.redirected;
+      return Promise.resolve(response);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+  defineGlobal('Headers', Headers);
+  defineGlobal('Response', Response);
+  defineGlobal('fetch', fetch);
 
   // ---------------------------------------------------------------- structuredClone
   function dataCloneError(what) {

@@ -1,0 +1,114 @@
+//! What a run may be given beyond computing: the host's `fetch`. The sandbox only carries the
+//! request and the response across the boundary; deciding and sending is the [`Fetcher`]'s job
+//! (`crate::net`), so the sandbox knows nothing of allowlists or credentials.
+
+use std::sync::Arc;
+
+/// A request as the guest wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HttpRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    #[serde(skip)]
+    pub body: Vec<u8>,
+}
+
+/// What the guest gets back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub status_text: String,
+    /// The final URL, after redirects.
+    pub url: String,
+    pub redirected: bool,
+    pub headers: Vec<(String, String)>,
+    #[serde(skip)]
+    pub body: Vec<u8>,
+}
+
+/// Sends a guest's request, or says why not (the message reaches the guest as the error).
+/// Called on the run's blocking thread; it must return by the run's deadline on its own,
+/// since the epoch deadline cannot interrupt a host call.
+pub trait Fetcher: Send + Sync {
+    fn fetch(&self, request: HttpRequest) -> Result<HttpResponse, String>;
+}
+
+/// A run's fetch capability (`None`: the guest's fetch always fails).
+#[derive(Clone, Default)]
+pub struct FetchCapability(pub Option<Arc<dyn Fetcher>>);
+
+impl std::fmt::Debug for FetchCapability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "FetchCapability(on)"
+        } else {
+            "FetchCapability(off)"
+        })
+    }
+}
+
+impl FetchCapability {
+    /// Sends through the fetcher, or refuses when the run has none.
+    pub fn fetch(&self, request: HttpRequest) -> Result<HttpResponse, String> {
+        match &self.0 {
+            Some(fetcher) => fetcher.fetch(request),
+            None => Err("network access is not enabled for this run".into()),
+        }
+    }
+}
+
+/// Frames for the core-module ABI: a little-endian u32 length of a JSON head, the head, then
+/// the body bytes.
+pub fn encode_frame(head: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(4 + head.len() + body.len());
+    frame.extend_from_slice(&(head.len() as u32).to_le_bytes());
+    frame.extend_from_slice(head);
+    frame.extend_from_slice(body);
+    frame
+}
+
+/// Splits a frame into its JSON head and body.
+pub fn decode_frame(frame: &[u8]) -> Result<(&[u8], &[u8]), String> {
+    let len_bytes: [u8; 4] = frame
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or("fetch request frame is shorter than its header")?;
+    let head_len = u32::from_le_bytes(len_bytes) as usize;
+    let rest = &frame[4..];
+    if head_len > rest.len() {
+        return Err("fetch request frame is shorter than its head".into());
+    }
+    Ok(rest.split_at(head_len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_bad_frames_are_errors() {
+        let frame = encode_frame(b"{\"a\":1}", b"\x00\xffbody");
+        assert_eq!(
+            decode_frame(&frame).unwrap(),
+            (&b"{\"a\":1}"[..], &b"\x00\xffbody"[..])
+        );
+        assert!(decode_frame(b"\x01").is_err());
+        assert!(decode_frame(b"\x09\x00\x00\x00{}").is_err());
+        assert_eq!(
+            decode_frame(b"\x00\x00\x00\x00").unwrap(),
+            (&b""[..], &b""[..])
+        );
+    }
+
+    #[test]
+    fn without_a_fetcher_every_fetch_is_refused() {
+        let r = FetchCapability::default().fetch(HttpRequest {
+            method: "GET".into(),
+            url: "https://example.com".into(),
+            headers: vec![],
+            body: vec![],
+        });
+        assert!(r.unwrap_err().contains("not enabled"));
+    }
+}
