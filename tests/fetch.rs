@@ -14,7 +14,7 @@ use warden::outcome::ExecutionResult;
 
 const TOKEN: &str = "tok_7a1f9c2e4b8d6053";
 /// The placeholder-only credential's value.
-const KEY: &str = "key_5d3e8a1b9c0f2741";
+const KEY: &str = "key_5d3e8a1b9c0f2741-0123456789abcdef0123456789";
 
 /// The fake REST API (tests/fixtures/fake_api.py) on a free port of 127.0.0.1.
 struct FakeApi {
@@ -89,12 +89,12 @@ max_response_bytes = 1048576
 
 [credentials.api]
 file = "{file}"
-hosts = ["http://127.0.0.1:{api}/user", "http://127.0.0.1:{api}/echo"]
+hosts = ["http://127.0.0.1:{api}/user", "http://127.0.0.1:{api}/echo", "http://127.0.0.1:{api}/gzip-echo"]
 inject = {{ header = "Authorization", value = "Bearer {{secret}}" }}
 
 [credentials.key]
 file = "{key_file}"
-hosts = ["http://127.0.0.1:{api}/echo"]
+hosts = ["http://127.0.0.1:{api}/echo", "http://127.0.0.1:{api}/bounce"]
 "#,
         api = api.port,
         other = other.port,
@@ -185,11 +185,12 @@ async fn bodies_as_bytes_and_array_buffers_round_trip() {
         r#"
 const sent = new Uint8Array([104, 105, 0, 255]);
 const a = await (await fetch("{echo}", {{ method: "POST", body: sent }})).json();
-const b = await (await fetch("{echo}", {{ method: "PUT", body: sent.buffer }})).json();
+const b = await (await fetch("{put}", {{ method: "PUT", body: sent.buffer }})).json();
 const raw = await (await fetch("{json}")).arrayBuffer();
 [a.body.length, b.method, raw.byteLength]
 "#,
         echo = s.other.url("/echo"),
+        put = s.api.url("/echo"),
         json = s.api.url("/json"),
     );
     let r = run(&s.executor, "javascript", &code).await;
@@ -677,6 +678,124 @@ try {{ await fetch("http://10.0.0.1/x"); }} catch (e) {{}}
     assert_eq!(fetches[1]["request_bytes"], 4);
     assert_eq!(fetches[2]["decision"], "refused");
     assert!(fetches[2]["reason"].as_str().unwrap().contains("private"));
+}
+
+#[tokio::test]
+async fn a_secret_echoed_into_a_redirect_is_neither_followed_elsewhere_nor_shown() {
+    // Found in review: the server puts the substituted value into the Location. Same origin:
+    // the hop goes on (the value is the credential's, in scope) and the guest sees only the
+    // placeholder in `url`. Another origin: the hop is refused.
+    let s = setup("");
+    let same = s.api.url(&format!(
+        "/bounce?to={}&k=__WARDEN_SECRET_key__",
+        urlencode(&s.api.url("/echo"))
+    ));
+    let elsewhere = s.api.url(&format!(
+        "/bounce?to={}&k=__WARDEN_SECRET_key__",
+        urlencode(&s.other.url("/echo"))
+    ));
+    let code = format!(
+        r#"
+const r = await fetch("{same}");
+const e = await r.json();
+let other;
+try {{ await fetch("{elsewhere}"); other = "sent"; }} catch (err) {{ other = err.message; }}
+[r.url, e.query, other]
+"#
+    );
+    let before = s.other.hits();
+    let r = run(&s.executor, "javascript", &code).await;
+    clean(&r);
+    let v = result(&r);
+    assert!(
+        v[0].as_str().unwrap().contains("k=__WARDEN_SECRET_key__"),
+        "{v}"
+    );
+    assert_eq!(v[1], "k=__WARDEN_SECRET_key__");
+    assert!(
+        v[2].as_str().unwrap().contains("cannot follow a redirect"),
+        "{v}"
+    );
+    assert_eq!(
+        s.other.hits(),
+        before,
+        "the secret was carried to another origin"
+    );
+}
+
+#[tokio::test]
+async fn compressed_and_partial_echoes_cannot_dodge_redaction() {
+    let s = setup("");
+    let code = format!(
+        r#"
+const out = [];
+for (const headers of [{{ "Accept-Encoding": "gzip" }}, {{ Range: "bytes=0-9" }}, {{ "X-Forwarded-For": "10.0.0.1" }}]) {{
+  try {{ await fetch("{echo}", {{ headers }}); out.push("sent"); }} catch (e) {{ out.push(e.message); }}
+}}
+// A server that compresses anyway: the client decodes, then redacts.
+out.push((await (await fetch("{gzip}")).json()).authorization);
+try {{ await fetch("{br}"); out.push("sent"); }} catch (e) {{ out.push(e.message); }}
+out
+"#,
+        echo = s.api.url("/echo"),
+        gzip = s.api.url("/gzip-echo"),
+        br = s.api.url("/br"),
+    );
+    let r = run(&s.executor, "javascript", &code).await;
+    clean(&r);
+    let v = result(&r).as_array().unwrap().clone();
+    for (i, header) in ["accept-encoding", "range", "x-forwarded-for"]
+        .iter()
+        .enumerate()
+    {
+        assert!(
+            v[i].as_str()
+                .unwrap()
+                .contains(&format!("the {header} header is set by the host")),
+            "{v:?}"
+        );
+    }
+    assert_eq!(v[3], "Bearer __WARDEN_SECRET_api__");
+    assert!(v[4].as_str().unwrap().contains("br-encoded"), "{v:?}");
+}
+
+#[tokio::test]
+async fn a_named_ip_opens_only_the_requests_its_own_rule_allows() {
+    // Found in review: with `http://*:*` beside a narrow rule for 127.0.0.1, the wildcard must
+    // not inherit the narrow rule's exemption for other ports or paths.
+    let api = FakeApi::start();
+    let other = FakeApi::start();
+    let executor = common::executor_with(&format!(
+        "[network]\nallow = [\"http://*:*\", \"http://127.0.0.1:{}/json\"]\n",
+        api.port
+    ));
+    let before = (api.hits(), other.hits());
+    for url in [api.url("/echo"), other.url("/json")] {
+        let got = refusal(&executor, &url, "{}").await;
+        assert!(got.contains("blocked network (loopback"), "{url}: {got}");
+    }
+    assert_eq!((api.hits(), other.hits()), before);
+    assert_eq!(refusal(&executor, &api.url("/json"), "{}").await, "sent");
+}
+
+#[tokio::test]
+async fn substitution_cannot_grow_a_body_past_the_cap() {
+    let s = setup("max_request_bytes = 4096");
+    // 190 placeholders (3990 bytes) fit the cap; with each replaced by the 46-byte value the
+    // body would be 8740 bytes.
+    let code = format!(
+        r#"
+const body = "__WARDEN_SECRET_key__".repeat(190);
+try {{ await fetch("{echo}", {{ method: "POST", body }}); "sent" }} catch (e) {{ e.message }}
+"#,
+        echo = s.api.url("/echo"),
+    );
+    let r = run(&s.executor, "javascript", &code).await;
+    let message = result(&r).as_str().unwrap().to_string();
+    assert!(
+        message.contains("with credentials substituted"),
+        "{message}"
+    );
 }
 
 fn urlencode(text: &str) -> String {

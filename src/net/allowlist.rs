@@ -457,8 +457,14 @@ impl AllowList {
         Ok(parsed)
     }
 
-    /// Checks a request; the refusal says which part no rule allows.
+    /// Checks a request; the refusal says which part no rule allows. Returns the first rule
+    /// that allows it.
     pub fn check(&self, method: &str, url: &Url) -> Result<&AllowRule, Refusal> {
+        self.matching(method, url).map(|rules| rules[0])
+    }
+
+    /// Every rule that allows the request (at least one), or the refusal.
+    pub fn matching(&self, method: &str, url: &Url) -> Result<Vec<&AllowRule>, Refusal> {
         let target = target_of(url)?;
         let method = method.to_ascii_uppercase();
         let host = target.host.to_string();
@@ -494,24 +500,49 @@ impl AllowList {
                 target.path
             )));
         }
-        let prefixed = candidates.iter().any(|r| r.path_prefix.is_some());
-        let lower = target.path.to_ascii_lowercase();
-        if prefixed && (lower.contains("%2f") || lower.contains("%5c")) {
+        if candidates.iter().any(|r| r.path_prefix.is_some())
+            && let Some(why) = ambiguous_path(target.path)
+        {
             return Err(Refusal(format!(
-                "path {} has an encoded slash, which could step out of the allowed path prefix",
+                "path {} {why}, which a server could read as outside the allowed path prefix",
                 target.path
             )));
         }
-        candidates
-            .into_iter()
-            .find(|r| r.method_matches(&method))
-            .ok_or_else(|| {
-                Refusal(format!(
-                    "method {method} is not allowed for {host}{}",
-                    target.path
-                ))
-            })
+        // TRACE reflects the request (headers with credentials) back; CONNECT opens a tunnel.
+        // Only a rule that lists them by name allows them.
+        let explicit_only = matches!(method.as_str(), "TRACE" | "CONNECT");
+        if narrow(&mut candidates, &|r| {
+            r.method_matches(&method) && (!explicit_only || r.methods.is_some())
+        }) {
+            return Err(Refusal(format!(
+                "method {method} is not allowed for {host}{}",
+                target.path
+            )));
+        }
+        Ok(candidates)
     }
+}
+
+/// Why a path could mean something else to a server than to a byte-wise prefix match: encoded
+/// slashes or percent signs (decoded again by some servers), and dot segments hidden behind
+/// matrix parameters (`..;`, read as `..` by Tomcat and Spring).
+fn ambiguous_path(path: &str) -> Option<&'static str> {
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") {
+        return Some("has an encoded slash");
+    }
+    if lower.contains("%25") {
+        return Some("has an encoded percent sign");
+    }
+    let dot_segment = path.split('/').any(|segment| {
+        let bare = segment.split(';').next().unwrap_or("");
+        let decoded = bare.to_ascii_lowercase().replace("%2e", ".");
+        segment.contains(';') && (decoded == "." || decoded == "..")
+    });
+    if dot_segment {
+        return Some("has a dot segment with parameters");
+    }
+    None
 }
 
 fn target_of(url: &Url) -> Result<Target<'_>, Refusal> {
@@ -767,6 +798,23 @@ mod tests {
         assert!(!allows(&l, "https://files.example/pub"));
         assert!(refusal(&l, "GET", "https://api.example/v1/..%2Fadmin").contains("encoded slash"));
         assert!(refusal(&l, "GET", "https://api.example/v1/..%5cadmin").contains("encoded slash"));
+        assert!(
+            refusal(&l, "GET", "https://api.example/v1/%252e%252e/admin").contains("percent sign")
+        );
+        for sneaky in [
+            "/v1/..;/admin",
+            "/v1/..;x=1/admin",
+            "/v1/.;/x",
+            "/v1/%2e%2e;/admin",
+        ] {
+            let url = format!("https://api.example{sneaky}");
+            assert!(refusal(&l, "GET", &url).contains("dot segment"), "{url}");
+        }
+        // Parameters on ordinary segments are fine.
+        assert!(allows(&l, "https://api.example/v1/items;page=2"));
+        // Without a path prefix there is nothing to step out of.
+        let open = list(&["https://open.example"]);
+        assert!(allows(&open, "https://open.example/a/..;/b"));
     }
 
     #[test]
@@ -782,6 +830,40 @@ mod tests {
         );
         assert!(l.check_str("POST", "https://api.example/write/1").is_ok());
         assert!(l.check_str("POST", "https://api.example/other").is_err());
+    }
+
+    #[test]
+    fn trace_and_connect_need_a_rule_that_names_them() {
+        let open = list(&["https://a.example"]);
+        for method in ["TRACE", "CONNECT", "trace"] {
+            assert!(refusal(&open, method, "https://a.example/").contains("is not allowed"));
+        }
+        let named = AllowList::new(vec![
+            AllowRule::parse("https://a.example", Some(&["TRACE".into()])).unwrap(),
+        ]);
+        assert!(named.check_str("TRACE", "https://a.example/").is_ok());
+    }
+
+    #[test]
+    fn matching_returns_every_rule_that_allows_the_request() {
+        let l = list(&[
+            "http://*:*",
+            "http://127.0.0.1:8080/api",
+            "http://127.0.0.1:9000",
+        ]);
+        let url = Url::parse("http://127.0.0.1:8080/api/x").unwrap();
+        let rules = l.matching("GET", &url).unwrap();
+        assert_eq!(rules.len(), 2);
+        let ip = "127.0.0.1".parse().unwrap();
+        assert!(rules.iter().any(|r| r.names_ip(ip)));
+        // Another path on the same address matches only the wildcard, which names no IP.
+        let other = Url::parse("http://127.0.0.1:8080/admin").unwrap();
+        assert!(
+            !l.matching("GET", &other)
+                .unwrap()
+                .iter()
+                .any(|r| r.names_ip(ip))
+        );
     }
 
     #[test]

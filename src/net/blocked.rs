@@ -19,9 +19,10 @@ const fn v4(a: u8, b: u8, c: u8, d: u8, len: u8) -> (Ipv4Addr, u8) {
 }
 
 /// Checked in order: the first (most specific) match names the range.
-const IPV4_BLOCKED: [((Ipv4Addr, u8), &str); 17] = [
+const IPV4_BLOCKED: [((Ipv4Addr, u8), &str); 18] = [
     (v4(169, 254, 169, 254, 32), "cloud metadata"),
     (v4(100, 100, 100, 200, 32), "cloud metadata"),
+    (v4(168, 63, 129, 16, 32), "cloud metadata"),
     (v4(0, 0, 0, 0, 8), "unspecified (\"this network\")"),
     (v4(10, 0, 0, 0, 8), "private"),
     (v4(100, 64, 0, 0, 10), "carrier-grade NAT"),
@@ -125,7 +126,7 @@ pub fn check_address(
 ) -> Result<(), String> {
     match blocked_range(ip) {
         Some(range) if !explicitly_allowed(ip) => Err(format!(
-            "address {ip} is in a blocked network ({} {}); only a rule naming this IP or network can allow it",
+            "address {ip} is in a blocked network ({} {}); only a rule that names this IP or network, and allows the request, can let it through",
             range.kind, range.network
         )),
         _ => Ok(()),
@@ -150,6 +151,7 @@ mod tests {
             ("172.31.255.255", "private"),
             ("192.168.1.1", "private"),
             ("169.254.169.254", "cloud metadata"),
+            ("168.63.129.16", "cloud metadata"),
             ("169.254.1.1", "link-local"),
             ("100.64.0.1", "carrier-grade NAT"),
             ("100.127.255.255", "carrier-grade NAT"),

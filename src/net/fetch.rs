@@ -44,16 +44,14 @@ impl std::fmt::Display for Blocked {
 
 impl std::error::Error for Blocked {}
 
-/// Resolves names and refuses the answer if any address is in a blocked network that no rule
-/// names. The client connects only to what this returns, so the address checked is the
-/// address used.
-struct CheckedResolver {
-    allow: AllowList,
-}
+/// Resolves names and refuses the answer if any address is in a blocked network. The client
+/// connects only to what this returns, so the address checked is the address used. A name
+/// never leads into a blocked network: only a request to the IP itself, allowed by a rule that
+/// names it, does (see [`RunFetcher::check`]).
+struct CheckedResolver;
 
 impl reqwest::dns::Resolve for CheckedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let allow = self.allow.clone();
         let host = name.as_str().to_string();
         Box::pin(async move {
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
@@ -65,8 +63,12 @@ impl reqwest::dns::Resolve for CheckedResolver {
             }
             for addr in &addrs {
                 let ip = addr.ip();
-                check_address(ip, |ip| allow.names_ip(ip))
-                    .map_err(|why| Box::new(Blocked(format!("{host}: {why}"))))?;
+                check_address(ip, |_| false).map_err(|why| {
+                    Box::new(Blocked(format!(
+                        "{host} resolves to {ip}, in a blocked network ({why}); a name never \
+                         leads there: put the IP in a rule and in the URL"
+                    )))
+                })?;
             }
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
@@ -81,9 +83,7 @@ impl Outbound {
             // A proxy from the environment would connect to addresses nobody checked.
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(CheckedResolver {
-                allow: allow.clone(),
-            }))
+            .dns_resolver(Arc::new(CheckedResolver))
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| anyhow::anyhow!("building the outbound HTTP client: {e}"))?;
@@ -239,6 +239,9 @@ impl RunFetcher {
                     return Ok(response);
                 }
                 Hop::Redirect { status, location } => {
+                    // A server may echo a substituted value into the Location: turned back
+                    // into its placeholder, it is re-checked like one (scope, origin).
+                    let location = self.outbound.redactor.redact(&location);
                     redirects += 1;
                     if redirects > network.max_redirects {
                         return Err(format!(
@@ -279,7 +282,7 @@ impl RunFetcher {
             &self.audit.session,
             method,
         );
-        event.target = loggable(url);
+        event.target = self.outbound.redactor.redact(&loggable(url));
         event.request_bytes = body.len();
         let refuse = |event: &mut FetchEvent<'_>, why: String| -> String {
             event.decision = "refused";
@@ -295,9 +298,26 @@ impl RunFetcher {
                 return Err(why);
             }
         };
+        if prepared.body.len() as u64 > network.max_request_bytes {
+            let why = refuse(
+                &mut event,
+                format!(
+                    "the request body with credentials substituted ({} bytes) exceeds max_request_bytes ({})",
+                    prepared.body.len(),
+                    network.max_request_bytes
+                ),
+            );
+            self.record(event);
+            return Err(why);
+        }
         let used = prepared.used.clone();
         event.credentials = &used;
-        let count = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
+        let count = self
+            .sent
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_add(1))
+            })
+            .map_or(u32::MAX, |n| n.saturating_add(1));
         if count > network.max_fetches {
             let why = refuse(
                 &mut event,
@@ -359,7 +379,7 @@ impl RunFetcher {
             .body(prepared.body);
         let max = network.max_response_bytes;
         let redactor = &self.outbound.redactor;
-        let guest_url = url.to_string();
+        let guest_url = redactor.redact(url.as_str());
         let work = async move {
             let mut response = request.send().await.map_err(describe_error)?;
             let status = response.status();
@@ -374,6 +394,16 @@ impl RunFetcher {
                     },
                     status.as_u16(),
                     0,
+                ));
+            }
+            // Compressed bodies are decoded by the client (gzip, deflate); anything still
+            // encoded could hide a secret from redaction.
+            if let Some(encoding) = response.headers().get(reqwest::header::CONTENT_ENCODING)
+                && !encoding.as_bytes().eq_ignore_ascii_case(b"identity")
+            {
+                return Err(format!(
+                    "the response is {}-encoded, which cannot be checked for secrets",
+                    String::from_utf8_lossy(encoding.as_bytes())
                 ));
             }
             if let Some(length) = response.content_length()
@@ -443,19 +473,30 @@ impl RunFetcher {
         body: &[u8],
         carry: bool,
     ) -> Result<crate::secrets::Prepared, String> {
-        self.outbound.allow.check(method, url).map_err(|r| r.0)?;
-        if let Some(grant_hosts) = &self.grant_hosts {
-            grant_hosts
-                .check(method, url)
-                .map_err(|r| format!("{} (for this caller)", r.0))?;
-        }
+        let allowed_by = self.outbound.allow.matching(method, url).map_err(|r| r.0)?;
+        let granted_by = match &self.grant_hosts {
+            Some(grant_hosts) => Some(
+                grant_hosts
+                    .matching(method, url)
+                    .map_err(|r| format!("{} (for this caller)", r.0))?,
+            ),
+            None => None,
+        };
         let literal = match url.host() {
             Some(Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
             Some(Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
             _ => None,
         };
         if let Some(ip) = literal {
-            check_address(ip, |ip| self.outbound.allow.names_ip(ip))?;
+            // Only a rule that allows this very request may open a blocked address, and it
+            // must name the address as written (`[::ffff:127.0.0.1]` is not 127.0.0.1).
+            let named = |ip: IpAddr| {
+                allowed_by.iter().any(|r| r.names_ip(ip))
+                    && granted_by
+                        .as_ref()
+                        .is_none_or(|g| g.iter().any(|r| r.names_ip(ip)))
+            };
+            check_address(ip, named)?;
         }
         self.outbound.credentials.prepare(
             &OutgoingRequest {

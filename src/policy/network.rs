@@ -187,9 +187,11 @@ fn secret_alone() -> String {
 /// Where the value goes in an injection template.
 pub const SECRET_MARK: &str = "{secret}";
 
-/// Headers the host owns: a credential cannot be injected into them (and the guest cannot set
-/// them either).
-pub const HOST_CONTROLLED_HEADERS: [&str; 10] = [
+/// Headers the host owns: a credential cannot be injected into them, and the guest cannot set
+/// them. Besides framing and hop-by-hop headers: content negotiation and ranges (a compressed
+/// or partial echo of a secret would slip past redaction), and the forwarding headers some
+/// services trust to say who the client is.
+pub const HOST_CONTROLLED_HEADERS: [&str; 19] = [
     "host",
     "content-length",
     "transfer-encoding",
@@ -200,6 +202,15 @@ pub const HOST_CONTROLLED_HEADERS: [&str; 10] = [
     "trailer",
     "proxy-authorization",
     "proxy-connection",
+    "accept-encoding",
+    "range",
+    "if-range",
+    "expect",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
 ];
 
 /// The placeholder code writes to use credential `name`. Only unreserved URL characters, so

@@ -316,24 +316,80 @@ fn read_value(
     }
 }
 
-/// The forms a value takes in text that commonly carries it: as is, percent-encoded,
-/// JSON-escaped, and base64 (as in Basic authentication).
+/// The forms a value commonly takes in text that carries it: as is; percent-encoded (every
+/// non-alphanumeric byte, or only what `encodeURIComponent` encodes, or form-encoded), in upper
+/// and lower case hex; JSON-escaped (also with `\/`); hex; and base64 (standard and URL-safe)
+/// at each of the three alignments it can have inside a longer encoded string (`user:secret`
+/// in Basic authentication). Redaction is a safety net, not a proof: an allowed host that
+/// transforms a value otherwise is outside what it can see.
 fn encodings(value: &str) -> Vec<String> {
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'!')
+        .remove(b'~')
+        .remove(b'*')
+        .remove(b'\'')
+        .remove(b'(')
+        .remove(b')');
     let mut forms = vec![value.to_string()];
-    let percent = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
-        .to_string();
-    forms.push(percent);
-    if let Ok(json) = serde_json::to_string(value) {
-        forms.push(json[1..json.len() - 1].to_string());
+    let percent = [
+        utf8_percent_encode(value, NON_ALPHANUMERIC).to_string(),
+        utf8_percent_encode(value, URI_COMPONENT).to_string(),
+        url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>(),
+    ];
+    for form in percent {
+        forms.push(lower_hex_escapes(&form));
+        forms.push(form);
     }
-    let b64 = base64::engine::general_purpose::STANDARD.encode(value);
-    forms.push(b64.trim_end_matches('=').to_string());
-    let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value);
-    forms.push(b64url);
+    if let Ok(json) = serde_json::to_string(value) {
+        let inner = json[1..json.len() - 1].to_string();
+        forms.push(inner.replace('/', "\\/"));
+        forms.push(inner);
+    }
+    let hex: String = value.bytes().map(|b| format!("{b:02x}")).collect();
+    forms.push(hex.to_ascii_uppercase());
+    forms.push(hex);
+    for engine in [
+        &base64::engine::general_purpose::STANDARD_NO_PAD,
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ] {
+        for offset in 0..3usize {
+            let mut shifted = vec![0u8; offset];
+            shifted.extend_from_slice(value.as_bytes());
+            let encoded = engine.encode(&shifted);
+            // Characters that depend only on the value's bytes: skip those mixing in the
+            // padding before it, and the last one when it mixes in what follows.
+            let first = (offset * 8).div_ceil(6);
+            let last = (shifted.len() * 8) / 6;
+            if let Some(stable) = encoded.get(first..last) {
+                forms.push(stable.to_string());
+            }
+        }
+    }
     forms.retain(|f| f.len() >= MIN_SECRET_BYTES);
     forms.sort();
     forms.dedup();
     forms
+}
+
+/// `%2F` → `%2f`: some encoders write lower-case hex.
+fn lower_hex_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '%' {
+            for _ in 0..2 {
+                if let Some(h) = chars.next() {
+                    out.push(h.to_ascii_lowercase());
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The credential names whose placeholders appear in `text`.
@@ -731,6 +787,36 @@ hosts = ["https://missing.example"]
         let mut json = serde_json::json!({"k": [SECRET, {SECRET: 1}]});
         r.redact_json(&mut json);
         assert!(!json.to_string().contains("S3cr3t"), "{json}");
+    }
+
+    #[test]
+    fn redaction_covers_the_encodings_servers_and_clients_use() {
+        let r = credentials().redactor();
+        let minimal =
+            percent_encoding::utf8_percent_encode(SECRET, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        let b64 = |prefix: &str| {
+            base64::engine::general_purpose::STANDARD.encode(format!("{prefix}{SECRET}"))
+        };
+        for text in [
+            // encodeURIComponent leaves - _ . ! ~ * ' ( ) alone.
+            "ghp_S3cr3tV4lue%2Fwith%2Bodd%26chars".to_string(),
+            lower_hex_escapes(&minimal),
+            url::form_urlencoded::byte_serialize(SECRET.as_bytes()).collect::<String>(),
+            serde_json::to_string(SECRET).unwrap().replace('/', "\\/"),
+            SECRET
+                .bytes()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+            // Basic authentication: the value inside a longer base64 string, at each alignment.
+            b64("user:"),
+            b64("ab:"),
+            b64("a:"),
+            b64(""),
+        ] {
+            let out = r.redact(&format!("<{text}>"));
+            assert!(out.contains("__WARDEN_SECRET_github__"), "{text} -> {out}");
+        }
     }
 
     #[test]
