@@ -11,14 +11,19 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{AuditEvent, AuditLog};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::metrics::Metrics;
 use crate::net::{FetchAudit, Outbound, RunFetcher};
 use crate::outcome::{ErrorInfo, ExecutionResult, Status};
 use crate::policy::{
     CallArgs, Caller, Denial, Limits, MemoryCounterStore, Policy, PolicyEngine, Verdict,
 };
+use crate::policy::{GrantSpec, LOCAL_GRANT};
 use crate::runtimes::{Language, Runtimes, remap_traceback};
 use crate::sandbox::{CancelFlag, FetchCapability, RunLimits, RunRequest, Sandbox, SandboxConfig};
-use crate::secrets::{Credentials, Redactor};
+use crate::secrets::{Credentials, GrantTokens, Redactor};
 
 /// The arguments of one call, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +45,10 @@ pub struct Executor {
     /// Rate-limit counters, kept across reloads.
     counters: Arc<MemoryCounterStore>,
     audit: Option<Arc<AuditLog>>,
+    metrics: Arc<Metrics>,
+    /// Calls waiting for a sandbox, and each grant's runs in progress (backpressure).
+    queued: AtomicUsize,
+    running_by_grant: std::sync::Mutex<HashMap<String, u32>>,
 }
 
 struct Live {
@@ -47,7 +56,34 @@ struct Live {
     limits: Limits,
     /// The fetch side of this policy: allowlist, credentials, HTTP client.
     outbound: Arc<Outbound>,
+    /// The grants' bearer tokens, as digests.
+    tokens: GrantTokens,
 }
+
+impl Live {
+    fn grant(&self, grant: &str) -> Option<&GrantSpec> {
+        self.engine.policy().grants.get(grant)
+    }
+
+    /// The limits of `grant`: the policy's, lowered where the grant says so.
+    fn limits_for(&self, grant: &str) -> Limits {
+        match self.grant(grant) {
+            Some(spec) => spec.limits.narrow(&self.limits),
+            None => self.limits.clone(),
+        }
+    }
+}
+
+fn tokens_for(policy: &Policy) -> GrantTokens {
+    let (tokens, warnings) = GrantTokens::load(&policy.grants);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    tokens
+}
+
+/// Suggested wait before retrying a call refused for load.
+const BUSY_RETRY_MS: u64 = 250;
 
 /// Builds the outbound side of `policy`, loading its credentials. A credential that cannot be
 /// loaded is logged and unusable; it never stops the server.
@@ -182,9 +218,13 @@ impl Executor {
                 engine,
                 limits: policy.limits.clone(),
                 outbound: outbound_for(policy)?,
+                tokens: tokens_for(policy),
             })),
             counters,
             audit: None,
+            metrics: Arc::new(Metrics::new()),
+            queued: AtomicUsize::new(0),
+            running_by_grant: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -226,11 +266,13 @@ impl Executor {
         limits.wasm_stack_bytes = current.limits.wasm_stack_bytes;
         limits.max_concurrent_runs = current.limits.max_concurrent_runs;
         let outbound = outbound_for(&policy)?;
+        let tokens = tokens_for(&policy);
         let engine = PolicyEngine::new(policy, self.counters.clone())?;
         let next = Arc::new(Live {
             engine,
             limits,
             outbound,
+            tokens,
         });
         *self
             .live
@@ -292,6 +334,7 @@ impl Executor {
                 return CallOutcome::AwaitingApproval;
             }
             Err(Stop::Denied(denial)) => {
+                self.metrics.denied(&denial.decision.rule);
                 let result = denied(denial);
                 event.decision = match result.status {
                     Status::RateLimited => "rate_limited",
@@ -346,6 +389,20 @@ impl Executor {
             input: args.input.as_ref(),
         };
         let mut live = self.live();
+        if let Some(allowed) = live.grant(context.grant).and_then(|g| g.languages.as_ref())
+            && !allowed.iter().any(|l| l == args.language.as_str())
+        {
+            return Err(Denial::new(
+                Status::Denied,
+                format!("grants.{}.languages", context.grant),
+                format!(
+                    "this caller may not use {} (it may use: {})",
+                    args.language,
+                    allowed.join(", ")
+                ),
+            )
+            .into());
+        }
         match live.engine.check(&call_args) {
             Verdict::Allow => {}
             Verdict::Deny(denial) => return Err(denial.into()),
@@ -409,21 +466,66 @@ impl Executor {
         self
     }
 
-    /// The limits in force.
+    /// The limits in force (for the local caller).
     pub fn limits(&self) -> Limits {
-        self.live().limits.clone()
+        self.limits_for(LOCAL_GRANT)
     }
 
-    /// The languages callers may use: the server's, narrowed by the policy.
+    /// The limits in force for `grant`.
+    pub fn limits_for(&self, grant: &str) -> Limits {
+        self.live().limits_for(grant)
+    }
+
+    /// The languages the local caller may use: the server's, narrowed by the policy.
     pub fn languages(&self) -> Vec<Language> {
-        self.live()
-            .engine
-            .allowed_languages(&self.runtimes.languages())
+        self.languages_for(LOCAL_GRANT)
+    }
+
+    /// The languages `grant` may use: the server's, narrowed by the policy and the grant.
+    pub fn languages_for(&self, grant: &str) -> Vec<Language> {
+        let live = self.live();
+        let mut languages = live.engine.allowed_languages(&self.runtimes.languages());
+        if let Some(allowed) = live.grant(grant).and_then(|g| g.languages.as_ref()) {
+            languages.retain(|l| allowed.iter().any(|a| a == l.as_str()));
+        }
+        languages
     }
 
     /// Checks raw tool arguments; the error text tells the caller what to fix.
     pub fn parse_args(&self, raw: Option<&Map<String, Value>>) -> Result<ExecuteArgs, String> {
-        parse_args(raw, &self.live().limits, &self.runtimes.languages())
+        self.parse_args_for(LOCAL_GRANT, raw)
+    }
+
+    /// [`Self::parse_args`] against `grant`'s limits.
+    pub fn parse_args_for(
+        &self,
+        grant: &str,
+        raw: Option<&Map<String, Value>>,
+    ) -> Result<ExecuteArgs, String> {
+        parse_args(raw, &self.limits_for(grant), &self.runtimes.languages())
+    }
+
+    /// The grant a bearer token belongs to.
+    pub fn authenticate(&self, token: &str) -> Option<String> {
+        self.live().tokens.authenticate(token).map(str::to_string)
+    }
+
+    /// Whether the policy has grants that authenticate by token.
+    pub fn has_token_grants(&self) -> bool {
+        self.live().tokens.any()
+    }
+
+    pub fn audit_log(&self) -> Option<&Arc<AuditLog>> {
+        self.audit.as_ref()
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Runs executing or waiting for a sandbox right now.
+    pub fn calls_in_flight(&self) -> i64 {
+        self.metrics.active().get() + self.metrics.queued().get()
     }
 
     /// Runs one call to its end. Never fails: every outcome is an [`ExecutionResult`].
@@ -436,26 +538,46 @@ impl Executor {
         self.execute_with(&live, args, cancel, audit).await
     }
 
-    /// Allowed hosts and credential names of the policy in force.
+    /// Allowed hosts and credential names of the policy in force (for the local caller).
     pub fn network_summary(&self) -> NetworkSummary {
+        self.network_summary_for(LOCAL_GRANT)
+    }
+
+    /// Allowed hosts and credential names for `grant`: a grant with its own `hosts` lists those
+    /// (a request must pass both lists), and its credentials only.
+    pub fn network_summary_for(&self, grant: &str) -> NetworkSummary {
         let live = self.live();
+        let spec = live.grant(grant);
+        let describe = |r: &crate::net::AllowRule| match r.methods() {
+            Some(methods) => format!("{r} ({})", methods.join(", ")),
+            None => r.to_string(),
+        };
+        let policy_hosts: Vec<String> = live
+            .outbound
+            .allow_list()
+            .rules()
+            .iter()
+            .map(describe)
+            .collect();
+        let hosts = match spec.and_then(|g| g.hosts.as_ref()) {
+            Some(rules) if !policy_hosts.is_empty() => {
+                rules.iter().map(|r| describe(&r.0)).collect()
+            }
+            _ => policy_hosts,
+        };
+        let credentials = live
+            .outbound
+            .credentials()
+            .names()
+            .filter(|name| {
+                spec.and_then(|g| g.credentials.as_ref())
+                    .is_none_or(|allowed| allowed.iter().any(|a| a == name))
+            })
+            .map(str::to_string)
+            .collect();
         NetworkSummary {
-            hosts: live
-                .outbound
-                .allow_list()
-                .rules()
-                .iter()
-                .map(|r| match r.methods() {
-                    Some(methods) => format!("{r} ({})", methods.join(", ")),
-                    None => r.to_string(),
-                })
-                .collect(),
-            credentials: live
-                .outbound
-                .credentials()
-                .names()
-                .map(str::to_string)
-                .collect(),
+            hosts,
+            credentials,
             max_fetches: live.engine.policy().network.max_fetches,
         }
     }
@@ -467,26 +589,63 @@ impl Executor {
         cancel: CancellationToken,
         audit: FetchAudit,
     ) -> ExecutionResult {
-        let limits = &live.limits;
+        let limits = &live.limits_for(&audit.grant);
         let arrived = Instant::now();
         let timeout = Duration::from_millis(limits.timeout_ms(args.timeout_ms));
         // Limits cap timeouts at an hour, so this addition cannot overflow in practice.
         let deadline = arrived.checked_add(timeout).unwrap_or(arrived);
 
-        // Wait for a free slot; the wait counts against the call's deadline.
-        let permit = tokio::select! {
-            permit = self.permits.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => return internal("the run queue is closed (the server is shutting down)"),
-            },
-            _ = tokio::time::sleep_until(deadline.into()) => {
-                return ExecutionResult::without_run(
-                    Status::Timeout,
-                    ErrorInfo::new("Timeout", "the call timed out while waiting for a free sandbox (the server is busy)"),
+        // Backpressure: a grant over its own cap, or a full queue, gets `rate_limited` at once.
+        let grant_cap = live.grant(&audit.grant).and_then(|g| g.max_concurrent_runs);
+        let _grant_slot = match GrantSlot::take(&self.running_by_grant, &audit.grant, grant_cap) {
+            Some(slot) => slot,
+            None => {
+                let denial = busy(
+                    format!("grants.{}.max_concurrent_runs", audit.grant),
+                    format!(
+                        "this caller already has {} runs in progress (its limit)",
+                        grant_cap.unwrap_or(0)
+                    ),
                 );
+                self.metrics.denied(&denial.decision.rule);
+                return denied(denial);
             }
-            _ = cancel.cancelled() => return cancelled(),
         };
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let max_queued = live.limits.max_queued_runs as usize;
+                let position = self.queued.fetch_add(1, Ordering::SeqCst);
+                self.metrics.queued().inc();
+                let _queued = QueueSlot(&self.queued, &self.metrics);
+                if position >= max_queued {
+                    let denial = busy(
+                        "limits.max_queued_runs".to_string(),
+                        format!(
+                            "the server is busy: every sandbox is running and {max_queued} calls are waiting"
+                        ),
+                    );
+                    self.metrics.denied(&denial.decision.rule);
+                    return denied(denial);
+                }
+                // Wait for a free slot; the wait counts against the call's deadline.
+                tokio::select! {
+                    permit = self.permits.clone().acquire_owned() => match permit {
+                        Ok(p) => p,
+                        Err(_) => return internal("the run queue is closed (the server is shutting down)"),
+                    },
+                    _ = tokio::time::sleep_until(deadline.into()) => {
+                        return ExecutionResult::without_run(
+                            Status::Timeout,
+                            ErrorInfo::new("Timeout", "the call timed out while waiting for a free sandbox (the server is busy)"),
+                        );
+                    }
+                    _ = cancel.cancelled() => return cancelled(),
+                }
+            }
+        };
+        self.metrics.active().inc();
+        let _active = ActiveRun(&self.metrics);
 
         let flag = CancelFlag::new();
         let run_flag = flag.clone();
@@ -516,6 +675,8 @@ impl Executor {
             .and_then(|g| g.hosts.as_deref())
             .map(crate::policy::network::allow_list);
         fetcher.grant_credentials = grant.and_then(|g| g.credentials.clone());
+        let request_id = audit.request_id.clone();
+        let grant = audit.grant.clone();
         fetcher.audit = audit;
         let fetch = FetchCapability(Some(Arc::new(fetcher)));
         let mut run = tokio::task::spawn_blocking(move || {
@@ -560,7 +721,15 @@ impl Executor {
         };
         result.usage.wall_ms = arrived.elapsed().as_millis() as u64;
         redact_result(&mut result, live.outbound.redactor());
+        self.metrics.run_finished(
+            language.as_str(),
+            result.status.as_str(),
+            arrived.elapsed().as_secs_f64(),
+            result.usage.fuel,
+        );
         tracing::info!(
+            request_id = %request_id,
+            grant = %grant,
             language = %language,
             status = result.status.as_str(),
             wall_ms = result.usage.wall_ms,
@@ -569,6 +738,83 @@ impl Executor {
             "run finished"
         );
         result
+    }
+}
+
+/// A call refused for load: `rate_limited`, with a retry hint.
+fn busy(rule: String, reason: String) -> Denial {
+    let mut denial = Denial::new(Status::RateLimited, rule, reason);
+    denial.decision.retry_after_ms = Some(BUSY_RETRY_MS);
+    denial
+}
+
+/// One run of a grant with a concurrency cap, counted until dropped.
+struct GrantSlot<'a> {
+    running: &'a std::sync::Mutex<HashMap<String, u32>>,
+    grant: Option<String>,
+}
+
+impl<'a> GrantSlot<'a> {
+    /// A slot, or `None` when the grant is at its cap (no cap: always a slot).
+    fn take(
+        running: &'a std::sync::Mutex<HashMap<String, u32>>,
+        grant: &str,
+        cap: Option<u32>,
+    ) -> Option<GrantSlot<'a>> {
+        let Some(cap) = cap else {
+            return Some(GrantSlot {
+                running,
+                grant: None,
+            });
+        };
+        let mut map = running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = map.entry(grant.to_string()).or_insert(0);
+        if *count >= cap {
+            return None;
+        }
+        *count += 1;
+        Some(GrantSlot {
+            running,
+            grant: Some(grant.to_string()),
+        })
+    }
+}
+
+impl Drop for GrantSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(grant) = &self.grant {
+            let mut map = self
+                .running
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(count) = map.get_mut(grant) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    map.remove(grant);
+                }
+            }
+        }
+    }
+}
+
+/// A place in the queue, given back when dropped.
+struct QueueSlot<'a>(&'a AtomicUsize, &'a Metrics);
+
+impl Drop for QueueSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.1.queued().dec();
+    }
+}
+
+/// A running sandbox, counted in the `runs_active` gauge until dropped.
+struct ActiveRun<'a>(&'a Metrics);
+
+impl Drop for ActiveRun<'_> {
+    fn drop(&mut self) {
+        self.0.active().dec();
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod execution;
 pub mod mcp;
+pub mod metrics;
 pub mod net;
 pub mod outcome;
 pub mod policy;

@@ -42,10 +42,26 @@ struct Common {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the execute_code tool over MCP on stdin/stdout (one client; logs go to stderr).
+    /// Serve the execute_code tool over MCP: on stdin/stdout (one client; logs go to stderr),
+    /// or with --http over Streamable HTTP for many callers.
     Serve {
         #[command(flatten)]
         common: Common,
+        /// Serve Streamable HTTP on this address (e.g. 127.0.0.1:8080) instead of stdio.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
+        /// Serve /metrics on this address instead of the --http one.
+        #[arg(long, value_name = "ADDR", requires = "http")]
+        metrics_addr: Option<std::net::SocketAddr>,
+        /// A Host header value to accept (repeatable); loopback names are accepted on loopback.
+        #[arg(long = "allowed-host", value_name = "HOST", requires = "http")]
+        allowed_hosts: Vec<String>,
+        /// A browser Origin to accept, e.g. https://app.example.com:443 (repeatable).
+        #[arg(long = "allowed-origin", value_name = "ORIGIN", requires = "http")]
+        allowed_origins: Vec<String>,
+        /// On SIGTERM/SIGINT, how long running calls may finish before they are cancelled.
+        #[arg(long, value_name = "MS", default_value_t = 10_000, requires = "http")]
+        grace_ms: u64,
     },
     /// Check a policy, or explain what it decides for given arguments.
     Policy {
@@ -144,13 +160,37 @@ fn main() -> ExitCode {
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Policy { command } => policy_command(command),
-        Command::Serve { common } => {
+        Command::Serve {
+            common,
+            http,
+            metrics_addr,
+            allowed_hosts,
+            allowed_origins,
+            grace_ms,
+        } => {
             let executor = executor(&common, Audit::AlwaysOn)?;
             if let Some(path) = &common.policy {
                 tokio::spawn(warden::reload::watch(path.clone(), executor.clone()));
             }
-            tracing::info!(languages = ?executor.languages(), "serving MCP on stdio");
-            warden::mcp::serve_stdio(executor).await?;
+            let Some(addr) = http else {
+                tracing::info!(languages = ?executor.languages(), "serving MCP on stdio");
+                warden::mcp::serve_stdio(executor).await?;
+                return Ok(ExitCode::SUCCESS);
+            };
+            let shutdown = CancellationToken::new();
+            let on_signal = shutdown.clone();
+            tokio::spawn(async move {
+                wait_for_termination().await;
+                on_signal.cancel();
+            });
+            let options = warden::mcp::HttpOptions {
+                addr,
+                metrics_addr,
+                allowed_hosts,
+                allowed_origins,
+                grace: std::time::Duration::from_millis(grace_ms),
+            };
+            warden::mcp::serve_http(executor, options, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
@@ -182,6 +222,23 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+    }
+}
+
+/// SIGTERM or SIGINT (Ctrl-C).
+async fn wait_for_termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!("cannot watch SIGTERM ({e}); only Ctrl-C stops the server");
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

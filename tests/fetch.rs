@@ -4,69 +4,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
 use std::time::Instant;
+
+use common::FakeApi;
 
 use serde_json::{Value, json};
 use warden::execution::{CallContext, Executor, NoApprover};
 use warden::outcome::ExecutionResult;
 
-const TOKEN: &str = "tok_7a1f9c2e4b8d6053";
+use common::FAKE_API_TOKEN as TOKEN;
 /// The placeholder-only credential's value.
 const KEY: &str = "key_5d3e8a1b9c0f2741-0123456789abcdef0123456789";
-
-/// The fake REST API (tests/fixtures/fake_api.py) on a free port of 127.0.0.1.
-struct FakeApi {
-    child: Child,
-    port: u16,
-}
-
-impl FakeApi {
-    fn start() -> FakeApi {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let mut child = Command::new(format!("{root}/.venv/bin/python"))
-            .arg(format!("{root}/tests/fixtures/fake_api.py"))
-            .arg(TOKEN)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting the fake API (run `make setup` for .venv)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().strip_prefix("PORT ").unwrap().parse().unwrap();
-        FakeApi { child, port }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// Requests the server received so far (read without going through Warden).
-    fn hits(&self) -> u64 {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            stream,
-            "GET /hits HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut text = String::new();
-        stream.read_to_string(&mut text).unwrap();
-        let body = text.split("\r\n\r\n").nth(1).unwrap();
-        serde_json::from_str::<Value>(body).unwrap()["hits"]
-            .as_u64()
-            .unwrap()
-    }
-}
-
-impl Drop for FakeApi {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A policy allowing `api` (with a bearer credential injected for it) and `other`, and a
 /// placeholder-only credential for `api`.

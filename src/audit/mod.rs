@@ -121,6 +121,29 @@ pub struct FetchEvent<'a> {
     pub reason: Option<String>,
 }
 
+/// An HTTP request refused before the MCP layer: no token, or a token of no grant. The token
+/// itself is never recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuthEvent<'a> {
+    pub time: String,
+    pub event: &'static str,
+    pub decision: &'static str,
+    pub reason: &'a str,
+    pub path: &'a str,
+}
+
+impl<'a> AuthEvent<'a> {
+    pub fn denied(reason: &'a str, path: &'a str) -> Self {
+        AuthEvent {
+            time: rfc3339_now(),
+            event: "auth",
+            decision: "deny",
+            reason,
+            path,
+        }
+    }
+}
+
 impl<'a> FetchEvent<'a> {
     pub fn new(request_id: &'a str, grant: &'a str, session: &'a str, method: &'a str) -> Self {
         FetchEvent {

@@ -38,12 +38,12 @@ pub struct WardenServer {
 }
 
 impl WardenServer {
-    /// The tool as the policy in force describes it (a reload can change it).
-    fn tool(&self) -> Tool {
+    /// The tool as the policy in force describes it to `grant` (a reload can change it).
+    fn tool(&self, grant: &str) -> Tool {
         execute_code_tool(
-            &self.executor.limits(),
-            &self.executor.languages(),
-            &self.executor.network_summary(),
+            &self.executor.limits_for(grant),
+            &self.executor.languages_for(grant),
+            &self.executor.network_summary_for(grant),
         )
     }
 
@@ -64,13 +64,16 @@ impl WardenServer {
         request: CallToolRequestParams,
         context: &RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let grant = LOCAL_GRANT;
+        let grant = grant_of(context);
+        let grant = grant.as_str();
+        let session = session_of(context, grant, &self.session);
+        let session = session.as_str();
         if !uses_input_required(context) {
             let approver = ElicitationApprover {
                 peer: context.peer.clone(),
             };
             let outcome = self
-                .run_with_progress(&request, context, grant, &approver)
+                .run_with_progress(&request, context, grant, session, &approver)
                 .await;
             return Ok(to_call_tool_result(&outcome.into_result()).into());
         }
@@ -90,7 +93,7 @@ impl WardenServer {
             .is_some_and(|c| c.elicitation.is_some());
         let approver = InputRequiredApprover::new(&self.approvals, binding, answer, can_elicit);
         match self
-            .run_with_progress(&request, context, grant, &approver)
+            .run_with_progress(&request, context, grant, session, &approver)
             .await
         {
             CallOutcome::Finished(result) => Ok(to_call_tool_result(&result).into()),
@@ -109,14 +112,20 @@ impl WardenServer {
         request: &CallToolRequestParams,
         context: &RequestContext<RoleServer>,
         grant: &str,
+        session: &str,
         approver: &dyn Approver,
     ) -> CallOutcome {
-        let parsed = self.executor.parse_args(request.arguments.as_ref());
+        let parsed = self
+            .executor
+            .parse_args_for(grant, request.arguments.as_ref());
         let requested_timeout = parsed.as_ref().ok().and_then(|a| a.timeout_ms);
-        let timeout_ms = self.executor.limits().timeout_ms(requested_timeout);
+        let timeout_ms = self
+            .executor
+            .limits_for(grant)
+            .timeout_ms(requested_timeout);
         let call_context = CallContext {
             grant,
-            session: &self.session,
+            session,
             approver,
         };
         let run = self
@@ -146,6 +155,33 @@ impl WardenServer {
                 }
             }
         }
+    }
+}
+
+/// The caller's grant: set by the HTTP transport after checking its bearer token; the local
+/// user on stdio.
+fn grant_of(context: &RequestContext<RoleServer>) -> String {
+    context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<super::http::Grant>())
+        .map_or_else(|| LOCAL_GRANT.to_string(), |g| g.0.clone())
+}
+
+/// The MCP session naming session-scoped counters: the HTTP session id when there is one;
+/// a stateless (2026-07-28) HTTP caller has no session, so its calls share one per grant;
+/// on stdio, the connection.
+fn session_of(context: &RequestContext<RoleServer>, grant: &str, own: &str) -> String {
+    match context.extensions.get::<http::request::Parts>() {
+        Some(parts) => match parts
+            .headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(id) => format!("http:{id}"),
+            None => format!("stateless:{grant}"),
+        },
+        None => own.to_string(),
     }
 }
 
@@ -192,13 +228,15 @@ impl ServerHandler for WardenServer {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(vec![self.tool()]))
+        Ok(ListToolsResult::with_all_items(vec![
+            self.tool(&grant_of(&context)),
+        ]))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        (name == TOOL_NAME).then(|| self.tool())
+        (name == TOOL_NAME).then(|| self.tool(LOCAL_GRANT))
     }
 
     async fn call_tool(

@@ -26,6 +26,9 @@ pub struct Limits {
     /// Runs executing at once; further calls queue (their wait counts against their deadline).
     /// 0 means one per CPU core.
     pub max_concurrent_runs: u32,
+    /// Calls that may wait for a sandbox when all are busy; beyond that a call is refused at
+    /// once with `rate_limited` and a retry hint.
+    pub max_queued_runs: u32,
 }
 
 impl Default for Limits {
@@ -42,6 +45,7 @@ impl Default for Limits {
             max_input_bytes: 1024 * 1024,
             max_result_bytes: 1024 * 1024,
             max_concurrent_runs: 0,
+            max_queued_runs: 64,
         }
     }
 }
@@ -81,6 +85,9 @@ impl Limits {
                     "limits.{name} may not exceed {max_text} (got {value})"
                 ));
             }
+        }
+        if self.max_queued_runs > 100_000 {
+            return Err("limits.max_queued_runs may not exceed 100000".to_string());
         }
         if self.max_concurrent_runs > 1024 {
             return Err("limits.max_concurrent_runs may not exceed 1024".to_string());

@@ -18,6 +18,9 @@ use crate::policy::network::{CredentialSpec, Injection, SECRET_MARK, allow_list,
 /// The shortest value that can be redacted without mangling ordinary text.
 pub const MIN_SECRET_BYTES: usize = 8;
 
+pub mod tokens;
+pub use tokens::GrantTokens;
+
 const PLACEHOLDER_PREFIX: &str = "__WARDEN_SECRET_";
 
 struct Credential {

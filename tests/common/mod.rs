@@ -201,3 +201,167 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
+
+/// The bearer token the fake API accepts on `/user`.
+pub const FAKE_API_TOKEN: &str = "tok_7a1f9c2e4b8d6053";
+
+/// The fake REST API (tests/fixtures/fake_api.py) on a free port of 127.0.0.1.
+pub struct FakeApi {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl FakeApi {
+    pub fn start() -> FakeApi {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let mut child = std::process::Command::new(format!("{root}/.venv/bin/python"))
+            .arg(format!("{root}/tests/fixtures/fake_api.py"))
+            .arg(FAKE_API_TOKEN)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting the fake API (run `make setup` for .venv)");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let port = line.trim().strip_prefix("PORT ").unwrap().parse().unwrap();
+        FakeApi { child, port }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Requests the server received so far (read without going through Warden).
+    pub fn hits(&self) -> u64 {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            stream,
+            "GET /hits HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        let body = text.split("\r\n\r\n").nth(1).unwrap();
+        serde_json::from_str::<Value>(body).unwrap()["hits"]
+            .as_u64()
+            .unwrap()
+    }
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `warden serve --http 127.0.0.1:0` as a child process.
+pub struct HttpServer {
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:PORT/mcp`
+    pub url: String,
+    pub port: u16,
+}
+
+impl HttpServer {
+    pub fn start(policy_toml: &str, extra: &[&str]) -> HttpServer {
+        let path = std::env::temp_dir().join(format!(
+            "warden-http-policy-{}-{}.toml",
+            std::process::id(),
+            blake3::hash(policy_toml.as_bytes()).to_hex()
+        ));
+        std::fs::write(&path, policy_toml).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["serve", "--http", "127.0.0.1:0", "--cache-dir"])
+            .arg(cache_dir())
+            .arg("--policy")
+            .arg(&path)
+            .args(extra)
+            .env("WARDEN_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_string();
+        let port = url
+            .trim_start_matches("http://127.0.0.1:")
+            .trim_end_matches("/mcp")
+            .parse()
+            .unwrap();
+        HttpServer { child, url, port }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A plain HTTP request (no client library): status line, headers and body as text.
+    pub fn raw(&self, request: &str) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Which lifecycle an HTTP client uses.
+#[derive(Debug, Clone, Copy)]
+pub enum Protocol {
+    /// `initialize` and a session (2025-11-25).
+    Session,
+    /// `server/discover`, stateless (2026-07-28).
+    Stateless,
+}
+
+/// An rmcp client over Streamable HTTP, with a bearer token if given.
+pub async fn http_client(
+    url: &str,
+    token: Option<&str>,
+    protocol: Protocol,
+) -> RunningService<RoleClient, RecordingClient> {
+    use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_string());
+    if let Some(token) = token {
+        config = config.auth_header(token.to_string());
+    }
+    let transport = StreamableHttpClientTransport::from_config(config);
+    let handler = RecordingClient::default();
+    match protocol {
+        Protocol::Session => handler.serve(transport).await.unwrap(),
+        Protocol::Stateless => handler
+            .serve_with_lifecycle(
+                transport,
+                ClientLifecycleMode::Discover {
+                    preferred_versions: vec![rmcp::model::ProtocolVersion::V_2026_07_28],
+                },
+            )
+            .await
+            .unwrap(),
+    }
+}

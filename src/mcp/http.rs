@@ -1,0 +1,231 @@
+//! Streamable HTTP: one Warden shared by many callers. Each request's bearer token names its
+//! grant (checked before the MCP layer sees the request); `/healthz` and `/metrics` serve
+//! operations. Both the 2025-11-25 session protocol and the stateless 2026-07-28 protocol are
+//! served by rmcp's `StreamableHttpService`, which also checks `Host` (DNS rebinding) and
+//! `Origin`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio_util::sync::CancellationToken;
+
+use super::{ApprovalStates, WardenServer};
+use crate::audit::AuthEvent;
+use crate::execution::Executor;
+use crate::policy::LOCAL_GRANT;
+
+/// The authenticated caller of one HTTP request (a request extension the MCP layer reads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant(pub String);
+
+/// How `warden serve --http` listens.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    pub addr: SocketAddr,
+    /// Serve `/metrics` here instead of on `addr`.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Accepted `Host` values (besides loopback names when listening on loopback).
+    pub allowed_hosts: Vec<String>,
+    /// Accepted browser `Origin`s (none: requests carrying an Origin are refused).
+    pub allowed_origins: Vec<String>,
+    /// How long running calls may finish after SIGTERM/SIGINT before they are cancelled.
+    pub grace: Duration,
+}
+
+#[derive(Clone)]
+struct AuthState {
+    executor: Arc<Executor>,
+    /// No grant has a token and the listener is on loopback: callers are the local user.
+    open_locally: bool,
+}
+
+/// Serves until `shutdown` is cancelled, then stops accepting, lets calls in flight finish
+/// within the grace period, and cancels the rest.
+pub async fn serve_http(
+    executor: Arc<Executor>,
+    options: HttpOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let loopback = options.addr.ip().is_loopback();
+    if !executor.has_token_grants() && !loopback {
+        anyhow::bail!(
+            "serving on {} needs callers to authenticate: define [grants.<name>] with a token \
+             in the policy (or listen on a loopback address)",
+            options.addr
+        );
+    }
+    let approvals = Arc::new(ApprovalStates::new()?);
+    let sessions_stop = CancellationToken::new();
+    let mut config = StreamableHttpServerConfig::default()
+        .with_cancellation_token(sessions_stop.clone())
+        .enforce_origin_validation();
+    let mut hosts: Vec<String> = options.allowed_hosts.clone();
+    if loopback {
+        hosts.extend(["localhost", "127.0.0.1", "::1", "[::1]"].map(String::from));
+    }
+    if !hosts.is_empty() {
+        config = config.with_allowed_hosts(hosts);
+    }
+    if !options.allowed_origins.is_empty() {
+        config = config.with_allowed_origins(options.allowed_origins.clone());
+    }
+    let service_executor = executor.clone();
+    let mcp = StreamableHttpService::new(
+        move || {
+            Ok(WardenServer::new(
+                service_executor.clone(),
+                approvals.clone(),
+            ))
+        },
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let auth = AuthState {
+        executor: executor.clone(),
+        open_locally: !executor.has_token_grants(),
+    };
+    let mut app = Router::new()
+        .nest_service("/mcp", mcp)
+        .layer(axum::middleware::from_fn_with_state(auth, authenticate))
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }));
+    let metrics_router = Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .with_state(executor.clone());
+    match options.metrics_addr {
+        None => app = app.merge(metrics_router),
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the metrics address {addr}"))?;
+            tracing::info!("serving /metrics on http://{}", listener.local_addr()?);
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                let served = axum::serve(listener, metrics_router)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!("the metrics listener failed: {e}");
+                }
+            });
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(options.addr)
+        .await
+        .with_context(|| format!("binding {}", options.addr))?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        languages = ?executor.languages(),
+        "serving MCP on http://{local}/mcp"
+    );
+    // The line tests and scripts wait for.
+    println!("listening on http://{local}/mcp");
+
+    let draining = CancellationToken::new();
+    let drain_signal = draining.clone();
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { drain_signal.cancelled().await });
+    let server = tokio::spawn(async move { server.await });
+
+    shutdown.cancelled().await;
+    tracing::info!(
+        in_flight = executor.calls_in_flight(),
+        grace_ms = options.grace.as_millis() as u64,
+        "shutting down: no new connections; calls in flight may finish"
+    );
+    draining.cancel();
+    let deadline = tokio::time::Instant::now() + options.grace;
+    while executor.calls_in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if executor.calls_in_flight() > 0 {
+        tracing::warn!(
+            in_flight = executor.calls_in_flight(),
+            "grace period over: cancelling the calls still running"
+        );
+    }
+    sessions_stop.cancel();
+    // Cancelled calls stop within an epoch tick; give their answers a moment to go out.
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    Ok(())
+}
+
+/// Checks the bearer token and tags the request with its grant; anything else gets 401 with
+/// `WWW-Authenticate`, and the attempt is audited.
+async fn authenticate(
+    State(state): State<AuthState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if state.open_locally {
+        request
+            .extensions_mut()
+            .insert(Grant(LOCAL_GRANT.to_string()));
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let (grant, failure) = match presented {
+        None => (None, "missing bearer token"),
+        Some(token) => match state.executor.authenticate(token) {
+            Some(grant) => (Some(grant), ""),
+            None => (None, "invalid bearer token"),
+        },
+    };
+    match grant {
+        Some(grant) => {
+            request.extensions_mut().insert(Grant(grant));
+            next.run(request).await
+        }
+        None => {
+            if let Some(log) = state.executor.audit_log() {
+                let event = AuthEvent::denied(failure, request.uri().path());
+                if let Err(e) = log.record(&event) {
+                    tracing::error!("the audit log cannot be written: {e}");
+                }
+            }
+            tracing::info!(reason = failure, "refused an unauthenticated request");
+            let challenge = if presented.is_some() {
+                r#"Bearer realm="warden", error="invalid_token""#
+            } else {
+                r#"Bearer realm="warden""#
+            };
+            let mut response = (
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "{failure}: send `Authorization: Bearer <token>` for a grant of this server\n"
+                ),
+            )
+                .into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+            response
+        }
+    }
+}
+
+async fn metrics(State(executor): State<Arc<Executor>>) -> Response {
+    let mut response = executor.metrics().encode().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}
