@@ -109,6 +109,25 @@ async fn a_missing_or_wrong_token_gets_401_and_is_audited() {
     assert!(near.starts_with("HTTP/1.1 401"), "{near}");
     let right = server.raw(&request(&format!("Authorization: Bearer {CI_TOKEN}\r\n")));
     assert!(!right.starts_with("HTTP/1.1 401"), "{right}");
+    // DNS-rebinding protection: a foreign Host or Origin is refused before authentication
+    // matters; loopback ones are fine.
+    let rebinding = server.raw(
+        &request(&format!("Authorization: Bearer {CI_TOKEN}\r\n"))
+            .replace("Host: 127.0.0.1", "Host: evil.example.com"),
+    );
+    assert!(rebinding.starts_with("HTTP/1.1 403"), "{rebinding}");
+    let foreign_origin = server.raw(&request(&format!(
+        "Authorization: Bearer {CI_TOKEN}\r\nOrigin: http://evil.example.com\r\n"
+    )));
+    assert!(
+        foreign_origin.starts_with("HTTP/1.1 403"),
+        "{foreign_origin}"
+    );
+    let local_origin = server.raw(&request(&format!(
+        "Authorization: Bearer {CI_TOKEN}\r\nOrigin: http://127.0.0.1:{}\r\n",
+        server.port
+    )));
+    assert!(!local_origin.starts_with("HTTP/1.1 403"), "{local_origin}");
     // Health checks need no token.
     let health =
         server.raw("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");

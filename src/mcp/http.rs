@@ -69,14 +69,22 @@ pub async fn serve_http(
         .with_cancellation_token(sessions_stop.clone())
         .enforce_origin_validation();
     let mut hosts: Vec<String> = options.allowed_hosts.clone();
+    let mut origins: Vec<String> = options.allowed_origins.clone();
     if loopback {
+        // A local server is reachable from local pages: accept loopback hosts and origins
+        // (any port), nothing else unless configured (DNS-rebinding protection).
         hosts.extend(["localhost", "127.0.0.1", "::1", "[::1]"].map(String::from));
+        for scheme in ["http", "https"] {
+            for host in ["localhost", "127.0.0.1", "[::1]"] {
+                origins.push(format!("{scheme}://{host}:*"));
+            }
+        }
     }
     if !hosts.is_empty() {
         config = config.with_allowed_hosts(hosts);
     }
-    if !options.allowed_origins.is_empty() {
-        config = config.with_allowed_origins(options.allowed_origins.clone());
+    if !origins.is_empty() {
+        config = config.with_allowed_origins(origins);
     }
     let service_executor = executor.clone();
     let mcp = StreamableHttpService::new(
