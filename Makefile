@@ -9,7 +9,7 @@ export WARDEN_BIN := $(CARGO_TARGET_DIR)/release/warden
 export WARDEN_TEST_CACHE_DIR := $(CARGO_TARGET_DIR)/warden-test-cache
 PYTHON := .venv/bin/python
 
-.PHONY: setup build serve test test-rust test-python lint fmt bench clean
+.PHONY: setup build serve test test-rust test-python test-conformance lint fmt bench clean
 
 setup:
 	@scripts/setup.sh
@@ -20,13 +20,17 @@ build: setup
 serve: build
 	$(WARDEN_BIN) serve
 
-test: build test-rust test-python
+test: build test-rust test-python test-conformance
 
 test-rust:
 	cargo test --release --locked
 
 test-python:
 	$(PYTHON) -m pytest tests/python -q -p no:cacheprovider
+
+# The official MCP conformance suite against `warden serve --http`, for both protocol versions.
+test-conformance:
+	tests/conformance/run.sh
 
 lint: setup
 	cargo fmt --all -- --check

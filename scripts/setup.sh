@@ -38,4 +38,23 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import mcp, pytest' 2>/de
   .venv/bin/pip install --quiet --upgrade pip
   .venv/bin/pip install --quiet -r guest-runtimes/python/requirements.txt -r tests/python/requirements.txt
 fi
+# .tools holds Node 22 (from the npm registry, whatever Node the machine has) and the MCP
+# conformance suite, both pinned; `make test` runs the suite against the HTTP server.
+NODE_VERSION=22.23.3
+CONFORMANCE_VERSION=0.2.0-alpha.12
+if [ "$(.tools/node22/node_modules/.bin/node --version 2>/dev/null)" != "v$NODE_VERSION" ]; then
+  command -v npm >/dev/null 2>&1 || sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm
+  echo "setup: installing Node $NODE_VERSION into .tools/node22"
+  mkdir -p .tools/node22
+  npm install --prefix .tools/node22 --no-audit --no-fund --silent "node@$NODE_VERSION"
+fi
+if [ "$(cat .tools/conformance/node_modules/@modelcontextprotocol/conformance/package.json 2>/dev/null \
+      | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["version"])' 2>/dev/null)" \
+   != "$CONFORMANCE_VERSION" ]; then
+  echo "setup: installing @modelcontextprotocol/conformance $CONFORMANCE_VERSION into .tools/conformance"
+  mkdir -p .tools/conformance
+  PATH="$PWD/.tools/node22/node_modules/.bin:$PATH" \
+    npm install --prefix .tools/conformance --no-audit --no-fund --silent \
+    "@modelcontextprotocol/conformance@$CONFORMANCE_VERSION"
+fi
 echo "setup: ok"
