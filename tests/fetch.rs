@@ -58,7 +58,9 @@ async fn run(executor: &Executor, language: &str, code: &str) -> ExecutionResult
         session: "s",
         approver: &approver,
     };
-    let args = executor.parse_args(json!({"language": language, "code": code}).as_object());
+    // A generous deadline: on a cold guest cache, parallel tests compete for the cores.
+    let args = executor
+        .parse_args(json!({"language": language, "code": code, "timeout_ms": 20000}).as_object());
     executor
         .call(args, &context, tokio_util::sync::CancellationToken::new())
         .await

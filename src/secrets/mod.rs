@@ -15,11 +15,11 @@ use url::Url;
 use crate::net::AllowList;
 use crate::policy::network::{CredentialSpec, Injection, SECRET_MARK, allow_list, placeholder};
 
-/// The shortest value that can be redacted without mangling ordinary text.
-pub const MIN_SECRET_BYTES: usize = 8;
-
 pub mod tokens;
 pub use tokens::GrantTokens;
+
+/// The shortest value that can be redacted without mangling ordinary text.
+pub const MIN_SECRET_BYTES: usize = 8;
 
 const PLACEHOLDER_PREFIX: &str = "__WARDEN_SECRET_";
 

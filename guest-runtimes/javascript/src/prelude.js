@@ -481,8 +481,7 @@
     get(name) {
       const n = normalizeName(name);
       const values = this.#list.filter(([k]) => k === n).map(([, v]) => v);
-      if (values.length === 0) return null;
-      return n === 'set-cookie' ? values.join(', ') : values.join(', ');
+      return values.length === 0 ? null : values.join(', ');
     }
     getSetCookie() { return this.#list.filter(([k]) => k === 'set-cookie').map(([, v]) => v); }
     has(name) { const n = normalizeName(name); return this.#list.some(([k]) => k === n); }
