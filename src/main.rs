@@ -62,6 +62,9 @@ enum Command {
         /// On SIGTERM/SIGINT, how long running calls may finish before they are cancelled.
         #[arg(long, value_name = "MS", default_value_t = 10_000, requires = "http")]
         grace_ms: u64,
+        /// Test mode for the MCP conformance suite: also offer its fixture tools (test_*).
+        #[arg(long, requires = "http", hide = true)]
+        conformance_fixtures: bool,
     },
     /// Check a policy, or explain what it decides for given arguments.
     Policy {
@@ -167,6 +170,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             allowed_hosts,
             allowed_origins,
             grace_ms,
+            conformance_fixtures,
         } => {
             let executor = executor(&common, Audit::AlwaysOn)?;
             if let Some(path) = &common.policy {
@@ -189,6 +193,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 allowed_hosts,
                 allowed_origins,
                 grace: std::time::Duration::from_millis(grace_ms),
+                conformance_fixtures,
             };
             warden::mcp::serve_http(executor, options, shutdown).await?;
             Ok(ExitCode::SUCCESS)

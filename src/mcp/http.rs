@@ -39,6 +39,8 @@ pub struct HttpOptions {
     pub allowed_origins: Vec<String>,
     /// How long running calls may finish after SIGTERM/SIGINT before they are cancelled.
     pub grace: Duration,
+    /// Test mode: offer the conformance suite's fixture tools too.
+    pub conformance_fixtures: bool,
 }
 
 #[derive(Clone)]
@@ -87,12 +89,16 @@ pub async fn serve_http(
         config = config.with_allowed_origins(origins);
     }
     let service_executor = executor.clone();
+    let fixtures = options.conformance_fixtures;
+    if fixtures {
+        tracing::warn!("test mode: the conformance suite's fixture tools are offered");
+    }
     let mcp = StreamableHttpService::new(
         move || {
-            Ok(WardenServer::new(
-                service_executor.clone(),
-                approvals.clone(),
-            ))
+            Ok(
+                WardenServer::new(service_executor.clone(), approvals.clone())
+                    .with_conformance_fixtures(fixtures),
+            )
         },
         Arc::new(LocalSessionManager::default()),
         config,

@@ -2,6 +2,7 @@
 //! and one thin entry point per transport (stdio, Streamable HTTP).
 
 mod approval;
+mod fixtures;
 pub mod http;
 mod server;
 mod stdio;

@@ -35,6 +35,8 @@ pub struct WardenServer {
     session: Arc<str>,
     /// Open approval questions of the 2026-07-28 flow, shared by every session.
     approvals: Arc<ApprovalStates>,
+    /// Test mode: also offer the conformance suite's fixture tools.
+    fixtures: bool,
 }
 
 impl WardenServer {
@@ -54,7 +56,14 @@ impl WardenServer {
             executor,
             session: format!("{}-{n}", std::process::id()).into(),
             approvals,
+            fixtures: false,
         }
+    }
+
+    /// Test mode: also offer the conformance suite's fixture tools (see `fixtures.rs`).
+    pub fn with_conformance_fixtures(mut self, enabled: bool) -> Self {
+        self.fixtures = enabled;
+        self
     }
 
     /// Runs a call. A 2026-07-28 client is asked for approval with an `InputRequiredResult`
@@ -230,13 +239,24 @@ impl ServerHandler for WardenServer {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(vec![
-            self.tool(&grant_of(&context)),
-        ]))
+        let mut tools = vec![self.tool(&grant_of(&context))];
+        if self.fixtures {
+            tools.extend(super::fixtures::tools());
+        }
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        (name == TOOL_NAME).then(|| self.tool(LOCAL_GRANT))
+        if name == TOOL_NAME {
+            return Some(self.tool(LOCAL_GRANT));
+        }
+        self.fixtures
+            .then(|| {
+                super::fixtures::tools()
+                    .into_iter()
+                    .find(|t| t.name == name)
+            })
+            .flatten()
     }
 
     async fn call_tool(
@@ -244,6 +264,12 @@ impl ServerHandler for WardenServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        if request.name != TOOL_NAME
+            && self.fixtures
+            && let Some(result) = super::fixtures::call(&request.name, &context).await
+        {
+            return result.map(Into::into);
+        }
         if request.name != TOOL_NAME {
             return Err(ErrorData::invalid_params(
                 format!(

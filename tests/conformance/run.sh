@@ -14,7 +14,8 @@ SUITE="$ROOT/.tools/conformance/node_modules/.bin/conformance"
 OUT=$(mktemp -d)
 trap 'kill "$SERVER" 2>/dev/null || true; rm -rf "$OUT"' EXIT
 
-"$WARDEN" serve --http 127.0.0.1:0 --cache-dir "$CACHE" >"$OUT/server.out" 2>"$OUT/server.err" &
+# --conformance-fixtures: the test mode that adds the suite's fixture tools (test_*).
+"$WARDEN" serve --http 127.0.0.1:0 --conformance-fixtures --cache-dir "$CACHE" >"$OUT/server.out" 2>"$OUT/server.err" &
 SERVER=$!
 for _ in $(seq 1 200); do
   grep -q '^listening on ' "$OUT/server.out" 2>/dev/null && break
