@@ -3,11 +3,16 @@
 //! transport and the protocol handling Warden ships. They run no code and touch nothing;
 //! without the flag they do not exist.
 
+// The suite still exercises logging and sampling, which SEP-2577 deprecates; so do these
+// fixtures (and nothing else in Warden).
+#![allow(deprecated)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolResult, ContentBlock, JsonObject, ProgressNotificationParam, ResourceContents, Tool,
+    CallToolResult, ContentBlock, JsonObject, LoggingLevel, LoggingMessageNotificationParam,
+    ProgressNotificationParam, ResourceContents, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
@@ -17,7 +22,19 @@ const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z
 /// A WAV header with no samples.
 const WAV: &str = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQAAAAA=";
 
-const FIXTURES: [(&str, &str); 7] = [
+const FIXTURES: [(&str, &str); 10] = [
+    (
+        "test_tool_with_logging",
+        "Conformance fixture: sends three log messages",
+    ),
+    (
+        "test_sampling",
+        "Conformance fixture: asks the client's LLM (argument `prompt`)",
+    ),
+    (
+        "test_elicitation",
+        "Conformance fixture: asks the user (argument `message`)",
+    ),
     ("test_simple_text", "Conformance fixture: returns text"),
     (
         "test_image_content",
@@ -60,9 +77,22 @@ fn embedded() -> ContentBlock {
     ))
 }
 
+fn internal(message: String) -> ErrorData {
+    ErrorData::internal_error(message, None)
+}
+
+fn argument(arguments: Option<&JsonObject>, name: &str) -> String {
+    arguments
+        .and_then(|a| a.get(name))
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Runs fixture `name`, or `None` when no fixture has that name.
 pub async fn call(
     name: &str,
+    arguments: Option<&JsonObject>,
     context: &RequestContext<RoleServer>,
 ) -> Option<Result<CallToolResult, ErrorData>> {
     let result = match name {
@@ -84,6 +114,77 @@ pub async fn call(
         "test_error_handling" => CallToolResult::error(vec![ContentBlock::text(
             "This tool intentionally returns an error for testing",
         )]),
+        "test_tool_with_logging" => {
+            for (i, text) in [
+                "Tool execution started",
+                "Tool processing data",
+                "Tool execution completed",
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                if i > 0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                let note = LoggingMessageNotificationParam::new(LoggingLevel::Info, text.into());
+                if let Err(e) = context.peer.notify_logging_message(note).await {
+                    return Some(Err(internal(format!("sending a log message failed: {e}"))));
+                }
+            }
+            CallToolResult::success(vec![ContentBlock::text("Logging complete")])
+        }
+        "test_sampling" => {
+            let prompt = argument(arguments, "prompt");
+            let request = serde_json::json!({
+                "messages": [{"role": "user", "content": {"type": "text", "text": prompt}}],
+                "maxTokens": 100
+            });
+            let params = match serde_json::from_value(request) {
+                Ok(params) => params,
+                Err(e) => return Some(Err(internal(format!("building the request failed: {e}")))),
+            };
+            match context.peer.create_message(params).await {
+                Ok(answer) => {
+                    let answer = serde_json::to_value(&answer).unwrap_or_default();
+                    let text = answer["content"]["text"].as_str().unwrap_or_default();
+                    CallToolResult::success(vec![ContentBlock::text(format!(
+                        "LLM response: {text}"
+                    ))])
+                }
+                Err(e) => {
+                    CallToolResult::error(vec![ContentBlock::text(format!("sampling failed: {e}"))])
+                }
+            }
+        }
+        "test_elicitation" => {
+            let request = serde_json::json!({
+                "mode": "form",
+                "message": argument(arguments, "message"),
+                "requestedSchema": {
+                    "type": "object",
+                    "properties": {
+                        "username": {"type": "string", "description": "User's response"},
+                        "email": {"type": "string", "description": "User's email address"}
+                    },
+                    "required": ["username", "email"]
+                }
+            });
+            let params = match serde_json::from_value(request) {
+                Ok(params) => params,
+                Err(e) => return Some(Err(internal(format!("building the request failed: {e}")))),
+            };
+            match context.peer.create_elicitation(params).await {
+                Ok(answer) => {
+                    let answer = serde_json::to_value(&answer).unwrap_or_default();
+                    CallToolResult::success(vec![ContentBlock::text(format!(
+                        "User response: {answer}"
+                    ))])
+                }
+                Err(e) => CallToolResult::error(vec![ContentBlock::text(format!(
+                    "elicitation failed: {e}"
+                ))]),
+            }
+        }
         "test_tool_with_progress" => {
             if let Some(token) = context.meta.get_progress_token() {
                 for step in [0.0, 50.0, 100.0] {
@@ -91,10 +192,7 @@ pub async fn call(
                         .with_total(100.0)
                         .with_message(format!("step {step}"));
                     if let Err(e) = context.peer.notify_progress(note).await {
-                        return Some(Err(ErrorData::internal_error(
-                            format!("sending progress failed: {e}"),
-                            None,
-                        )));
+                        return Some(Err(internal(format!("sending progress failed: {e}"))));
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }

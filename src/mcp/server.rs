@@ -225,13 +225,40 @@ pub fn to_call_tool_result(result: &ExecutionResult) -> CallToolResult {
 }
 
 impl ServerHandler for WardenServer {
+    // Logging (deprecated by SEP-2577) is declared only in the conformance test mode.
+    #[allow(deprecated)]
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        let capabilities = if self.fixtures {
+            // Test mode: the logging fixture needs the logging capability.
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_logging()
+                .build()
+        } else {
+            ServerCapabilities::builder().enable_tools().build()
+        };
+        ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("warden", env!("CARGO_PKG_VERSION")))
             .with_instructions(
                 "Warden runs untrusted code in a fresh WebAssembly sandbox per call. Use the \
                  execute_code tool; its description lists the languages and limits.",
             )
+    }
+
+    // Only the conformance fixtures use logging (deprecated by SEP-2577).
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        _request: rmcp::model::SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        if self.fixtures {
+            Ok(())
+        } else {
+            Err(ErrorData::method_not_found::<
+                rmcp::model::SetLevelRequestMethod,
+            >())
+        }
     }
 
     async fn list_tools(
@@ -266,7 +293,8 @@ impl ServerHandler for WardenServer {
     ) -> Result<CallToolResponse, ErrorData> {
         if request.name != TOOL_NAME
             && self.fixtures
-            && let Some(result) = super::fixtures::call(&request.name, &context).await
+            && let Some(result) =
+                super::fixtures::call(&request.name, request.arguments.as_ref(), &context).await
         {
             return result.map(Into::into);
         }
