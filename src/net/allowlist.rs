@@ -169,8 +169,8 @@ impl AllowRule {
         self.methods.as_deref()
     }
 
-    /// Whether this rule names `ip` as an address or a network (which lets it past the
-    /// blocked-network check).
+    /// Whether this rule names `ip` as an address or a network. Only the rules that allow a
+    /// request may open a blocked address for it (see `net::fetch`), never the list as a whole.
     pub fn names_ip(&self, ip: IpAddr) -> bool {
         match &self.host {
             HostPattern::Ip(named) => *named == ip,
@@ -445,11 +445,6 @@ impl AllowList {
         self.rules.is_empty()
     }
 
-    /// Whether some rule names `ip` as an address or network.
-    pub fn names_ip(&self, ip: IpAddr) -> bool {
-        self.rules.iter().any(|r| r.names_ip(ip))
-    }
-
     /// Parses a request URL the way it will be sent, and checks it against the rules.
     pub fn check_str(&self, method: &str, url: &str) -> Result<Url, Refusal> {
         let parsed = Url::parse(url).map_err(|e| Refusal(format!("invalid URL \"{url}\": {e}")))?;
@@ -584,6 +579,12 @@ mod tests {
                 .map(|r| AllowRule::parse(r, None).unwrap())
                 .collect(),
         )
+    }
+
+    /// Whether some rule of `list` names `ip`.
+    fn named(list: &AllowList, ip: &str) -> bool {
+        let ip = ip.parse().unwrap();
+        list.rules().iter().any(|r| r.names_ip(ip))
     }
 
     fn allows(list: &AllowList, url: &str) -> bool {
@@ -887,8 +888,8 @@ mod tests {
             !allows(&l, "http://localhost:8080/"),
             "a name is not an IP rule"
         );
-        assert!(l.names_ip("127.0.0.1".parse().unwrap()));
-        assert!(!l.names_ip("127.0.0.2".parse().unwrap()));
+        assert!(named(&l, "127.0.0.1"));
+        assert!(!named(&l, "127.0.0.2"));
     }
 
     #[test]
@@ -898,10 +899,10 @@ mod tests {
         assert!(!allows(&l, "http://11.0.0.1:1234/"));
         assert!(allows(&l, "http://[fd00::5]/"));
         assert!(!allows(&l, "http://[fd01::5]/"));
-        assert!(l.names_ip("10.9.9.9".parse().unwrap()));
-        assert!(!l.names_ip("192.168.0.1".parse().unwrap()));
+        assert!(named(&l, "10.9.9.9"));
+        assert!(!named(&l, "192.168.0.1"));
         // A name rule never names an IP.
-        assert!(!list(&["https://*"]).names_ip("10.0.0.1".parse().unwrap()));
+        assert!(!named(&list(&["https://*"]), "10.0.0.1"));
     }
 
     #[test]
