@@ -122,8 +122,10 @@ impl Sandbox {
                     let pre = module_linker
                         .instantiate_pre(&module)
                         .with_context(|| format!("linking the {} guest", program.name))?;
-                    core_module::check_instantiates(&engine, &pre, &check_limits)
-                        .with_context(|| format!("instantiating the {} guest", program.name))?;
+                    retry_while_busy(|| {
+                        core_module::check_instantiates(&engine, &pre, &check_limits)
+                    })
+                    .with_context(|| format!("instantiating the {} guest", program.name))?;
                     PreparedGuest::CoreModule(pre)
                 }
                 GuestForm::Component => {
@@ -133,8 +135,10 @@ impl Sandbox {
                         .instantiate_pre(&component)
                         .and_then(component::ComponentPre::new)
                         .with_context(|| format!("linking the {} guest", program.name))?;
-                    component::check_instantiates(&engine, &pre, &check_limits)
-                        .with_context(|| format!("instantiating the {} guest", program.name))?;
+                    retry_while_busy(|| {
+                        component::check_instantiates(&engine, &pre, &check_limits)
+                    })
+                    .with_context(|| format!("instantiating the {} guest", program.name))?;
                     PreparedGuest::Component(pre)
                 }
             };
@@ -169,6 +173,35 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// The first instantiation writes each guest's memory snapshot into a memfd and seals it.
+/// Linux refuses the seal with EBUSY while a page of the memfd is briefly pinned elsewhere
+/// (seen once in CI on the 60 MB Python snapshot), and wasmtime does not cache that failure,
+/// so a short retry is enough: start-up must not fail on a kernel race.
+fn retry_while_busy<T>(mut attempt: impl FnMut() -> wasmtime::Result<T>) -> wasmtime::Result<T> {
+    let mut pause = Duration::from_millis(20);
+    for _ in 1..BUSY_ATTEMPTS {
+        match attempt() {
+            Err(error) if is_resource_busy(&error) => {
+                tracing::warn!("retrying guest instantiation after a transient EBUSY: {error:#}");
+                std::thread::sleep(pause);
+                pause *= 2;
+            }
+            other => return other,
+        }
+    }
+    attempt()
+}
+
+const BUSY_ATTEMPTS: u32 = 6;
+
+fn is_resource_busy(error: &wasmtime::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ResourceBusy)
+    })
 }
 
 fn engine_config(config: &SandboxConfig) -> Config {
@@ -282,5 +315,42 @@ mod tests {
             let dir = SandboxConfig::default_cache_dir().unwrap();
             assert!(dir.ends_with("warden"), "{}", dir.display());
         }
+    }
+
+    fn busy() -> wasmtime::Error {
+        wasmtime::Error::from(std::io::Error::from(std::io::ErrorKind::ResourceBusy))
+            .context("cannot add seals to the memfd")
+    }
+
+    #[test]
+    fn a_transient_busy_instantiation_is_retried() {
+        let mut calls = 0;
+        let result = retry_while_busy(|| {
+            calls += 1;
+            if calls < 3 { Err(busy()) } else { Ok(calls) }
+        });
+        assert_eq!(result.unwrap(), 3);
+    }
+
+    #[test]
+    fn a_lasting_busy_error_is_reported_after_the_last_attempt() {
+        let mut calls = 0;
+        let result: wasmtime::Result<()> = retry_while_busy(|| {
+            calls += 1;
+            Err(busy())
+        });
+        assert_eq!(calls, BUSY_ATTEMPTS);
+        assert!(format!("{:#}", result.unwrap_err()).contains("seals"));
+    }
+
+    #[test]
+    fn other_instantiation_errors_are_not_retried() {
+        let mut calls = 0;
+        let result: wasmtime::Result<()> = retry_while_busy(|| {
+            calls += 1;
+            Err(wasmtime::format_err!("out of pool slots"))
+        });
+        assert_eq!(calls, 1);
+        assert!(result.is_err());
     }
 }
