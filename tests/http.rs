@@ -71,7 +71,19 @@ async fn both_protocols_run_code_over_http() {
         let r = js(&client, "throw new TypeError('boom')").await;
         assert_eq!(r["status"], "error");
         let tools = client.list_all_tools().await.unwrap();
-        assert_eq!(tools.len(), 1);
+        assert_eq!(tools.len(), 1, "no conformance fixtures outside test mode");
+        // Neither prompts nor resources are offered or declared, so their lists are unknown
+        // methods rather than empty answers.
+        let prompts = client.list_prompts(None).await.unwrap_err().to_string();
+        assert!(
+            prompts.contains("-32601") || prompts.contains("ethod not found"),
+            "{prompts}"
+        );
+        let resources = client.list_resources(None).await.unwrap_err().to_string();
+        assert!(
+            resources.contains("-32601") || resources.contains("ethod not found"),
+            "{resources}"
+        );
         client.cancel().await.unwrap();
     }
 }

@@ -261,6 +261,38 @@ impl ServerHandler for WardenServer {
         }
     }
 
+    // Warden offers neither prompts nor resources and does not declare them, so their list
+    // methods are unknown too (rmcp would answer with empty lists).
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListPromptsResult, ErrorData> {
+        Err(ErrorData::method_not_found::<
+            rmcp::model::ListPromptsRequestMethod,
+        >())
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourcesResult, ErrorData> {
+        Err(ErrorData::method_not_found::<
+            rmcp::model::ListResourcesRequestMethod,
+        >())
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourceTemplatesResult, ErrorData> {
+        Err(ErrorData::method_not_found::<
+            rmcp::model::ListResourceTemplatesRequestMethod,
+        >())
+    }
+
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
@@ -293,10 +325,9 @@ impl ServerHandler for WardenServer {
     ) -> Result<CallToolResponse, ErrorData> {
         if request.name != TOOL_NAME
             && self.fixtures
-            && let Some(result) =
-                super::fixtures::call(&request.name, request.arguments.as_ref(), &context).await
+            && let Some(result) = super::fixtures::call(&request, &context).await
         {
-            return result.map(Into::into);
+            return result;
         }
         if request.name != TOOL_NAME {
             return Err(ErrorData::invalid_params(

@@ -17,7 +17,8 @@ trap 'kill "$SERVER" 2>/dev/null || true; rm -rf "$OUT"' EXIT
 # --conformance-fixtures: the test mode that adds the suite's fixture tools (test_*).
 "$WARDEN" serve --http 127.0.0.1:0 --conformance-fixtures --cache-dir "$CACHE" >"$OUT/server.out" 2>"$OUT/server.err" &
 SERVER=$!
-for _ in $(seq 1 200); do
+# A cold guest cache compiles the Python guest first (tens of seconds on a loaded machine).
+for _ in $(seq 1 2400); do
   grep -q '^listening on ' "$OUT/server.out" 2>/dev/null && break
   sleep 0.05
 done
