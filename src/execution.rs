@@ -324,8 +324,8 @@ impl Executor {
                 "the client cancelled the call before it was decided",
             ))),
         };
-        let live = match decision {
-            Ok(live) => live,
+        let (live, admitted_ms) = match decision {
+            Ok(admitted) => admitted,
             Err(Stop::AwaitingApproval { rule, reason }) => {
                 event.decision = "approval_requested";
                 event.rule = Some(&rule);
@@ -365,7 +365,17 @@ impl Executor {
             grant: context.grant.to_string(),
             session: context.session.to_string(),
         };
-        let result = self.execute_with(&live, args, cancel, audit).await;
+        let result = match self.execute_with(&live, args, cancel, audit).await {
+            Started::Ran(result) => result,
+            Started::Not(result) => {
+                let caller = Caller {
+                    grant: context.grant,
+                    session: context.session,
+                };
+                live.engine.refund(&caller, admitted_ms);
+                result
+            }
+        };
         let mut run_event = event.clone();
         run_event.event = "run";
         run_event.decision = result.status.as_str();
@@ -376,12 +386,12 @@ impl Executor {
     }
 
     /// Rules, action (with approval), then rate limits.
-    /// Returns the policy state the call was admitted under.
+    /// Returns the policy state the call was admitted under, and when it was counted.
     async fn decide(
         &self,
         args: &ExecuteArgs,
         context: &CallContext<'_>,
-    ) -> Result<Arc<Live>, Stop> {
+    ) -> Result<(Arc<Live>, u64), Stop> {
         let call_args = CallArgs {
             language: args.language.as_str(),
             code: &args.code,
@@ -447,8 +457,9 @@ impl Executor {
             grant: context.grant,
             session: context.session,
         };
-        live.engine.admit(&caller, now_ms())?;
-        Ok(live)
+        let admitted_ms = now_ms();
+        live.engine.admit(&caller, admitted_ms)?;
+        Ok((live, admitted_ms))
     }
 
     /// Records an event whose loss cannot change the call any more (it is already decided).
@@ -535,7 +546,9 @@ impl Executor {
             grant: crate::policy::LOCAL_GRANT.to_string(),
             ..FetchAudit::default()
         };
-        self.execute_with(&live, args, cancel, audit).await
+        self.execute_with(&live, args, cancel, audit)
+            .await
+            .into_result()
     }
 
     /// Allowed hosts and credential names of the policy in force (for the local caller).
@@ -588,7 +601,7 @@ impl Executor {
         args: ExecuteArgs,
         cancel: CancellationToken,
         audit: FetchAudit,
-    ) -> ExecutionResult {
+    ) -> Started {
         let limits = &live.limits_for(&audit.grant);
         let arrived = Instant::now();
         let timeout = Duration::from_millis(limits.timeout_ms(args.timeout_ms));
@@ -608,7 +621,7 @@ impl Executor {
                     ),
                 );
                 self.metrics.denied(&denial.decision.rule);
-                return denied(denial);
+                return Started::Not(denied(denial));
             }
         };
         let permit = match self.permits.clone().try_acquire_owned() {
@@ -626,21 +639,21 @@ impl Executor {
                         ),
                     );
                     self.metrics.denied(&denial.decision.rule);
-                    return denied(denial);
+                    return Started::Not(denied(denial));
                 }
                 // Wait for a free slot; the wait counts against the call's deadline.
                 tokio::select! {
                     permit = self.permits.clone().acquire_owned() => match permit {
                         Ok(p) => p,
-                        Err(_) => return internal("the run queue is closed (the server is shutting down)"),
+                        Err(_) => return Started::Not(internal("the run queue is closed (the server is shutting down)")),
                     },
                     _ = tokio::time::sleep_until(deadline.into()) => {
-                        return ExecutionResult::without_run(
+                        return Started::Not(ExecutionResult::without_run(
                             Status::Timeout,
                             ErrorInfo::new("Timeout", "the call timed out while waiting for a free sandbox (the server is busy)"),
-                        );
+                        ));
                     }
-                    _ = cancel.cancelled() => return cancelled(),
+                    _ = cancel.cancelled() => return Started::Not(cancelled()),
                 }
             }
         };
@@ -737,7 +750,22 @@ impl Executor {
             memory_peak_bytes = result.usage.memory_peak_bytes,
             "run finished"
         );
-        result
+        Started::Ran(result)
+    }
+}
+
+/// Whether a call the policy admitted got to run. One that did not (the server was too
+/// busy, or the call was cancelled or timed out while queued) gets its rate-limit count back.
+enum Started {
+    Ran(ExecutionResult),
+    Not(ExecutionResult),
+}
+
+impl Started {
+    fn into_result(self) -> ExecutionResult {
+        match self {
+            Started::Ran(result) | Started::Not(result) => result,
+        }
     }
 }
 

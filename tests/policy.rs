@@ -310,3 +310,62 @@ async fn the_policy_reloads_while_calls_run_and_counters_survive() {
         "{statuses:?}"
     );
 }
+
+/// A call the policy admitted but the server was too busy to start gets its rate-limit count
+/// back: a caller told to retry is not charged twice.
+#[tokio::test]
+async fn a_call_refused_for_load_does_not_use_up_its_quota() {
+    use warden::execution::{CallContext, NoApprover};
+    let executor = Arc::new(common::executor_with(
+        r#"
+[limits]
+max_concurrent_runs = 1
+max_queued_runs = 0
+
+[[tools.execute_code.limits]]
+counter = "calls"
+window = "hour"
+max = 2
+scope = "global"
+"#,
+    ));
+    let call = |executor: Arc<warden::execution::Executor>, code: &'static str| async move {
+        let approver = NoApprover("no one to ask");
+        let context = CallContext {
+            grant: "local",
+            session: "s",
+            approver: &approver,
+        };
+        let args = executor.parse_args(
+            json!({"language": "javascript", "code": code, "timeout_ms": 20000}).as_object(),
+        );
+        executor
+            .call(args, &context, tokio_util::sync::CancellationToken::new())
+            .await
+            .into_result()
+    };
+    // The one sandbox is busy for a while...
+    let long = tokio::spawn(call(
+        executor.clone(),
+        "const end = Date.now() + 1500; while (Date.now() < end) {} 'done'",
+    ));
+    let started = std::time::Instant::now();
+    while executor.calls_in_flight() == 0 && started.elapsed().as_secs() < 20 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // ...so this call is refused for load (after the rate limit admitted it)...
+    let busy = call(executor.clone(), "1").await;
+    assert_eq!(busy.status.as_str(), "rate_limited", "{busy:?}");
+    assert_eq!(
+        busy.policy.as_ref().unwrap().rule,
+        "limits.max_queued_runs",
+        "{busy:?}"
+    );
+    assert_eq!(long.await.unwrap().status.as_str(), "ok");
+    // ...and did not count: the second of the two calls an hour still runs.
+    let retried = call(executor.clone(), "2").await;
+    assert_eq!(retried.status.as_str(), "ok", "{retried:?}");
+    let third = call(executor.clone(), "3").await;
+    assert_eq!(third.status.as_str(), "rate_limited");
+    assert_eq!(third.policy.as_ref().unwrap().rule, "rate_limit.calls");
+}

@@ -529,6 +529,37 @@ impl PolicyEngine {
 
     /// Counts the call against every rate limit that applies, all or nothing.
     pub fn admit(&self, caller: &Caller<'_>, now_ms: u64) -> Result<(), Denial> {
+        let (keys, specs) = self.counter_keys(caller);
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.counters.try_admit(&keys, now_ms).map_err(|refusal| {
+            let spec = specs[refusal.index.min(specs.len() - 1)];
+            let mut denial = Denial::new(
+                Status::RateLimited,
+                format!("rate_limit.{}", spec.counter),
+                format!(
+                    "at most {} calls per {:?} ({:?} scope); try again in {} ms",
+                    spec.max, spec.window, spec.scope, refusal.retry_after_ms
+                )
+                .to_lowercase(),
+            );
+            denial.decision.retry_after_ms = Some(refusal.retry_after_ms);
+            denial
+        })
+    }
+
+    /// Gives back a call [`admit`](Self::admit)ted at `admitted_ms` that never started because
+    /// the server was too busy: a caller told to retry is not charged twice.
+    pub fn refund(&self, caller: &Caller<'_>, admitted_ms: u64) {
+        let (keys, _) = self.counter_keys(caller);
+        if !keys.is_empty() {
+            self.counters.refund(&keys, admitted_ms);
+        }
+    }
+
+    /// The counters a call by `caller` counts in, each with the limit it comes from.
+    fn counter_keys(&self, caller: &Caller<'_>) -> (Vec<CounterKey>, Vec<&LimitSpec>) {
         let specs: Vec<&LimitSpec> = self
             .policy
             .tool()
@@ -537,9 +568,6 @@ impl PolicyEngine {
             .flatten()
             .chain(self.policy.all_tools.limits.iter())
             .collect();
-        if specs.is_empty() {
-            return Ok(());
-        }
         // The same counter named twice (e.g. by the tool and by all_tools) is one counter: the
         // call counts once, against the smaller max.
         let mut keys: Vec<CounterKey> = Vec::new();
@@ -561,21 +589,7 @@ impl PolicyEngine {
                 }
             }
         }
-        let specs = key_specs;
-        self.counters.try_admit(&keys, now_ms).map_err(|refusal| {
-            let spec = specs[refusal.index.min(specs.len() - 1)];
-            let mut denial = Denial::new(
-                Status::RateLimited,
-                format!("rate_limit.{}", spec.counter),
-                format!(
-                    "at most {} calls per {:?} ({:?} scope); try again in {} ms",
-                    spec.max, spec.window, spec.scope, refusal.retry_after_ms
-                )
-                .to_lowercase(),
-            );
-            denial.decision.retry_after_ms = Some(refusal.retry_after_ms);
-            denial
-        })
+        (keys, key_specs)
     }
 }
 

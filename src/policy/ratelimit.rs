@@ -91,6 +91,10 @@ pub trait CounterStore: Send + Sync {
     /// Atomically: if every counter has room in its current window, counts the call in all of
     /// them; otherwise counts nothing and names the first full one.
     fn try_admit(&self, counters: &[CounterKey], now_ms: u64) -> Result<(), Refusal>;
+
+    /// Gives back a call admitted at `admitted_ms` that the server then could not start (it
+    /// was refused for load), in every counter whose window is still the one it counted in.
+    fn refund(&self, counters: &[CounterKey], admitted_ms: u64);
 }
 
 /// The embedded store: one mutex around a map, so admission is atomic.
@@ -148,6 +152,20 @@ impl CounterStore for MemoryCounterStore {
         }
         Ok(())
     }
+
+    fn refund(&self, counters: &[CounterKey], admitted_ms: u64) {
+        let mut windows = self
+            .windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for c in counters {
+            if let Some(w) = windows.get_mut(&(c.key.clone(), c.window_ms))
+                && w.start_ms == window_start(admitted_ms, c.window_ms)
+            {
+                w.count = w.count.saturating_sub(1);
+            }
+        }
+    }
 }
 
 fn window_start(now_ms: u64, window_ms: u64) -> u64 {
@@ -181,6 +199,27 @@ mod tests {
             })
         );
         assert!(store.try_admit(&k, 11_000).is_ok(), "a new window starts");
+    }
+
+    #[test]
+    fn a_refund_gives_the_call_back_only_in_its_own_window() {
+        let store = MemoryCounterStore::default();
+        let k = [key("calls", 1000, 1)];
+        assert!(store.try_admit(&k, 10_100).is_ok());
+        assert!(store.try_admit(&k, 10_200).is_err());
+        store.refund(&k, 10_100);
+        assert!(
+            store.try_admit(&k, 10_300).is_ok(),
+            "the refunded slot is free again"
+        );
+        // A refund for an earlier window must not free the current one.
+        store.refund(&k, 9_100);
+        assert!(store.try_admit(&k, 10_400).is_err());
+        // Nor go below zero.
+        store.refund(&k, 10_100);
+        store.refund(&k, 10_100);
+        assert!(store.try_admit(&k, 10_500).is_ok());
+        assert!(store.try_admit(&k, 10_600).is_err());
     }
 
     #[test]
