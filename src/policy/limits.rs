@@ -2,6 +2,8 @@
 
 use serde::Deserialize;
 
+use super::Issue;
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
@@ -51,7 +53,7 @@ impl Default for Limits {
 }
 
 impl Limits {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Issue> {
         let positive = [
             ("default_timeout_ms", self.default_timeout_ms),
             ("max_timeout_ms", self.max_timeout_ms),
@@ -62,7 +64,10 @@ impl Limits {
         ];
         for (name, value) in positive {
             if value == 0 {
-                return Err(format!("limits.{name} must be greater than 0"));
+                return Err(Issue::new(
+                    &["limits", name],
+                    format!("limits.{name} must be greater than 0"),
+                ));
             }
         }
         const MIB: u64 = 1024 * 1024;
@@ -81,23 +86,36 @@ impl Limits {
         ];
         for (name, value, max, max_text) in at_most {
             if value > max {
-                return Err(format!(
-                    "limits.{name} may not exceed {max_text} (got {value})"
+                return Err(Issue::new(
+                    &["limits", name],
+                    format!("limits.{name} may not exceed {max_text} (got {value})"),
                 ));
             }
         }
         if self.max_queued_runs > 100_000 {
-            return Err("limits.max_queued_runs may not exceed 100000".to_string());
+            return Err(Issue::new(
+                &["limits", "max_queued_runs"],
+                "limits.max_queued_runs may not exceed 100000",
+            ));
         }
         if self.max_concurrent_runs > 1024 {
-            return Err("limits.max_concurrent_runs may not exceed 1024".to_string());
+            return Err(Issue::new(
+                &["limits", "max_concurrent_runs"],
+                "limits.max_concurrent_runs may not exceed 1024",
+            ));
         }
         // The sandbox's memory is 32-bit: more than 4 GiB cannot be used anyway.
         if self.memory_bytes > 4 * 1024 * 1024 * 1024 {
-            return Err("limits.memory_bytes may not exceed 4 GiB".to_string());
+            return Err(Issue::new(
+                &["limits", "memory_bytes"],
+                "limits.memory_bytes may not exceed 4 GiB",
+            ));
         }
         if self.wasm_stack_bytes > 64 * 1024 * 1024 {
-            return Err("limits.wasm_stack_bytes may not exceed 64 MiB".to_string());
+            return Err(Issue::new(
+                &["limits", "wasm_stack_bytes"],
+                "limits.wasm_stack_bytes may not exceed 64 MiB",
+            ));
         }
         Ok(())
     }
@@ -175,7 +193,7 @@ mod tests {
                 ..Limits::default()
             },
         ] {
-            assert!(l.validate().unwrap_err().contains("may not exceed"));
+            assert!(l.validate().unwrap_err().message.contains("may not exceed"));
         }
     }
 
@@ -185,6 +203,8 @@ mod tests {
             fuel: 0,
             ..Limits::default()
         };
-        assert!(l.validate().unwrap_err().contains("fuel"));
+        let issue = l.validate().unwrap_err();
+        assert!(issue.message.contains("fuel"));
+        assert_eq!(issue.path, ["limits", "fuel"]);
     }
 }

@@ -228,7 +228,10 @@ impl Policy {
                 other => return Err(invalid(format!("`{other}`: cannot be translated"))),
             }
         }
-        policy.validate().map_err(invalid)?;
+        // A JSON document has no line and column here; the path says where.
+        policy
+            .validate()
+            .map_err(|issue| invalid(format!("at {}: {}", issue.path.join("."), issue.message)))?;
         Ok(policy)
     }
 
@@ -244,36 +247,44 @@ impl Policy {
                 message: format!("version {} is not supported (expected 1)", policy.version),
             });
         }
-        let invalid = |message: String| PolicyError::Invalid {
+        policy.validate().map_err(|issue| PolicyError::Invalid {
             origin: origin.to_string(),
-            message,
-        };
-        policy.limits.validate().map_err(invalid)?;
-        policy.validate().map_err(invalid)?;
+            message: issue.describe(text),
+        })?;
         Ok(policy)
     }
 
     /// Checks what serde cannot: tool names, languages, rules, limits.
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Issue> {
+        self.limits.validate()?;
         for (name, tool) in &self.tools {
             if name != TOOL_NAME {
-                return Err(format!(
-                    "[tools.{name}]: unknown tool (this server has only `{TOOL_NAME}`)"
+                return Err(Issue::new(
+                    &["tools", name],
+                    format!("[tools.{name}]: unknown tool (this server has only `{TOOL_NAME}`)"),
                 ));
             }
-            for language in tool.languages.iter().flatten() {
+            for (i, language) in tool.languages.iter().flatten().enumerate() {
                 if crate::runtimes::Language::from_contract_name(language).is_none() {
-                    return Err(format!(
-                        "[tools.{name}] languages: unknown language \"{language}\" (javascript, typescript, python)"
+                    return Err(Issue::new(
+                        &["tools", name, "languages", &i.to_string()],
+                        format!(
+                            "[tools.{name}] languages: unknown language \"{language}\" (javascript, typescript, python)"
+                        ),
                     ));
                 }
             }
-            for rule in &tool.rules {
-                Rule::compile(rule).map_err(|e| format!("[tools.{name}] {e}"))?;
+            for (i, rule) in tool.rules.iter().enumerate() {
+                Rule::compile(rule).map_err(|e| {
+                    Issue::new(
+                        &["tools", name, "rules", &i.to_string()],
+                        format!("[tools.{name}] {e}"),
+                    )
+                })?;
             }
-            check_limits(&format!("[tools.{name}]"), &tool.limits)?;
+            check_limits(&["tools", name], &tool.limits)?;
         }
-        check_limits("[all_tools]", &self.all_tools.limits)?;
+        check_limits(&["all_tools"], &self.all_tools.limits)?;
         network::validate_sections(&self.network, &self.credentials, &self.grants, &self.limits)
     }
 
@@ -314,21 +325,90 @@ fn translate_limits(value: &serde_json::Value, at: &str) -> Result<Vec<LimitSpec
         .collect()
 }
 
-fn check_limits(section: &str, limits: &[LimitSpec]) -> Result<(), String> {
-    for l in limits {
+fn check_limits(section: &[&str], limits: &[LimitSpec]) -> Result<(), Issue> {
+    let shown = format!("[{}]", section.join("."));
+    for (i, l) in limits.iter().enumerate() {
+        let index = i.to_string();
+        let at = |key: &'static str| {
+            let mut path = section.to_vec();
+            path.extend(["limits", index.as_str(), key]);
+            path
+        };
         if l.counter.trim().is_empty() {
-            return Err(format!(
-                "{section} limits: a limit needs a non-empty `counter`"
+            return Err(Issue::new(
+                &at("counter"),
+                format!("{shown} limits: a limit needs a non-empty `counter`"),
             ));
         }
         if l.max == 0 {
-            return Err(format!(
-                "{section} limits: counter `{}` has max = 0 (use action = \"deny\" to refuse every call)",
-                l.counter
+            return Err(Issue::new(
+                &at("max"),
+                format!(
+                    "{shown} limits: counter `{}` has max = 0 (use action = \"deny\" to refuse every call)",
+                    l.counter
+                ),
             ));
         }
     }
     Ok(())
+}
+
+/// A problem validation found in a parsed document, and where it is: the keys leading to it
+/// (array items by their index), which [`Policy::parse`] turns into a line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    pub path: Vec<String>,
+    pub message: String,
+}
+
+impl Issue {
+    pub fn new<S: AsRef<str>>(path: &[S], message: impl Into<String>) -> Issue {
+        Issue {
+            path: path.iter().map(|s| s.as_ref().to_string()).collect(),
+            message: message.into(),
+        }
+    }
+
+    /// The message with the line and column of the deepest part of the path the document
+    /// spells out (a default that is not written has no place of its own).
+    fn describe(&self, text: &str) -> String {
+        match locate(text, &self.path) {
+            Some(offset) => {
+                let (line, column) = line_column(text, offset);
+                format!("line {line}, column {column}: {}", self.message)
+            }
+            None => self.message.clone(),
+        }
+    }
+}
+
+/// The byte offset of `path` (or of its longest prefix present) in a TOML document.
+fn locate(text: &str, path: &[String]) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+    let root = DeTable::parse(text).ok()?;
+    let mut table: &DeTable<'_> = root.get_ref();
+    let mut array: Option<&[toml::Spanned<DeValue<'_>>]> = None;
+    let mut found = None;
+    for segment in path {
+        let value = match array.take() {
+            Some(items) => {
+                let item = items.get(segment.parse::<usize>().ok()?)?;
+                found = Some(item.span().start);
+                item
+            }
+            None => {
+                let (key, value) = table.iter().find(|(k, _)| k.get_ref() == segment)?;
+                found = Some(key.span().start);
+                value
+            }
+        };
+        match value.get_ref() {
+            DeValue::Table(inner) => table = inner,
+            DeValue::Array(items) => array = Some(items.as_ref()),
+            _ => break,
+        }
+    }
+    found
 }
 
 /// What the policy says about a call before any rate limit is counted.
@@ -805,6 +885,50 @@ mod tests {
         assert!(
             matches!(e.check(&args("javascript", "1")), Verdict::Deny(d) if d.decision.rule.ends_with("languages"))
         );
+    }
+
+    #[test]
+    fn semantic_errors_name_the_line_and_column_of_what_is_wrong() {
+        let cases = [
+            (
+                "version = 1\n\n[tools.execute_code]\nlanguages = [\"javascript\", \"cobol\"]\n",
+                "line 4, column 28: [tools.execute_code] languages: unknown language \"cobol\"",
+            ),
+            (
+                "[limits]\nfuel = 0\n",
+                "line 2, column 1: limits.fuel must be greater than 0",
+            ),
+            (
+                "[[all_tools.limits]]\ncounter = \"x\"\nwindow = \"day\"\nmax = 0\nscope = \"global\"\n",
+                "line 4, column 1: [all_tools] limits: counter `x` has max = 0",
+            ),
+            (
+                "[tools.shell]\naction = \"allow\"\n",
+                "line 1, column 8: [tools.shell]: unknown tool",
+            ),
+            (
+                "[[tools.execute_code.rules]]\nname = \"ok\"\nmessage = \"m\"\nwhen = [{ arg = \"code\", op = \"contains\", value = \"x\" }]\n\n\
+                 [[tools.execute_code.rules]]\nname = \"r\"\nmessage = \"m\"\nwhen = [{ arg = \"code\", op = \"regex\", value = \"(\" }]\n",
+                "line 6, column 1: [tools.execute_code] rule `r`, condition 1: invalid regex",
+            ),
+            (
+                "[grants.ci]\ntoken_env = \"CI_TOKEN\"\ncredentials = [\"github\"]\n",
+                "line 3, column 16: [grants.ci] credentials: no credential named \"github\"",
+            ),
+            (
+                "[grants.ci]\ntoken_env = \"CI_TOKEN\"\nlimits = { fuel = 0 }\n",
+                "line 3, column 12: [grants.ci] limits.fuel must be greater than 0",
+            ),
+            (
+                "[credentials.gh]\nenv = \"GH\"\nhosts = [\"https://a.example\"]\n\
+                 inject = { header = \"Host\", value = \"{secret}\" }\n",
+                "line 4, column 1: [credentials.gh] inject: the host controls the Host header",
+            ),
+        ];
+        for (doc, expected) in cases {
+            let e = Policy::parse(doc, "p.toml").unwrap_err().to_string();
+            assert!(e.contains(expected), "{doc:?}:\n{e}\nexpected: {expected}");
+        }
     }
 
     #[test]

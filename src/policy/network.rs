@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::Limits;
+use super::{Issue, Limits};
 use crate::net::{AllowList, AllowRule};
 
 /// One allowlist rule as written in a policy: the rule string, or
@@ -113,7 +113,7 @@ impl Default for NetworkPolicy {
 }
 
 impl NetworkPolicy {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Issue> {
         const MIB: u64 = 1024 * 1024;
         let bounds = [
             ("max_fetches", u64::from(self.max_fetches), 10_000, "10000"),
@@ -139,13 +139,17 @@ impl NetworkPolicy {
         ];
         for (name, value, max, max_text) in bounds {
             if value > max {
-                return Err(format!(
-                    "[network] {name} may not exceed {max_text} (got {value})"
+                return Err(Issue::new(
+                    &["network", name],
+                    format!("[network] {name} may not exceed {max_text} (got {value})"),
                 ));
             }
         }
         if self.fetch_timeout_ms == 0 {
-            return Err("[network] fetch_timeout_ms must be greater than 0".into());
+            return Err(Issue::new(
+                &["network", "fetch_timeout_ms"],
+                "[network] fetch_timeout_ms must be greater than 0",
+            ));
         }
         Ok(())
     }
@@ -221,7 +225,7 @@ pub fn placeholder(name: &str) -> String {
 
 /// Credential names: lower-case letters, digits, `-` and single `_`, starting with a letter
 /// or digit and not ending in `_`, so that a placeholder's end is never ambiguous.
-fn check_credential_name(name: &str) -> Result<(), String> {
+fn check_credential_name(name: &str) -> Result<(), Issue> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -233,42 +237,52 @@ fn check_credential_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "[credentials.{name}]: a credential name uses lower-case letters, digits, - and single _ \
-             (at most 64, starting with a letter or digit, not ending in _)"
+        Err(Issue::new(
+            &["credentials", name],
+            format!(
+                "[credentials.{name}]: a credential name uses lower-case letters, digits, - and single _ \
+                 (at most 64, starting with a letter or digit, not ending in _)"
+            ),
         ))
     }
 }
 
-fn check_env_name(at: &str, name: &str) -> Result<(), String> {
+fn check_env_name(path: &[&str], at: &str, name: &str) -> Result<(), Issue> {
     let ok = !name.is_empty()
         && !name.as_bytes()[0].is_ascii_digit()
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{at}: \"{name}\" is not an environment variable name (letters, digits and _)"
+        Err(Issue::new(
+            path,
+            format!("{at}: \"{name}\" is not an environment variable name (letters, digits and _)"),
         ))
     }
 }
 
 impl CredentialSpec {
-    fn validate(&self, name: &str) -> Result<(), String> {
+    fn validate(&self, name: &str) -> Result<(), Issue> {
         check_credential_name(name)?;
         let at = format!("[credentials.{name}]");
+        let section = ["credentials", name];
+        let key = |key: &'static str| ["credentials", name, key];
         match (&self.env, &self.file) {
-            (Some(env), None) => check_env_name(&at, env)?,
+            (Some(env), None) => check_env_name(&key("env"), &at, env)?,
             (None, Some(_)) => {}
             _ => {
-                return Err(format!(
-                    "{at}: give exactly one source, `env` or `file` (a policy never holds a secret value)"
+                return Err(Issue::new(
+                    &section,
+                    format!(
+                        "{at}: give exactly one source, `env` or `file` (a policy never holds a secret value)"
+                    ),
                 ));
             }
         }
         if self.hosts.is_empty() {
-            return Err(format!(
-                "{at}: `hosts` is empty; name where the credential may be sent"
+            return Err(Issue::new(
+                &key("hosts"),
+                format!("{at}: `hosts` is empty; name where the credential may be sent"),
             ));
         }
         if let Some(inject) = &self.inject {
@@ -277,26 +291,36 @@ impl CredentialSpec {
                 && header
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            let inject_at = key("inject");
             if !token {
-                return Err(format!(
-                    "{at} inject: \"{}\" is not a header name",
-                    inject.header
+                return Err(Issue::new(
+                    &inject_at,
+                    format!("{at} inject: \"{}\" is not a header name", inject.header),
                 ));
             }
             if HOST_CONTROLLED_HEADERS.contains(&header.as_str()) {
-                return Err(format!(
-                    "{at} inject: the host controls the {} header",
-                    inject.header
+                return Err(Issue::new(
+                    &inject_at,
+                    format!(
+                        "{at} inject: the host controls the {} header",
+                        inject.header
+                    ),
                 ));
             }
             if inject.value.matches(SECRET_MARK).count() != 1 {
-                return Err(format!(
-                    "{at} inject: value must contain {SECRET_MARK} exactly once (got \"{}\")",
-                    inject.value
+                return Err(Issue::new(
+                    &inject_at,
+                    format!(
+                        "{at} inject: value must contain {SECRET_MARK} exactly once (got \"{}\")",
+                        inject.value
+                    ),
                 ));
             }
             if inject.value.chars().any(char::is_control) {
-                return Err(format!("{at} inject: value contains a control character"));
+                return Err(Issue::new(
+                    &inject_at,
+                    format!("{at} inject: value contains a control character"),
+                ));
             }
         }
         Ok(())
@@ -415,17 +439,24 @@ impl LimitsOverride {
         limits
     }
 
-    fn validate(&self, at: &str, base: &Limits) -> Result<(), String> {
+    fn validate(&self, grant: &str, at: &str, base: &Limits) -> Result<(), Issue> {
         let mut copy = base.clone();
         for (name, value, field) in self.fields_mut(&mut copy) {
+            let path = ["grants", grant, "limits", name];
             match value {
                 Some(0) if name != "stdout_bytes" && name != "stderr_bytes" => {
-                    return Err(format!("{at} limits.{name} must be greater than 0"));
+                    return Err(Issue::new(
+                        &path,
+                        format!("{at} limits.{name} must be greater than 0"),
+                    ));
                 }
                 Some(v) if v > *field => {
-                    return Err(format!(
-                        "{at} limits.{name} = {v} is above [limits] {name} = {}: a grant can only narrow",
-                        *field
+                    return Err(Issue::new(
+                        &path,
+                        format!(
+                            "{at} limits.{name} = {v} is above [limits] {name} = {}: a grant can only narrow",
+                            *field
+                        ),
                     ));
                 }
                 _ => {}
@@ -441,16 +472,19 @@ impl GrantSpec {
         name: &str,
         limits: &Limits,
         credentials: &BTreeMap<String, CredentialSpec>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Issue> {
         let at = format!("[grants.{name}]");
+        let section = ["grants", name];
+        let key = |key: &'static str| ["grants", name, key];
         let name_ok = !name.is_empty()
             && name.len() <= 64
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
         if !name_ok {
-            return Err(format!(
-                "{at}: a grant name uses letters, digits, -, _ and . (at most 64)"
+            return Err(Issue::new(
+                &section,
+                format!("{at}: a grant name uses letters, digits, -, _ and . (at most 64)"),
             ));
         }
         let sources = [
@@ -463,44 +497,58 @@ impl GrantSpec {
         .count();
         if name == LOCAL_GRANT {
             if sources != 0 {
-                return Err(format!(
-                    "{at}: the local caller (stdio, command line) has no token"
+                return Err(Issue::new(
+                    &section,
+                    format!("{at}: the local caller (stdio, command line) has no token"),
                 ));
             }
         } else if sources != 1 {
-            return Err(format!(
-                "{at}: give exactly one of token_env, token_file, token_sha256"
+            return Err(Issue::new(
+                &section,
+                format!("{at}: give exactly one of token_env, token_file, token_sha256"),
             ));
         }
         if let Some(env) = &self.token_env {
-            check_env_name(&at, env)?;
+            check_env_name(&key("token_env"), &at, env)?;
         }
         if let Some(hash) = &self.token_sha256 {
             let hex = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
             if !hex {
-                return Err(format!(
-                    "{at}: token_sha256 must be 64 hexadecimal digits (sha256sum of the token)"
+                return Err(Issue::new(
+                    &key("token_sha256"),
+                    format!(
+                        "{at}: token_sha256 must be 64 hexadecimal digits (sha256sum of the token)"
+                    ),
                 ));
             }
         }
-        for language in self.languages.iter().flatten() {
+        for (i, language) in self.languages.iter().flatten().enumerate() {
             if crate::runtimes::Language::from_contract_name(language).is_none() {
-                return Err(format!(
-                    "{at} languages: unknown language \"{language}\" (javascript, typescript, python)"
+                return Err(Issue::new(
+                    &["grants", name, "languages", &i.to_string()],
+                    format!(
+                        "{at} languages: unknown language \"{language}\" (javascript, typescript, python)"
+                    ),
                 ));
             }
         }
-        for credential in self.credentials.iter().flatten() {
+        for (i, credential) in self.credentials.iter().flatten().enumerate() {
             if !credentials.contains_key(credential) {
-                return Err(format!(
-                    "{at} credentials: no credential named \"{credential}\" in [credentials]"
+                return Err(Issue::new(
+                    &["grants", name, "credentials", &i.to_string()],
+                    format!(
+                        "{at} credentials: no credential named \"{credential}\" in [credentials]"
+                    ),
                 ));
             }
         }
         if self.max_concurrent_runs == Some(0) {
-            return Err(format!("{at}: max_concurrent_runs must be greater than 0"));
+            return Err(Issue::new(
+                &key("max_concurrent_runs"),
+                format!("{at}: max_concurrent_runs must be greater than 0"),
+            ));
         }
-        self.limits.validate(&at, limits)
+        self.limits.validate(name, &at, limits)
     }
 }
 
@@ -510,7 +558,7 @@ pub(super) fn validate_sections(
     credentials: &BTreeMap<String, CredentialSpec>,
     grants: &BTreeMap<String, GrantSpec>,
     limits: &Limits,
-) -> Result<(), String> {
+) -> Result<(), Issue> {
     network.validate()?;
     for (name, credential) in credentials {
         credential.validate(name)?;
