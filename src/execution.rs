@@ -352,6 +352,13 @@ impl Executor {
         {
             tracing::error!("the audit log cannot be written: {e}");
             if log.fail_closed() {
+                // Refused after admission: the call gives its count back, as one refused for
+                // load does.
+                let caller = Caller {
+                    grant: context.grant,
+                    session: context.session,
+                };
+                live.engine.refund(&caller, admitted_ms);
                 return CallOutcome::Finished(Box::new(denied(Denial::new(
                     Status::Denied,
                     "audit.fail_closed",

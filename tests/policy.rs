@@ -241,10 +241,17 @@ async fn every_decision_and_run_is_audited_without_the_code() {
 
 #[tokio::test]
 async fn an_unwritable_audit_log_denies_calls_unless_fail_open() {
-    let server = start_server(Some("[audit]\npath = \"/dev/full\"\n")).await;
-    let r = server.js("1").await;
-    assert_eq!(status(&r), "denied");
-    assert_eq!(structured(&r)["policy"]["rule"], "audit.fail_closed");
+    let server = start_server(Some(
+        "[audit]\npath = \"/dev/full\"\n\n[[tools.execute_code.limits]]\ncounter = \"calls\"\n\
+         window = \"hour\"\nmax = 1\nscope = \"global\"\n",
+    ))
+    .await;
+    // Both are refused for the log, not for the limit: a refused call gives its count back.
+    for _ in 0..2 {
+        let r = server.js("1").await;
+        assert_eq!(status(&r), "denied");
+        assert_eq!(structured(&r)["policy"]["rule"], "audit.fail_closed");
+    }
     server.client.cancel().await.unwrap();
     let server = start_server(Some("[audit]\npath = \"/dev/full\"\nfail_closed = false\n")).await;
     assert_eq!(status(&server.js("1").await), "ok");
