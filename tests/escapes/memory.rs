@@ -1,0 +1,141 @@
+//! Memory exhaustion: arrays, strings, typed arrays, maps, BigInts, Python bytes, decompression
+//! bombs. The policy allows 48 MiB of linear memory per run; every run reports at most that
+//! (the suite checks `memory_peak_bytes` on every case), and one that runs out ends
+//! `out_of_memory`, or with the runtime's own clean error when it refuses a size up front.
+
+use serde_json::json;
+
+use crate::harness::*;
+
+const MEMORY: u64 = 48 << 20;
+
+fn env() -> Env {
+    Env::new(EnvSpec {
+        limits: &[("memory_bytes", MEMORY), ("fuel", 5_000_000_000)],
+        api: false,
+        sink: false,
+        network: no_network,
+    })
+}
+
+/// A program that must run out of memory.
+fn oom(language: &str, name: &str, code: &str) -> Case {
+    Case::code(language, name, code)
+        .must("ends out_of_memory, never past the 48 MiB cap")
+        .status(&["out_of_memory"])
+}
+
+/// A program whose size the runtime refuses before allocating: a clean error.
+fn refused(language: &str, name: &str, code: &str, errors: &'static [&'static str]) -> Case {
+    Case::code(language, name, code)
+        .must("refused by the runtime with a clean error (or out_of_memory), never past the cap")
+        .status(&["error", "out_of_memory"])
+        .error_type(errors)
+}
+
+pub fn cases(_: &Ports) -> Vec<Case> {
+    vec![
+        refused(JS, "JavaScript new Uint8Array(2**31)", "new Uint8Array(2 ** 31).length", &["RangeError", "InternalError"]),
+        refused(JS, "JavaScript new ArrayBuffer(2**32)", "new ArrayBuffer(2 ** 32).byteLength", &["RangeError", "InternalError"]),
+        refused(JS, "JavaScript new SharedArrayBuffer(2**31)", "new SharedArrayBuffer(2 ** 31).byteLength", &["RangeError", "InternalError"]),
+        refused(
+            JS,
+            "JavaScript resizable ArrayBuffer grown towards 2**31",
+            "const b = new ArrayBuffer(8, { maxByteLength: 2 ** 31 }); b.resize(2 ** 30); b.byteLength",
+            &["RangeError", "InternalError"],
+        ),
+        oom(JS, "JavaScript new Uint8Array(2**26) (64 MiB)", "new Uint8Array(2 ** 26).length"),
+        oom(JS, "JavaScript new Float64Array(2**24) (128 MiB)", "new Float64Array(2 ** 24).length"),
+        oom(
+            JS,
+            "JavaScript typed arrays of 1 MiB until memory runs out",
+            "const a = []; for (;;) a.push(new Uint8Array(1 << 20));",
+        ),
+        oom(JS, "JavaScript 'x'.repeat(2**27)", "'x'.repeat(2 ** 27).length"),
+        refused(
+            JS,
+            "JavaScript doubles a string forever",
+            "let s = 'x'; for (;;) s = s + s;",
+            &["InternalError", "RangeError"],
+        ),
+        oom(
+            JS,
+            "JavaScript objects pushed into an array forever",
+            "const a = []; for (let i = 0; ; i++) a.push({ i, s: 'y' + i });",
+        ),
+        oom(JS, "JavaScript a Map grown forever", "const m = new Map(); for (let i = 0; ; i++) m.set(i, i);"),
+        oom(JS, "JavaScript new Array(2**32 - 1).fill(0)", "new Array(2 ** 32 - 1).fill(0).length"),
+        oom(
+            JS,
+            "JavaScript JSON.parse of an 8-million-element array",
+            "JSON.parse('[' + '1,'.repeat(2 ** 23) + '1]').length",
+        ),
+        oom(JS, "JavaScript spreads a 16 MiB string into an array", "[...'x'.repeat(2 ** 24)].length"),
+        oom(
+            JS,
+            "JavaScript spreads an infinite generator",
+            "function* g() { for (let i = 0; ; i++) yield i } [...g()].length",
+        ),
+        refused(
+            JS,
+            "JavaScript squares a BigInt forever",
+            "let a = 1n << 1000000n; for (;;) a = a * a",
+            &["RangeError", "InternalError"],
+        ),
+        Case::js(
+            "JavaScript catches its out-of-memory error and finishes",
+            "let caught = false;\ntry { const a = []; for (;;) a.push(new Uint8Array(1 << 20)) } catch (e) { caught = true }\ncaught",
+        )
+        .must("the program decides: ok, and the next run gets all its memory back")
+        .ok_with(json!(true))
+        .then(JS, "new Uint8Array(32 << 20).length")
+        .next_ok_with(json!(32 << 20)),
+        refused(PY, "Python bytearray(2**34)", "bytearray(2**34)", &["OverflowError", "MemoryError"]),
+        refused(PY, "Python 'x' * 2**40", "'x' * 2**40", &["OverflowError", "MemoryError"]),
+        refused(PY, "Python b'x' * 2**31", "b'x' * 2**31", &["OverflowError", "MemoryError"]),
+        refused(
+            PY,
+            "Python array.array('d') * 2**30",
+            "import array\narray.array('d', [0]) * 2**30",
+            &["MemoryError", "OverflowError"],
+        ),
+        oom(PY, "Python bytearray(2**26) (64 MiB)", "x = bytearray(2**26)")
+            .then(PY, "len(bytearray(24 << 20))")
+            .next_ok_with(json!(24 << 20)),
+        oom(PY, "Python 'x' * 2**26", "x = 'x' * (2**26)"),
+        oom(PY, "Python bytes of 1 MiB appended forever", "l = []\nwhile True:\n    l.append(bytes(2**20))"),
+        oom(PY, "Python list(range(10**8))", "x = list(range(10**8))"),
+        oom(PY, "Python a dict grown forever", "d = {}\ni = 0\nwhile True:\n    d[i] = str(i)\n    i += 1"),
+        oom(
+            PY,
+            "Python array.array grown forever",
+            "import array\na = array.array('b')\nwhile True:\n    a.frombytes(bytes(2**20))",
+        ),
+        oom(PY, "Python io.BytesIO grown forever", "import io\nb = io.BytesIO()\nwhile True:\n    b.write(b'x' * 2**20)"),
+        oom(PY, "Python doubles bytes forever", "x = b'x' * 2**20\nwhile True:\n    x = x + x"),
+        oom(
+            PY,
+            "Python zlib decompression bomb with a 256 MiB buffer",
+            "import zlib\nzlib.decompress(zlib.compress(b'\\0' * 2**24), bufsize=2**28)[:1]",
+        ),
+        oom(
+            PY,
+            "Python gzip decompression bomb",
+            "import gzip\nlen(gzip.decompress(gzip.compress(b'\\0' * 2**22) * 50))",
+        ),
+        oom(PY, "Python str.format with a 10**8 width", "'{:0>100000000}'.format(1)"),
+        Case::py(
+            "Python catches MemoryError and finishes",
+            "try:\n    x = bytearray(2**26)\nexcept MemoryError:\n    x = None\nx is None",
+        )
+        .must("the program decides: ok")
+        .ok_with(json!(true)),
+    ]
+}
+
+#[tokio::test]
+async fn memory() {
+    let env = env();
+    let cases = cases(&env.ports);
+    run_table("memory", &env, cases, Mode::Regular).await;
+}
