@@ -142,6 +142,9 @@ fn main() -> ExitCode {
         )
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        // Guests run on these threads (the blocking pool): their stacks must hold the largest
+        // wasm stack a policy may set, or deep recursion would overflow the thread.
+        .thread_stack_size(warden::policy::GUEST_THREAD_STACK_BYTES)
         .enable_all()
         .build()
     {

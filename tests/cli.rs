@@ -233,3 +233,44 @@ fn policy_explain_prints_the_decision_trace() {
     ]);
     assert!(text(&out.stdout).contains("invalid_arguments"));
 }
+
+/// The largest wasm stack a policy may set: deep recursion in either language still ends in a
+/// clean result (the server's threads are sized for it), and one more byte is refused.
+#[test]
+fn the_largest_wasm_stack_a_policy_allows_never_overflows_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("deep.toml");
+    std::fs::write(&policy, "[limits]\nwasm_stack_bytes = 8388608\n").unwrap();
+    for (language, code) in [
+        ("js", "function f(n) { return f(n + 1) + 1 }\nf(0)"),
+        (
+            "py",
+            "import sys\nsys.setrecursionlimit(10**9)\ndef f(n): return f(n + 1) + 1\nf(0)",
+        ),
+    ] {
+        let out = warden(
+            &[
+                "run",
+                "-l",
+                language,
+                "--json",
+                "--policy",
+                policy.to_str().unwrap(),
+                "-",
+            ],
+            code,
+        );
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{language}: {err}");
+        assert!(!err.contains("overflowed its stack"), "{language}: {err}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["status"], "error", "{language}: {v}");
+    }
+    std::fs::write(&policy, "[limits]\nwasm_stack_bytes = 8388609\n").unwrap();
+    let out = warden(
+        &["run", "-l", "js", "--policy", policy.to_str().unwrap(), "-"],
+        "1",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("may not exceed 8 MiB"));
+}

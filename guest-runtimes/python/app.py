@@ -180,9 +180,21 @@ def _run(source, input_json, filename):
     return '{"ok":true,"result":' + encoded + "}"
 
 
+def _well_formed(text):
+    # A WIT string must be valid Unicode; a str may hold lone surrogates (e.g. '\ud800').
+    # Pairs are joined and lone ones become U+FFFD, as they would in any UTF-8 text.
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 class WitWorld(wit_world.WitWorld):
     def run(self, source: str, input_json: str, filename: str) -> str:
         try:
-            return _run(source, input_json, filename)
+            return _well_formed(_run(source, input_json, filename))
         except BaseException as e:  # a failure of the guest itself, e.g. MemoryError here
-            return _failure({"type": type(e).__name__, "message": "the Python guest failed: " + _message(e)})
+            return _well_formed(
+                _failure({"type": type(e).__name__, "message": "the Python guest failed: " + _message(e)})
+            )

@@ -418,7 +418,12 @@ impl RunFetcher {
                 .iter()
                 .map(|(n, v)| {
                     let value = String::from_utf8_lossy(v.as_bytes());
-                    (n.as_str().to_string(), redactor.redact(&value))
+                    // Names too: a server may reflect a secret into a header's name, and hyper
+                    // hands names over lower-cased.
+                    (
+                        redactor.redact_case_folded(n.as_str()),
+                        redactor.redact(&value),
+                    )
                 })
                 .collect();
             let mut body = Vec::new();

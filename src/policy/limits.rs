@@ -4,6 +4,15 @@ use serde::Deserialize;
 
 use super::Issue;
 
+/// The largest wasm stack a policy may ask for. Guests run on the server's threads, whose
+/// stacks are sized from this ([`GUEST_THREAD_STACK_BYTES`]), so it is a hard ceiling.
+pub const MAX_WASM_STACK_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The stack of every thread that may run a guest: the largest wasm stack plus room for the
+/// host's own frames (wasmtime, WASI and `fetch` calls) below it. A guest that exhausts its
+/// wasm stack then traps instead of overflowing the thread, which would abort the process.
+pub const GUEST_THREAD_STACK_BYTES: usize = MAX_WASM_STACK_BYTES as usize + 4 * 1024 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
@@ -111,10 +120,10 @@ impl Limits {
                 "limits.memory_bytes may not exceed 4 GiB",
             ));
         }
-        if self.wasm_stack_bytes > 64 * 1024 * 1024 {
+        if self.wasm_stack_bytes > MAX_WASM_STACK_BYTES {
             return Err(Issue::new(
                 &["limits", "wasm_stack_bytes"],
-                "limits.wasm_stack_bytes may not exceed 64 MiB",
+                "limits.wasm_stack_bytes may not exceed 8 MiB",
             ));
         }
         Ok(())

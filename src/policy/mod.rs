@@ -10,7 +10,7 @@ pub mod network;
 pub mod ratelimit;
 pub mod rules;
 
-pub use limits::Limits;
+pub use limits::{GUEST_THREAD_STACK_BYTES, Limits, MAX_WASM_STACK_BYTES};
 pub use network::{
     CredentialSpec, GrantSpec, HostRule, Injection, LOCAL_GRANT, LimitsOverride, NetworkPolicy,
 };

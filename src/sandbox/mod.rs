@@ -209,6 +209,8 @@ fn engine_config(config: &SandboxConfig) -> Config {
     c.consume_fuel(true)
         .epoch_interruption(true)
         .max_wasm_stack(config.wasm_stack_bytes)
+        // wasmtime requires room for the wasm stack in its async stacks too.
+        .async_stack_size(config.wasm_stack_bytes.max(1 << 20) + (1 << 20))
         .cranelift_opt_level(OptLevel::Speed)
         // Guests are single-threaded; no shared memories or threads in the sandbox.
         .wasm_threads(false);

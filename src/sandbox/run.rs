@@ -153,9 +153,13 @@ impl CappedText {
         self.cap.saturating_sub(self.bytes.len())
     }
 
-    /// The text, cut back to the last whole UTF-8 character if the cap split one.
-    fn into_string(self) -> String {
-        match String::from_utf8(self.bytes) {
+    /// The text, cut back to the last whole UTF-8 character if the cap split one, and whether
+    /// anything was dropped. Invalid bytes become U+FFFD, which is three bytes long: the text
+    /// is cut again so that it stays within the cap.
+    fn into_text(self) -> (String, bool) {
+        let cap = self.cap;
+        let mut truncated = self.truncated;
+        let mut text = match String::from_utf8(self.bytes) {
             Ok(s) => s,
             Err(e) => {
                 // `error_len() == None` is std's "the input ended inside a character": that
@@ -168,7 +172,16 @@ impl CappedText {
                 }
                 String::from_utf8_lossy(&bytes).into_owned()
             }
+        };
+        if text.len() > cap {
+            let mut end = cap;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            truncated = true;
         }
+        (text, truncated)
     }
 }
 
@@ -197,8 +210,7 @@ impl SharedText {
     fn take(&self) -> (String, bool) {
         let mut text = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let taken = std::mem::replace(&mut *text, CappedText::new(0));
-        let truncated = taken.truncated;
-        (taken.into_string(), truncated)
+        taken.into_text()
     }
 }
 
@@ -328,7 +340,15 @@ fn apply_reported(
         #[serde(default)]
         error: Option<ErrorInfo>,
     }
-    match serde_json::from_slice::<GuestOutcome>(&bytes) {
+    // JavaScript strings and Python str may hold lone surrogates, which JSON escapes but
+    // serde (rightly) will not put in a Rust string: they become U+FFFD, as in any UTF-8 text.
+    let parsed = serde_json::from_slice::<GuestOutcome>(&bytes).or_else(|e| {
+        match replace_lone_surrogate_escapes(&bytes) {
+            Some(repaired) => serde_json::from_slice::<GuestOutcome>(&repaired),
+            None => Err(e),
+        }
+    });
+    match parsed {
         Ok(GuestOutcome {
             ok: true,
             result: value,
@@ -366,6 +386,49 @@ fn apply_reported(
             ));
         }
     }
+}
+
+/// `json` with every `\uXXXX` escape of a surrogate that is not half of a pair replaced by
+/// `\ufffd`; `None` when there is none.
+fn replace_lone_surrogate_escapes(json: &[u8]) -> Option<Vec<u8>> {
+    fn unit_at(json: &[u8], at: usize) -> Option<u16> {
+        let escape = json.get(at..at + 6)?;
+        if escape[0] != b'\\' || escape[1] != b'u' {
+            return None;
+        }
+        let hex = std::str::from_utf8(&escape[2..]).ok()?;
+        u16::from_str_radix(hex, 16).ok()
+    }
+    let is_high = |u: u16| (0xD800..0xDC00).contains(&u);
+    let is_low = |u: u16| (0xDC00..0xE000).contains(&u);
+    let mut out = Vec::with_capacity(json.len());
+    let mut changed = false;
+    let mut i = 0;
+    while i < json.len() {
+        if json[i] != b'\\' {
+            out.push(json[i]);
+            i += 1;
+            continue;
+        }
+        match unit_at(json, i) {
+            Some(high) if is_high(high) && unit_at(json, i + 6).is_some_and(is_low) => {
+                out.extend_from_slice(&json[i..i + 12]);
+                i += 12;
+            }
+            Some(unit) if is_high(unit) || is_low(unit) => {
+                out.extend_from_slice(b"\\ufffd");
+                changed = true;
+                i += 6;
+            }
+            // Any other escape (`\\` included) is copied whole, so that its second
+            // character is never read as the start of another escape.
+            _ => {
+                out.extend_from_slice(&json[i..(i + 2).min(json.len())]);
+                i += 2;
+            }
+        }
+    }
+    changed.then_some(out)
 }
 
 fn classify_failure(
@@ -438,19 +501,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn lone_surrogate_escapes_become_replacement_characters() {
+        let repaired = |s: &str| {
+            replace_lone_surrogate_escapes(s.as_bytes()).map(|b| String::from_utf8(b).unwrap())
+        };
+        assert_eq!(repaired(r#""a\ud800b""#).as_deref(), Some(r#""a\ufffdb""#));
+        assert_eq!(repaired(r#""\udc00""#).as_deref(), Some(r#""\ufffd""#));
+        // A high surrogate followed by something else than a low one is lone too.
+        assert_eq!(
+            repaired(r#""\ud800\u0041""#).as_deref(),
+            Some(r#""\ufffd\u0041""#)
+        );
+        // Pairs, other escapes and an escaped backslash before `u` are left alone.
+        assert_eq!(repaired(r#""\ud83d\ude00 \n \u00e9""#), None);
+        assert_eq!(repaired(r#""\\ud800""#), None);
+        let s: serde_json::Value =
+            serde_json::from_slice(&replace_lone_surrogate_escapes(br#"["\ud800"]"#).unwrap())
+                .unwrap();
+        assert_eq!(s[0], "\u{fffd}");
+    }
+
+    #[test]
     fn capped_text_keeps_the_prefix_and_flags_truncation() {
         let mut t = CappedText::new(5);
         assert!(t.push(b"abc"));
         assert!(!t.push(b"defgh"));
         assert!(t.truncated);
-        assert_eq!(t.into_string(), "abcde");
+        assert_eq!(t.into_text(), ("abcde".to_string(), true));
     }
 
     #[test]
     fn capped_text_does_not_split_a_character() {
         let mut t = CappedText::new(4);
         t.push("ab€".as_bytes()); // € is 3 bytes: only one fits
-        assert_eq!(t.into_string(), "ab");
+        assert_eq!(t.into_text(), ("ab".to_string(), true));
+    }
+
+    #[test]
+    fn invalid_bytes_replaced_still_fit_the_cap() {
+        // Each invalid byte becomes U+FFFD (3 bytes): 8 bytes in would be 24 out.
+        let mut t = CappedText::new(8);
+        assert!(t.push(&[0xff; 8]));
+        let (text, truncated) = t.into_text();
+        assert!(text.len() <= 8, "{} bytes", text.len());
+        assert_eq!(text, "\u{fffd}\u{fffd}");
+        assert!(truncated, "what no longer fits is reported as dropped");
     }
 
     #[test]

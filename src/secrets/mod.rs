@@ -463,6 +463,22 @@ impl Redactor {
         }
     }
 
+    /// As [`redact`](Self::redact), for text that has been ASCII-lower-cased on its way here
+    /// (HTTP header names, which hyper folds): a secret is found in either case. The result
+    /// is the lower-cased text with placeholders in it.
+    pub fn redact_case_folded(&self, text: &str) -> String {
+        let mut out = text.to_ascii_lowercase().into_bytes();
+        for (needle, placeholder) in &self.needles {
+            if let Cow::Owned(replaced) =
+                replace_bytes(&out, &needle.to_ascii_lowercase(), placeholder)
+            {
+                out = replaced;
+            }
+        }
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+
     /// Redacts every string inside a JSON value (keys included).
     pub fn redact_json(&self, value: &mut serde_json::Value) {
         use serde_json::Value;
@@ -783,6 +799,26 @@ hosts = ["https://missing.example"]
         let mut json = serde_json::json!({"k": [SECRET, {SECRET: 1}]});
         r.redact_json(&mut json);
         assert!(!json.to_string().contains("S3cr3t"), "{json}");
+    }
+
+    #[test]
+    fn case_folded_text_is_redacted_in_either_case() {
+        let r = credentials().redactor();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(SECRET);
+        for name in [
+            SECRET.to_string(),
+            SECRET.to_ascii_lowercase(),
+            format!("x-{}", SECRET.to_ascii_uppercase()),
+            format!("x-{}", b64.to_ascii_lowercase()),
+        ] {
+            let out = r.redact_case_folded(&name);
+            assert!(
+                !out.contains(&SECRET.to_ascii_lowercase()) && !out.contains("s3cr3t"),
+                "{name} -> {out}"
+            );
+            assert!(out.contains("__WARDEN_SECRET_github__"), "{name} -> {out}");
+        }
+        assert_eq!(r.redact_case_folded("Content-Type"), "content-type");
     }
 
     #[test]
