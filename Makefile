@@ -10,6 +10,7 @@ export WARDEN_TEST_CACHE_DIR := $(CARGO_TARGET_DIR)/warden-test-cache
 PYTHON := .venv/bin/python
 
 .PHONY: setup build serve test test-rust test-python test-conformance lint fmt bench clean
+.PHONY: fuzz-setup fuzz-smoke fuzz
 
 setup:
 	@scripts/setup.sh
@@ -47,3 +48,24 @@ bench: build
 
 clean:
 	cargo clean
+
+# Fuzzing (fuzz/README.md): cargo-fuzz on the nightly toolchain, with its own target directory
+# outside the clone ($WARDEN_FUZZ_TARGET_DIR, default ~/.cache/warden-fuzz-target).
+# `fuzz-smoke` (part of CI) runs every target for FUZZ_SMOKE_SECONDS; `fuzz` is the long
+# campaign, FUZZ_SECONDS per target (FUZZ_TARGETS="a b" to pick some). A failure keeps its
+# reproducer under fuzz/artifacts/<target>/ and fails the command.
+FUZZ_SMOKE_SECONDS ?= 30
+FUZZ_SECONDS ?= 3600
+FUZZ_TARGETS ?=
+
+fuzz-setup: setup
+	@rustup run nightly rustc --version >/dev/null 2>&1 \
+		|| rustup toolchain install nightly --profile minimal
+	@cargo fuzz --version >/dev/null 2>&1 || env -u CARGO_TARGET_DIR cargo install cargo-fuzz --locked
+
+fuzz-smoke: fuzz-setup
+	cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+	fuzz/run.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+
+fuzz: fuzz-setup
+	fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)

@@ -50,6 +50,7 @@ fn build() -> anyhow_like::Result<()> {
         "WARDEN_WASI_AR",
         "WARDEN_WASI_SYSROOT_INCLUDE",
         "WARDEN_COMPONENTIZE_PY",
+        "WARDEN_GUEST_TOOLCHAIN",
     ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -113,7 +114,21 @@ fn build_javascript_guest(guest_dir: &Path, target_dir: &Path) -> anyhow_like::R
     let include = std::env::var("WARDEN_WASI_SYSROOT_INCLUDE")
         .unwrap_or_else(|_| "/usr/include/wasm32-wasi".to_string());
 
-    let mut cmd = Command::new(cargo);
+    // The guest needs a toolchain with the wasm32-wasip1 standard library: normally the one
+    // building the host (rust-toolchain.toml pins it with that target). The fuzz targets build
+    // the host with nightly, which may lack it; WARDEN_GUEST_TOOLCHAIN then names the rustup
+    // toolchain that builds the guest, and the host's RUSTC must not leak into that build.
+    let mut cmd = match std::env::var("WARDEN_GUEST_TOOLCHAIN") {
+        Ok(toolchain) if !toolchain.is_empty() => {
+            let mut cmd = Command::new("rustup");
+            cmd.args(["run", toolchain.as_str(), "cargo"])
+                .env_remove("RUSTC")
+                .env_remove("RUSTDOC")
+                .env_remove("RUSTUP_TOOLCHAIN");
+            cmd
+        }
+        _ => Command::new(cargo),
+    };
     cmd.current_dir(guest_dir)
         .args(["build", "--release", "--locked", "--target", GUEST_TARGET])
         .arg("--target-dir")

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use wasmtime::error::Context as _;
-use wasmtime::{Caller, Engine, Extern, InstancePre, Linker, Memory};
+use wasmtime::{Caller, Engine, Extern, Instance, InstancePre, Linker, Memory, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -199,6 +199,17 @@ pub fn execute(
     pre: &InstancePre<CoreState>,
     request: RunRequest,
 ) -> ExecutionResult {
+    execute_and_inspect(engine, pre, request, |_, _| {})
+}
+
+/// [`execute`], letting `inspect` look at the instance once `_start` has returned or trapped,
+/// before the store goes (see `Sandbox::run_core_module`).
+pub fn execute_and_inspect(
+    engine: &Engine,
+    pre: &InstancePre<CoreState>,
+    request: RunRequest,
+    inspect: impl FnOnce(&mut Store<CoreState>, &Instance),
+) -> ExecutionResult {
     let started = Instant::now();
     let fuel = request.limits.fuel;
     let diagnostics = MemoryOutputPipe::new(GUEST_DIAGNOSTICS_BYTES);
@@ -216,10 +227,16 @@ pub fn execute(
         Ok(store) => store,
         Err(e) => return super::run::internal_failure(format!("setting up the run failed: {e:#}")),
     };
-    let outcome = pre
-        .instantiate(&mut store)
-        .and_then(|instance| instance.get_typed_func::<(), ()>(&mut store, "_start"))
-        .and_then(|start| start.call(&mut store, ()));
+    let outcome = match pre.instantiate(&mut store) {
+        Ok(instance) => {
+            let outcome = instance
+                .get_typed_func::<(), ()>(&mut store, "_start")
+                .and_then(|start| start.call(&mut store, ()));
+            inspect(&mut store, &instance);
+            outcome
+        }
+        Err(e) => Err(e),
+    };
     let detail = String::from_utf8_lossy(&diagnostics.contents()).into_owned();
     finish(store, outcome, &detail, started, fuel)
 }

@@ -1,0 +1,2 @@
+//js
+const o = {}; o.o = o; o

@@ -1,0 +1,2 @@
+//js
+await fetch("http://169.254.169.254/").catch(e => String(e))

@@ -1,0 +1,2 @@
+//js
+let s = "x"; while (true) s += s;

@@ -1,0 +1,2 @@
+//js
+throw new TypeError("boom")

@@ -1,0 +1,2 @@
+//js
+await new Promise(r => setTimeout(r, 1000)); "done"

@@ -1,0 +1,2 @@
+//ts
+import fs from "fs"

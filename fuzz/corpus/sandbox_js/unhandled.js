@@ -1,0 +1,2 @@
+//js
+Promise.reject(new Error("x")); 1

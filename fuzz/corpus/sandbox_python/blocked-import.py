@@ -1,0 +1,2 @@
+#py
+import socket

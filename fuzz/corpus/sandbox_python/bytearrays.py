@@ -1,0 +1,4 @@
+#py
+keep = []
+while True:
+    keep.append(bytearray(1 << 20))

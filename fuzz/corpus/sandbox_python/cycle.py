@@ -1,0 +1,4 @@
+#py
+l = []
+l.append(l)
+l

@@ -1,0 +1,2 @@
+#py
+open("/etc/passwd").read()

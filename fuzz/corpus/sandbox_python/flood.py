@@ -1,0 +1,3 @@
+#py
+for i in range(10**6):
+    print("line", i)

@@ -1,0 +1,4 @@
+#py
+s = "x"
+while True:
+    s += s

@@ -1,0 +1,3 @@
+#py
+import os
+os._exit(3)

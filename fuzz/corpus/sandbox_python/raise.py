@@ -1,0 +1,2 @@
+#py
+raise ValueError("boom")

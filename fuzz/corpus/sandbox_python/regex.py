@@ -1,0 +1,3 @@
+#py
+import re
+re.match(r"^(a+)+$", "a" * 30 + "b")

@@ -1,0 +1,4 @@
+#py
+import time
+time.sleep(10)
+"slept"

@@ -1,0 +1,3 @@
+#py
+while True:
+    pass

@@ -1,0 +1,3 @@
+#py
+import subprocess
+subprocess.run(["ls"])

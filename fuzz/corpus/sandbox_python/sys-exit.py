@@ -1,0 +1,3 @@
+#py
+import sys
+sys.exit(0)

@@ -1,0 +1,162 @@
+//! What the targets that run code share: one executor per process (built like the server's,
+//! on a tokio runtime built like `main.rs`'s, so runs happen on the same kind of blocking
+//! thread), a guest cache that outlives the process, and the invariants every run must keep.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use warden::execution::{ExecuteArgs, Executor};
+use warden::outcome::{ExecutionResult, Status};
+use warden::policy::{Limits, Policy};
+use warden::runtimes::Language;
+
+/// Slack on top of a run's deadline before a run counts as hung: queueing, instantiation and
+/// a loaded two-core CI machine, but nowhere near a second deadline.
+pub const SLACK: Duration = Duration::from_millis(1500);
+
+/// Compiled guests are kept across fuzz processes: `$WARDEN_FUZZ_CACHE_DIR`, else beside the
+/// fuzz binaries (`<target-dir>/warden-fuzz-guest-cache`), so that only the first process
+/// compiles the 60 MB Python guest.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("WARDEN_FUZZ_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("the fuzz binary knows its path");
+    // <target-dir>/<triple>/release/<target>
+    exe.ancestors()
+        .nth(3)
+        .map(|target| target.join("warden-fuzz-guest-cache"))
+        .unwrap_or_else(|| std::env::temp_dir().join("warden-fuzz-guest-cache"))
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// An executor for `policy` (TOML), with the guests from the shared cache.
+pub fn executor(policy: &str) -> (Executor, Policy) {
+    let policy = Policy::parse(policy, "fuzz policy").expect("the fuzz policy is valid");
+    let dir = cache_dir();
+    let _ = std::fs::create_dir_all(&dir);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+    }
+    let executor = Executor::new(&policy, Some(dir)).expect("the sandbox starts");
+    (executor, policy)
+}
+
+/// Runs `args` to its end; returns the result and the wall time the host took.
+pub fn run(
+    rt: &tokio::runtime::Runtime,
+    executor: &Executor,
+    args: ExecuteArgs,
+) -> (ExecutionResult, Duration) {
+    let started = Instant::now();
+    let result = rt.block_on(executor.execute(args, tokio_util::sync::CancellationToken::new()));
+    (result, started.elapsed())
+}
+
+/// The invariants of any run under `limits` that asked for `timeout_ms`.
+pub fn check_run(
+    result: &ExecutionResult,
+    elapsed: Duration,
+    limits: &Limits,
+    timeout_ms: Option<u64>,
+    code: &str,
+) {
+    let budget = Duration::from_millis(limits.timeout_ms(timeout_ms));
+    assert!(
+        elapsed <= budget + SLACK,
+        "the run took {elapsed:?}, its deadline was {budget:?} (+{SLACK:?} slack)\n\
+         code: {code:?}\nresult: {result:#?}"
+    );
+    assert!(
+        result.usage.memory_peak_bytes <= limits.memory_bytes,
+        "memory peak {} over the cap {}\ncode: {code:?}",
+        result.usage.memory_peak_bytes,
+        limits.memory_bytes
+    );
+    assert!(
+        result.usage.fuel <= limits.fuel,
+        "fuel {} over the budget {}",
+        result.usage.fuel,
+        limits.fuel
+    );
+    assert!(
+        result.stdout.len() as u64 <= limits.stdout_bytes
+            && result.stderr.len() as u64 <= limits.stderr_bytes,
+        "output over its cap: stdout {} stderr {}\ncode: {code:?}",
+        result.stdout.len(),
+        result.stderr.len()
+    );
+    assert_eq!(
+        result.error.is_some(),
+        result.status != Status::Ok,
+        "status and error disagree\ncode: {code:?}\nresult: {result:#?}"
+    );
+    assert_eq!(result.is_error(), result.status != Status::Ok);
+    assert!(
+        matches!(
+            result.status,
+            Status::Ok | Status::Error | Status::Timeout | Status::OutOfFuel | Status::OutOfMemory
+        ),
+        "a run ended {:?}\ncode: {code:?}",
+        result.status
+    );
+    if let Some(error) = &result.error {
+        // The host's own failures are bugs whatever the program did. (A guest may report an
+        // `InternalError` of its own, e.g. QuickJS's "stack overflow": those are fine.)
+        const HOST_FAILURES: [&str; 6] = [
+            "the run's thread failed",
+            "the run failed: ",
+            "setting up the run failed",
+            "the guest reported a malformed outcome",
+            "the guest ended without reporting a result",
+            "the language's runtime is not loaded",
+        ];
+        assert!(
+            error.kind != "InternalError"
+                || !HOST_FAILURES.iter().any(|m| error.message.starts_with(m)),
+            "the host failed\ncode: {code:?}\nresult: {result:#?}"
+        );
+    }
+    let text = result.to_text();
+    assert!(!text.is_empty() || result.status == Status::Ok);
+    serde_json::to_value(result).expect("a result serializes");
+}
+
+/// After a failed run the next one must work: a trivial program gives its answer.
+pub fn check_next_run_works(
+    rt: &tokio::runtime::Runtime,
+    executor: &Executor,
+    language: Language,
+    after: &str,
+) {
+    let code = match language {
+        Language::Python => "print('ok')\n6 * 7",
+        Language::Javascript | Language::Typescript => "console.log('ok'); 6 * 7",
+    };
+    let (result, _) = run(
+        rt,
+        executor,
+        ExecuteArgs {
+            language,
+            code: code.to_string(),
+            timeout_ms: None,
+            input: None,
+        },
+    );
+    assert!(
+        result.status == Status::Ok
+            && result.result == serde_json::json!(42)
+            && result.stdout == "ok\n",
+        "a run after a failed run does not work\nfailed run's code: {after:?}\nnext result: {result:#?}"
+    );
+}
