@@ -65,7 +65,7 @@ fuzz-setup: setup
 
 fuzz-smoke: fuzz-setup
 	cargo fmt --manifest-path fuzz/Cargo.toml -- --check
-	fuzz/run.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+	FUZZ_FRESH_CORPUS=1 fuzz/run.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 fuzz: fuzz-setup
 	fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)

@@ -14,6 +14,10 @@
 #                           inputs a run discovers (corpus/<target>/: the committed seeds in
 #                           fuzz/corpus/ are only read), the logs and the guest cache.
 #   FUZZ_JOBS               parallel fuzzing processes per target (default 1).
+#   FUZZ_FRESH_CORPUS=1     start from the committed seeds alone, in a scratch directory
+#                           (`make fuzz-smoke`: the run stays bounded and repeatable however
+#                           much earlier campaigns found); otherwise runs build on what
+#                           earlier runs found in <target dir>/corpus/<target>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,7 +58,12 @@ mkdir -p "$target_dir/logs"
 failed=()
 summary=()
 for target in "${targets[@]}"; do
-  work="$target_dir/corpus/$target"
+  if [ "${FUZZ_FRESH_CORPUS:-0}" = 1 ]; then
+    work="$target_dir/smoke-corpus/$target"
+    rm -rf "$work"
+  else
+    work="$target_dir/corpus/$target"
+  fi
   mkdir -p "$work" "fuzz/corpus/$target"
   log="$target_dir/logs/$target.log"
   args=(
@@ -89,7 +98,7 @@ for target in "${targets[@]}"; do
     if [ -n "$artifacts" ]; then
       for a in $artifacts; do
         echo "fuzz: $target: reproducer kept at $a"
-        echo "fuzz:   replay: cargo +nightly fuzz run ${flags[*]} $target $a"
+        echo "fuzz:   replay: WARDEN_GUEST_TOOLCHAIN=$WARDEN_GUEST_TOOLCHAIN cargo +nightly fuzz run ${flags[*]} $target $a"
       done
     else
       echo "fuzz: $target: no reproducer was written (a build or start-up failure?)"

@@ -497,3 +497,12 @@ async fn unhandled_rejections_fail_the_run_as_in_node() {
     let r = js("Promise.reject(1).catch(() => 0); 2").await;
     assert_eq!(ok(&r), &json!(2));
 }
+
+/// `enum` is transformed, not a crash of the type stripper (found by the sandbox_js fuzz
+/// target: oxc panicked on every enum).
+#[tokio::test]
+async fn typescript_enums_are_transformed() {
+    let r = ts("enum Color { Red, Green = 5, Blue }\nconst c: Color = Color.Blue;\n[c, Color[5]]")
+        .await;
+    assert_eq!(ok(&r), &json!([6, "Green"]));
+}

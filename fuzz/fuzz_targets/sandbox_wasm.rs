@@ -6,8 +6,9 @@
 //! Two engine configurations, both built the way `Executor::new` builds its sandbox from a
 //! policy's `[limits]`: the defaults, and the largest `wasm_stack_bytes` that a policy may set
 //! (it passes `Policy::parse`) and with which the sandbox still starts. Per input: the
-//! configuration, the module (any `wasm-smith` swarm configuration, with `_start`, a `memory`
-//! export and imports drawn from the guest's), and the run's fuel, memory cap and deadline.
+//! configuration, the run's fuel, memory cap and deadline, and the module: `wasm-smith`, with
+//! swarm testing over the wasm proposals (SIMD, GC, exceptions, tail calls, memory64, ...), a
+//! `_start` and a `memory` export of a chosen size, and imports drawn from the guest's.
 //!
 //! Asserts:
 //! - the host never panics nor crashes (a stack overflow on the host thread aborts the fuzzer
@@ -102,8 +103,10 @@ fn engine(name: &'static str, policy: &Policy) -> Result<Engine, String> {
 static VERBOSE: LazyLock<bool> =
     LazyLock::new(|| std::env::var_os("WARDEN_FUZZ_VERBOSE").is_some_and(|v| v != "0"));
 
+/// The runtime `main.rs` builds (guests run on its blocking pool, threads sized alike).
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(warden::policy::GUEST_THREAD_STACK_BYTES)
         .enable_all()
         .build()
         .unwrap()

@@ -956,6 +956,10 @@ mod tests {
                 "invalid regex",
             ),
             ("[audit]\nfail_open = true\n", "unknown field `fail_open`"),
+            (
+                "[[tools.execute_code.rules]]\nname = \"r\"\nmessage = \"m\"\nwhen = [{ arg = \"input.x\", op = \"eq\", value = nan }]\n",
+                "nan and inf are not allowed",
+            ),
         ];
         for (doc, needle) in cases {
             let e = Policy::parse(doc, "p.toml").unwrap_err().to_string();

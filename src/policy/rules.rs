@@ -155,6 +155,11 @@ impl Condition {
                 }
             },
         };
+        // TOML's nan and inf have no JSON form: they arrive as null, which a call's arguments
+        // could never equal (found by the policy_parse fuzz target).
+        if spec.value.as_ref().is_some_and(Value::is_null) {
+            return Err("`value` is not a JSON value (nan and inf are not allowed)".into());
+        }
         let operand = || {
             spec.value
                 .clone()

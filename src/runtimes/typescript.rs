@@ -132,8 +132,11 @@ fn strip_types(code: &str) -> Result<Prepared, ErrorInfo> {
         ));
     }
     let mut program = parsed.program;
+    // Enums are transformed from the semantic model's evaluated members: without them oxc's
+    // transformer panics on any `enum` (found by the sandbox_js fuzz target).
     let semantic = SemanticBuilder::new()
         .with_check_syntax_error(true)
+        .with_enum_eval(true)
         .build(&program);
     if let Some(e) = semantic.diagnostics.errors().next() {
         return Err(syntax_error(code, e));

@@ -1,6 +1,7 @@
 //! What the targets that run code share: one executor per process (built like the server's,
 //! on a tokio runtime built like `main.rs`'s, so runs happen on the same kind of blocking
-//! thread), a guest cache that outlives the process, and the invariants every run must keep.
+//! thread, with the same stack size), a guest cache that outlives the process, and the
+//! invariants every run must keep.
 
 #![allow(dead_code)]
 
@@ -31,8 +32,11 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("warden-fuzz-guest-cache"))
 }
 
+/// The runtime `main.rs` builds: guests run on its blocking pool, whose threads are sized for
+/// the largest wasm stack a policy may set.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(warden::policy::GUEST_THREAD_STACK_BYTES)
         .enable_all()
         .build()
         .expect("a tokio runtime")
