@@ -8,13 +8,15 @@
 //! The Python guest is a componentize-py app (guest-runtimes/python) for the world in
 //! guest-runtimes/wit; componentize-py (pinned, installed into `.venv` by `make setup`) runs it
 //! at build time and snapshots the initialized interpreter.
+//!
+//! `WARDEN_PREBUILT_GUESTS=DIR` takes both guests from DIR (another build's OUT_DIR) instead.
+//! The fuzz build does that (fuzz/run.sh): it builds Warden without the default `build-guests`
+//! feature, so that neither the guests nor an uninstrumented second wasmtime for this script
+//! are compiled again.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use wasmtime::{Config, Engine, Linker, Module, Store};
-
-const GUEST_TARGET: &str = "wasm32-wasip1";
+const GUESTS: [&str; 2] = ["javascript.wasm", "python.wasm"];
 
 fn main() {
     if let Err(e) = build() {
@@ -25,50 +27,96 @@ fn main() {
 }
 
 fn build() -> anyhow_like::Result<()> {
-    let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR")?);
     let out_dir = PathBuf::from(env("OUT_DIR")?);
-    let guest_dir = manifest_dir.join("guest-runtimes/javascript");
-    for watched in ["src", "Cargo.toml", "Cargo.lock"] {
-        println!(
-            "cargo:rerun-if-changed={}",
-            guest_dir.join(watched).display()
-        );
+    println!("cargo:rerun-if-env-changed=WARDEN_PREBUILT_GUESTS");
+    match std::env::var_os("WARDEN_PREBUILT_GUESTS") {
+        Some(dir) if !dir.is_empty() => copy_prebuilt_guests(Path::new(&dir), &out_dir),
+        _ => build_guests(&out_dir),
     }
-    // Files, not the directory: componentize-py writes a __pycache__ beside the app.
-    for watched in [
-        "guest-runtimes/python/app.py",
-        "guest-runtimes/python/warden_net.py",
-        "guest-runtimes/wit/warden.wit",
-    ] {
-        println!(
-            "cargo:rerun-if-changed={}",
-            manifest_dir.join(watched).display()
-        );
-    }
-    for var in [
-        "WARDEN_WASI_CC",
-        "WARDEN_WASI_AR",
-        "WARDEN_WASI_SYSROOT_INCLUDE",
-        "WARDEN_COMPONENTIZE_PY",
-        "WARDEN_GUEST_TOOLCHAIN",
-    ] {
-        println!("cargo:rerun-if-env-changed={var}");
-    }
+}
 
-    let raw = build_javascript_guest(&guest_dir, &guest_target_dir(&out_dir))?;
-    let wizened = wizen(&raw)?;
-    let dest = out_dir.join("javascript.wasm");
-    std::fs::write(&dest, &wizened).map_err(|e| format!("writing {}: {e}", dest.display()))?;
-
-    build_python_guest(&manifest_dir, &out_dir.join("python.wasm"))?;
+fn copy_prebuilt_guests(from: &Path, out_dir: &Path) -> anyhow_like::Result<()> {
+    for guest in GUESTS {
+        let source = from.join(guest);
+        println!("cargo:rerun-if-changed={}", source.display());
+        std::fs::copy(&source, out_dir.join(guest)).map_err(|e| {
+            format!(
+                "copying the prebuilt guest {} (WARDEN_PREBUILT_GUESTS): {e}",
+                source.display()
+            )
+        })?;
+    }
     Ok(())
 }
 
-fn build_python_guest(manifest_dir: &Path, dest: &Path) -> anyhow_like::Result<()> {
-    let componentize_py = std::env::var_os("WARDEN_COMPONENTIZE_PY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest_dir.join(".venv/bin/componentize-py"));
-    let status = Command::new(&componentize_py)
+#[cfg(not(feature = "build-guests"))]
+fn build_guests(_out_dir: &Path) -> anyhow_like::Result<()> {
+    Err(
+        "built without the `build-guests` feature: set WARDEN_PREBUILT_GUESTS to a directory \
+         holding javascript.wasm and python.wasm (the OUT_DIR of a default build; fuzz/run.sh \
+         finds it)"
+            .into(),
+    )
+}
+
+#[cfg(feature = "build-guests")]
+use from_source::build_guests;
+
+/// Building the guests from source: needs `make setup`'s toolchains and wasmtime for Wizer.
+#[cfg(feature = "build-guests")]
+mod from_source {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    use wasmtime::{Config, Engine, Linker, Module, Store};
+
+    use super::{anyhow_like, env};
+
+    const GUEST_TARGET: &str = "wasm32-wasip1";
+
+    pub fn build_guests(out_dir: &Path) -> anyhow_like::Result<()> {
+        let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR")?);
+        let guest_dir = manifest_dir.join("guest-runtimes/javascript");
+        for watched in ["src", "Cargo.toml", "Cargo.lock"] {
+            println!(
+                "cargo:rerun-if-changed={}",
+                guest_dir.join(watched).display()
+            );
+        }
+        // Files, not the directory: componentize-py writes a __pycache__ beside the app.
+        for watched in [
+            "guest-runtimes/python/app.py",
+            "guest-runtimes/python/warden_net.py",
+            "guest-runtimes/wit/warden.wit",
+        ] {
+            println!(
+                "cargo:rerun-if-changed={}",
+                manifest_dir.join(watched).display()
+            );
+        }
+        for var in [
+            "WARDEN_WASI_CC",
+            "WARDEN_WASI_AR",
+            "WARDEN_WASI_SYSROOT_INCLUDE",
+            "WARDEN_COMPONENTIZE_PY",
+        ] {
+            println!("cargo:rerun-if-env-changed={var}");
+        }
+
+        let raw = build_javascript_guest(&guest_dir, &guest_target_dir(out_dir))?;
+        let wizened = wizen(&raw)?;
+        let dest = out_dir.join("javascript.wasm");
+        std::fs::write(&dest, &wizened).map_err(|e| format!("writing {}: {e}", dest.display()))?;
+
+        build_python_guest(&manifest_dir, &out_dir.join("python.wasm"))?;
+        Ok(())
+    }
+
+    fn build_python_guest(manifest_dir: &Path, dest: &Path) -> anyhow_like::Result<()> {
+        let componentize_py = std::env::var_os("WARDEN_COMPONENTIZE_PY")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| manifest_dir.join(".venv/bin/componentize-py"));
+        let status = Command::new(&componentize_py)
         .current_dir(manifest_dir)
         // Only the app directory is the guest's Python path: nothing from a venv leaks in.
         .env_remove("VIRTUAL_ENV")
@@ -90,104 +138,93 @@ fn build_python_guest(manifest_dir: &Path, dest: &Path) -> anyhow_like::Result<(
                 componentize_py.display()
             )
         })?;
-    if !status.success() {
-        return Err(format!("componentize-py failed to build the Python guest ({status})").into());
-    }
-    Ok(())
-}
-
-/// `<target>/wasm-guests`, shared by all profiles and by every checkout using the same target
-/// directory, so that the C part of QuickJS is not rebuilt for each.
-fn guest_target_dir(out_dir: &Path) -> PathBuf {
-    // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out.
-    out_dir
-        .ancestors()
-        .nth(4)
-        .map(|target| target.join("wasm-guests"))
-        .unwrap_or_else(|| out_dir.join("wasm-guests"))
-}
-
-fn build_javascript_guest(guest_dir: &Path, target_dir: &Path) -> anyhow_like::Result<Vec<u8>> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let cc = std::env::var("WARDEN_WASI_CC").unwrap_or_else(|_| "clang-19".to_string());
-    let ar = std::env::var("WARDEN_WASI_AR").unwrap_or_else(|_| "llvm-ar-19".to_string());
-    let include = std::env::var("WARDEN_WASI_SYSROOT_INCLUDE")
-        .unwrap_or_else(|_| "/usr/include/wasm32-wasi".to_string());
-
-    // The guest needs a toolchain with the wasm32-wasip1 standard library: normally the one
-    // building the host (rust-toolchain.toml pins it with that target). The fuzz targets build
-    // the host with nightly, which may lack it; WARDEN_GUEST_TOOLCHAIN then names the rustup
-    // toolchain that builds the guest, and the host's RUSTC must not leak into that build.
-    let mut cmd = match std::env::var("WARDEN_GUEST_TOOLCHAIN") {
-        Ok(toolchain) if !toolchain.is_empty() => {
-            let mut cmd = Command::new("rustup");
-            cmd.args(["run", toolchain.as_str(), "cargo"])
-                .env_remove("RUSTC")
-                .env_remove("RUSTDOC")
-                .env_remove("RUSTUP_TOOLCHAIN");
-            cmd
+        if !status.success() {
+            return Err(
+                format!("componentize-py failed to build the Python guest ({status})").into(),
+            );
         }
-        _ => Command::new(cargo),
-    };
-    cmd.current_dir(guest_dir)
-        .args(["build", "--release", "--locked", "--target", GUEST_TARGET])
-        .arg("--target-dir")
-        .arg(target_dir)
-        // Flags meant for the host build must not leak into the guest build.
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_RUSTFLAGS")
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        // rquickjs-sys would otherwise download wasi-sdk; Debian's clang + wasi-libc do the job.
-        .env("RQUICKJS_SYS_NO_WASI_SDK", "1")
-        .env("CC_wasm32_wasip1", cc)
-        .env("AR_wasm32_wasip1", ar)
-        .env(
-            "CFLAGS_wasm32_wasip1",
-            format!("-nostdlibinc -isystem {include}"),
-        );
-    let status = cmd
-        .status()
-        .map_err(|e| format!("running cargo for the JavaScript guest: {e}"))?;
-    if !status.success() {
-        return Err(format!(
+        Ok(())
+    }
+
+    /// `<target>/wasm-guests`, shared by all profiles and by every checkout using the same target
+    /// directory, so that the C part of QuickJS is not rebuilt for each.
+    fn guest_target_dir(out_dir: &Path) -> PathBuf {
+        // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out.
+        out_dir
+            .ancestors()
+            .nth(4)
+            .map(|target| target.join("wasm-guests"))
+            .unwrap_or_else(|| out_dir.join("wasm-guests"))
+    }
+
+    fn build_javascript_guest(guest_dir: &Path, target_dir: &Path) -> anyhow_like::Result<Vec<u8>> {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let cc = std::env::var("WARDEN_WASI_CC").unwrap_or_else(|_| "clang-19".to_string());
+        let ar = std::env::var("WARDEN_WASI_AR").unwrap_or_else(|_| "llvm-ar-19".to_string());
+        let include = std::env::var("WARDEN_WASI_SYSROOT_INCLUDE")
+            .unwrap_or_else(|_| "/usr/include/wasm32-wasi".to_string());
+
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(guest_dir)
+            .args(["build", "--release", "--locked", "--target", GUEST_TARGET])
+            .arg("--target-dir")
+            .arg(target_dir)
+            // Flags meant for the host build must not leak into the guest build.
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_BUILD_RUSTFLAGS")
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("CARGO_BUILD_TARGET")
+            .env_remove("RUSTC_WORKSPACE_WRAPPER")
+            // rquickjs-sys would otherwise download wasi-sdk; Debian's clang + wasi-libc do the job.
+            .env("RQUICKJS_SYS_NO_WASI_SDK", "1")
+            .env("CC_wasm32_wasip1", cc)
+            .env("AR_wasm32_wasip1", ar)
+            .env(
+                "CFLAGS_wasm32_wasip1",
+                format!("-nostdlibinc -isystem {include}"),
+            );
+        let status = cmd
+            .status()
+            .map_err(|e| format!("running cargo for the JavaScript guest: {e}"))?;
+        if !status.success() {
+            return Err(format!(
             "the JavaScript guest did not build ({status}); run `make setup` to install clang-19, \
              lld-19, libclang-rt-19-dev-wasm32, wasi-libc and the {GUEST_TARGET} target"
         )
         .into());
+        }
+        let wasm = target_dir.join(format!(
+            "{GUEST_TARGET}/release/warden-guest-javascript.wasm"
+        ));
+        std::fs::read(&wasm).map_err(|e| format!("reading {}: {e}", wasm.display()).into())
     }
-    let wasm = target_dir.join(format!(
-        "{GUEST_TARGET}/release/warden-guest-javascript.wasm"
-    ));
-    std::fs::read(&wasm).map_err(|e| format!("reading {}: {e}", wasm.display()).into())
-}
 
-/// Runs the guest's `wizer-initialize` export and snapshots the result, so that every run starts
-/// with QuickJS and the prelude ready.
-fn wizen(wasm: &[u8]) -> anyhow_like::Result<Vec<u8>> {
-    let engine = Engine::new(&Config::new()).map_err(|e| format!("wizer engine: {e}"))?;
-    let wasi = wasmtime_wasi::WasiCtxBuilder::new().build_p1();
-    let mut store = Store::new(&engine, wasi);
-    let wizer = wasmtime_wizer::Wizer::new();
-    let snapshot = wizer.run(&mut store, wasm, async |store, module: &Module| {
-        let mut linker: Linker<wasmtime_wasi::p1::WasiP1Ctx> = Linker::new(module.engine());
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |cx| cx)?;
-        // The host's `warden` imports are per run; initialization must not call them.
-        linker.define_unknown_imports_as_traps(module)?;
-        linker.instantiate_async(store, module).await
-    });
-    block_on(snapshot).map_err(|e| format!("Wizer pre-initialization: {e:?}").into())
-}
+    /// Runs the guest's `wizer-initialize` export and snapshots the result, so that every run starts
+    /// with QuickJS and the prelude ready.
+    fn wizen(wasm: &[u8]) -> anyhow_like::Result<Vec<u8>> {
+        let engine = Engine::new(&Config::new()).map_err(|e| format!("wizer engine: {e}"))?;
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new().build_p1();
+        let mut store = Store::new(&engine, wasi);
+        let wizer = wasmtime_wizer::Wizer::new();
+        let snapshot = wizer.run(&mut store, wasm, async |store, module: &Module| {
+            let mut linker: Linker<wasmtime_wasi::p1::WasiP1Ctx> = Linker::new(module.engine());
+            wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |cx| cx)?;
+            // The host's `warden` imports are per run; initialization must not call them.
+            linker.define_unknown_imports_as_traps(module)?;
+            linker.instantiate_async(store, module).await
+        });
+        block_on(snapshot).map_err(|e| format!("Wizer pre-initialization: {e:?}").into())
+    }
 
-/// Wizer's API is async but nothing here awaits real I/O: poll it to completion in place.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    let mut future = std::pin::pin!(future);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    loop {
-        if let std::task::Poll::Ready(v) = future.as_mut().poll(&mut cx) {
-            return v;
+    /// Wizer's API is async but nothing here awaits real I/O: poll it to completion in place.
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        loop {
+            if let std::task::Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+                return v;
+            }
         }
     }
 }

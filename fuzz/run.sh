@@ -29,10 +29,22 @@ seconds=$1
 shift
 
 target_dir="${WARDEN_FUZZ_TARGET_DIR:-$HOME/.cache/warden-fuzz-target}"
-# The fuzz targets need nightly (libFuzzer's instrumentation); the guests they embed are
-# built by the pinned toolchain, which has the wasm32-wasip1 target (see build.rs).
-export WARDEN_GUEST_TOOLCHAIN
-WARDEN_GUEST_TOOLCHAIN="$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)"
+# The fuzz targets embed the guests of the main (release) build of this tree rather than
+# building them again (build.rs): bring that build up to date and take its OUT_DIR. A no-op
+# when `make test` has just built it.
+export WARDEN_PREBUILT_GUESTS
+WARDEN_PREBUILT_GUESTS="$(cargo build --release --locked --message-format=json-render-diagnostics \
+  | python3 -c '
+import json, sys
+for line in sys.stdin:
+    message = json.loads(line)
+    if message.get("reason") == "build-script-executed" and "#warden@" in message["package_id"]:
+        print(message["out_dir"])
+')"
+if [ ! -f "$WARDEN_PREBUILT_GUESTS/javascript.wasm" ]; then
+  echo "fuzz: the main build left no guests (OUT_DIR: '$WARDEN_PREBUILT_GUESTS')" >&2
+  exit 1
+fi
 # Precompiled guests, shared by every fuzz process (the Python guest takes seconds to compile).
 export WARDEN_FUZZ_CACHE_DIR="$target_dir/warden-fuzz-guest-cache"
 # Any CARGO_TARGET_DIR (the Makefile exports the main build's) must not leak into this build.
@@ -98,7 +110,7 @@ for target in "${targets[@]}"; do
     if [ -n "$artifacts" ]; then
       for a in $artifacts; do
         echo "fuzz: $target: reproducer kept at $a"
-        echo "fuzz:   replay: WARDEN_GUEST_TOOLCHAIN=$WARDEN_GUEST_TOOLCHAIN cargo +nightly fuzz run ${flags[*]} $target $a"
+        echo "fuzz:   replay: WARDEN_PREBUILT_GUESTS=$WARDEN_PREBUILT_GUESTS cargo +nightly fuzz run ${flags[*]} $target $a"
       done
     else
       echo "fuzz: $target: no reproducer was written (a build or start-up failure?)"
