@@ -19,7 +19,12 @@ const KEY: &str = "key_5d3e8a1b9c0f2741-0123456789abcdef0123456789";
 /// A policy allowing `api` (with a bearer credential injected for it) and `other`, and a
 /// placeholder-only credential for `api`.
 fn policy(api: &FakeApi, other: &FakeApi, extra: &str) -> String {
-    let token_file = std::env::temp_dir().join(format!("warden-test-token-{}", std::process::id()));
+    // One pair of files per policy: tests run in parallel, and a file rewritten while another
+    // test's server reads it would load an empty (unusable) credential.
+    static POLICIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = POLICIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let token_file =
+        std::env::temp_dir().join(format!("warden-test-token-{}-{n}", std::process::id()));
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let key_file = token_file.with_extension("key");
     std::fs::write(&key_file, KEY).unwrap();
@@ -479,7 +484,9 @@ throw new Error(JSON.stringify(out));
     assert_eq!(r.status.as_str(), "error");
     assert_eq!(r.stdout, "__WARDEN_SECRET_api__\n");
     let message = &r.error.as_ref().unwrap().message;
-    let out: Value = serde_json::from_str(message).unwrap();
+    let out: Value = serde_json::from_str(message).unwrap_or_else(|e| {
+        panic!("the error is not the summary the program throws ({e}): {r:#?}")
+    });
     assert_eq!(out["reflected"], "Bearer __WARDEN_SECRET_api__");
     assert_eq!(out["header"], "Bearer __WARDEN_SECRET_api__");
     assert_eq!(out["query"], "k=__WARDEN_SECRET_key__");

@@ -24,9 +24,7 @@ use std::sync::LazyLock;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use warden::execution::{ExecuteArgs, Executor};
-use warden::outcome::Status;
-use warden::policy::Policy;
+use warden::execution::ExecuteArgs;
 use warden::runtimes::Language;
 
 const POLICY: &str = r#"
@@ -41,20 +39,7 @@ max_result_bytes = 65536
 max_concurrent_runs = 1
 "#;
 
-struct State {
-    rt: tokio::runtime::Runtime,
-    executor: Executor,
-    policy: Policy,
-}
-
-static STATE: LazyLock<State> = LazyLock::new(|| {
-    let (executor, policy) = common::executor(POLICY);
-    State {
-        rt: common::runtime(),
-        executor,
-        policy,
-    }
-});
+static SANDBOX: LazyLock<common::Sandbox> = LazyLock::new(|| common::Sandbox::new(POLICY));
 
 #[derive(Debug, Arbitrary)]
 struct Input {
@@ -447,7 +432,7 @@ fuzz_target!(
     // Start-up (compiling the guests into a cold cache) is not a run: it must not count
     // against libFuzzer's per-input timeout.
     init: {
-        LazyLock::force(&STATE);
+        LazyLock::force(&SANDBOX);
     },
     |data: &[u8]| {
     let input = if let Some(source) = data.strip_prefix(b"#py\n") {
@@ -462,7 +447,6 @@ fuzz_target!(
             Err(_) => return,
         }
     };
-    let state = &*STATE;
     let code = match &input.program {
         Program::Source(s) => s.clone(),
         Program::Blocks(blocks) => {
@@ -477,16 +461,12 @@ fuzz_target!(
     let timeout_ms = input.timeout_ms.map(|t| u64::from(t % 2000) + 1);
     let args = ExecuteArgs {
         language: Language::Python,
-        code: code.clone(),
+        code,
         timeout_ms,
         input: input
             .input
             .as_ref()
             .map(|(k, n)| serde_json::json!({ k.clone(): n, "x": [1, 2] })),
     };
-    let (result, elapsed) = common::run(&state.rt, &state.executor, args);
-    common::check_run(&result, elapsed, &state.policy.limits, timeout_ms, &code);
-    if result.status != Status::Ok {
-        common::check_next_run_works(&state.rt, &state.executor, Language::Python, &code);
-    }
+    SANDBOX.run_and_check(args);
 });

@@ -112,7 +112,7 @@ pub async fn connect<H: ClientHandler>(
             std::process::id(),
             blake3::hash(text.as_bytes()).to_hex()
         ));
-        std::fs::write(&path, text).unwrap();
+        write_whole(&path, text);
         extra.push("--policy".into());
         extra.push(path.display().to_string());
     }
@@ -275,7 +275,7 @@ impl HttpServer {
             std::process::id(),
             blake3::hash(policy_toml.as_bytes()).to_hex()
         ));
-        std::fs::write(&path, policy_toml).unwrap();
+        write_whole(&path, policy_toml);
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
             .args(["serve", "--http", "127.0.0.1:0", "--cache-dir"])
             .arg(cache_dir())
@@ -364,4 +364,15 @@ pub async fn http_client(
             .await
             .unwrap(),
     }
+}
+
+/// Writes `contents` to `path` so that a reader sees either the old file or the whole new one:
+/// tests run in parallel, and two of them may write the same policy file while a server of a
+/// third reads it (a truncated file would load as some other policy).
+pub fn write_whole(path: &std::path::Path, contents: &str) {
+    static WRITES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let staging = path.with_extension(format!("partial-{n}"));
+    std::fs::write(&staging, contents).unwrap();
+    std::fs::rename(&staging, path).unwrap();
 }

@@ -56,6 +56,34 @@ pub fn executor(policy: &str) -> (Executor, Policy) {
     (executor, policy)
 }
 
+/// The sandbox targets' per-process state: the runtime, an executor and its policy.
+pub struct Sandbox {
+    pub rt: tokio::runtime::Runtime,
+    pub executor: Executor,
+    pub policy: Policy,
+}
+
+impl Sandbox {
+    pub fn new(policy: &str) -> Self {
+        let (executor, policy) = executor(policy);
+        Sandbox {
+            rt: runtime(),
+            executor,
+            policy,
+        }
+    }
+
+    /// Runs `args`, checks the run's invariants and, after a failed run, that the next works.
+    pub fn run_and_check(&self, args: ExecuteArgs) {
+        let (language, code, timeout_ms) = (args.language, args.code.clone(), args.timeout_ms);
+        let (result, elapsed) = run(&self.rt, &self.executor, args);
+        check_run(&result, elapsed, &self.policy.limits, timeout_ms, &code);
+        if result.status != Status::Ok {
+            check_next_run_works(&self.rt, &self.executor, language, &code);
+        }
+    }
+}
+
 /// Runs `args` to its end; returns the result and the wall time the host took.
 pub fn run(
     rt: &tokio::runtime::Runtime,
