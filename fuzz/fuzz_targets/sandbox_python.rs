@@ -27,19 +27,8 @@ use libfuzzer_sys::fuzz_target;
 use warden::execution::ExecuteArgs;
 use warden::runtimes::Language;
 
-const POLICY: &str = r#"
-[limits]
-default_timeout_ms = 1500
-max_timeout_ms = 2000
-fuel = 2000000000
-memory_bytes = 134217728
-stdout_bytes = 65536
-stderr_bytes = 65536
-max_result_bytes = 65536
-max_concurrent_runs = 1
-"#;
-
-static SANDBOX: LazyLock<common::Sandbox> = LazyLock::new(|| common::Sandbox::new(POLICY));
+static SANDBOX: LazyLock<common::Sandbox> =
+    LazyLock::new(|| common::Sandbox::with_small_limits(1500, 128 << 20));
 
 #[derive(Debug, Arbitrary)]
 struct Input {

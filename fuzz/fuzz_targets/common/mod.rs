@@ -73,6 +73,22 @@ impl Sandbox {
         }
     }
 
+    /// The sandbox targets' policy: their default timeout and memory cap, 2 s at most, 2·10⁹
+    /// fuel, 64 KiB per output stream and result, one run at a time.
+    pub fn with_small_limits(default_timeout_ms: u64, memory_bytes: u64) -> Self {
+        Sandbox::new(&format!(
+            "[limits]\n\
+             default_timeout_ms = {default_timeout_ms}\n\
+             max_timeout_ms = 2000\n\
+             fuel = 2000000000\n\
+             memory_bytes = {memory_bytes}\n\
+             stdout_bytes = 65536\n\
+             stderr_bytes = 65536\n\
+             max_result_bytes = 65536\n\
+             max_concurrent_runs = 1\n"
+        ))
+    }
+
     /// Runs `args`, checks the run's invariants and, after a failed run, that the next works.
     pub fn run_and_check(&self, args: ExecuteArgs) {
         let (language, code, timeout_ms) = (args.language, args.code.clone(), args.timeout_ms);
