@@ -29,22 +29,14 @@ const FLUSH_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Serves MCP on stdin/stdout until the client disconnects.
 pub async fn serve_stdio(executor: Arc<Executor>) -> anyhow::Result<()> {
-    serve_lines(executor, tokio::io::stdin(), tokio::io::stdout()).await
-}
-
-async fn serve_lines<R, W>(executor: Arc<Executor>, input: R, output: W) -> anyhow::Result<()>
-where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
-{
     let approvals = Arc::new(ApprovalStates::new()?);
     let (to_rmcp, rmcp_input) = tokio::io::duplex(64 * 1024);
     let (rmcp_output, from_rmcp) = tokio::io::duplex(64 * 1024);
     let (lines_out, lines) = mpsc::channel::<Vec<u8>>(64);
 
-    let filter = tokio::spawn(filter_input(input, to_rmcp, lines_out.clone()));
+    let filter = tokio::spawn(filter_input(tokio::io::stdin(), to_rmcp, lines_out.clone()));
     let mut relay = tokio::spawn(relay_lines(from_rmcp, lines_out));
-    let writer = tokio::spawn(write_lines(lines, output));
+    let writer = tokio::spawn(write_lines(lines, tokio::io::stdout()));
 
     let served = async {
         let service = WardenServer::new(executor, approvals)
@@ -91,7 +83,7 @@ async fn filter_input<R: AsyncRead + Unpin>(
         }
         if line.len() == MAX_LINE_BYTES && line.last() != Some(&b'\n') {
             let reply = oversized_line_reply(&line);
-            if !discard_rest_of_line(&mut input).await || replies.send(reply).await.is_err() {
+            if replies.send(reply).await.is_err() || !discard_rest_of_line(&mut input).await {
                 return;
             }
             continue;
