@@ -22,6 +22,7 @@ mod common;
 use std::sync::LazyLock;
 
 use arbitrary::Arbitrary;
+use common::Count;
 use libfuzzer_sys::fuzz_target;
 use warden::execution::ExecuteArgs;
 use warden::runtimes::Language;
@@ -78,33 +79,22 @@ impl Json {
     }
 }
 
-/// A count: mostly small, sometimes large enough to hit a limit.
-#[derive(Debug, Clone, Copy, Arbitrary)]
-enum Count {
-    Small(u8),
-    Medium(u16),
-    Large(u32),
-    Limit(u8),
-}
+/// Counts near this language's limits (string length, array length, safe integers).
+const LIMIT_COUNTS: [u64; 9] = [
+    1 << 16,
+    1 << 20,
+    1 << 24,
+    1 << 26,
+    (1 << 28) - 1,
+    1 << 30,
+    (1 << 31) - 1,
+    1 << 32,
+    (1 << 53) - 1,
+];
 
 impl Count {
     fn get(self) -> u64 {
-        match self {
-            Count::Small(n) => u64::from(n % 16),
-            Count::Medium(n) => u64::from(n),
-            Count::Large(n) => u64::from(n),
-            Count::Limit(i) => [
-                1 << 16,
-                1 << 20,
-                1 << 24,
-                1 << 26,
-                (1 << 28) - 1,
-                1 << 30,
-                (1 << 31) - 1,
-                1 << 32,
-                (1 << 53) - 1,
-            ][usize::from(i) % 9],
-        }
+        self.within(&LIMIT_COUNTS)
     }
 }
 
@@ -282,6 +272,13 @@ impl Render {
         }
     }
 
+    /// Keeps `value` alive until the end of the run.
+    fn keep(&mut self, value: &str) {
+        self.out.push_str(&format!(
+            "(globalThis.keep = globalThis.keep || []).push({value})"
+        ));
+    }
+
     fn blocks(&mut self, blocks: &[Block], depth: u32) {
         for b in blocks.iter().take(12) {
             if self.out.len() > 16 * 1024 {
@@ -334,18 +331,9 @@ impl Render {
             Block::DoubleString => self
                 .out
                 .push_str("globalThis.s = (globalThis.s || 'ab') + (globalThis.s || 'ab')"),
-            Block::AllocArray(n) => self.out.push_str(&format!(
-                "(globalThis.keep = globalThis.keep || []).push(new Array({}).fill(7))",
-                n.get()
-            )),
-            Block::TypedArray(n) => self.out.push_str(&format!(
-                "(globalThis.keep = globalThis.keep || []).push(new Float64Array({}))",
-                n.get()
-            )),
-            Block::ArrayBuffer(n) => self.out.push_str(&format!(
-                "(globalThis.keep = globalThis.keep || []).push(new ArrayBuffer({}))",
-                n.get()
-            )),
+            Block::AllocArray(n) => self.keep(&format!("new Array({}).fill(7)", n.get())),
+            Block::TypedArray(n) => self.keep(&format!("new Float64Array({})", n.get())),
+            Block::ArrayBuffer(n) => self.keep(&format!("new ArrayBuffer({})", n.get())),
             Block::Grow(n) => self.out.push_str(&format!(
                 "{{ const a = []; for (let i = 0; i < {}; i++) a.push({{i, s: 'y' + i}}); globalThis.keep = a }}",
                 n.get()

@@ -23,6 +23,7 @@ mod common;
 use std::sync::LazyLock;
 
 use arbitrary::Arbitrary;
+use common::Count;
 use libfuzzer_sys::fuzz_target;
 use warden::execution::ExecuteArgs;
 use warden::runtimes::Language;
@@ -43,32 +44,22 @@ enum Program {
     Blocks(Vec<Block>),
 }
 
-#[derive(Debug, Clone, Copy, Arbitrary)]
-enum Count {
-    Small(u8),
-    Medium(u16),
-    Large(u32),
-    Limit(u8),
-}
+/// Counts near this language's limits (buffer sizes, machine integers).
+const LIMIT_COUNTS: [u64; 9] = [
+    1 << 16,
+    1 << 20,
+    1 << 24,
+    1 << 26,
+    1 << 28,
+    1 << 30,
+    (1 << 31) - 1,
+    1 << 32,
+    1 << 62,
+];
 
 impl Count {
     fn get(self) -> u64 {
-        match self {
-            Count::Small(n) => u64::from(n % 16),
-            Count::Medium(n) => u64::from(n),
-            Count::Large(n) => u64::from(n),
-            Count::Limit(i) => [
-                1 << 16,
-                1 << 20,
-                1 << 24,
-                1 << 26,
-                1 << 28,
-                1 << 30,
-                (1 << 31) - 1,
-                1 << 32,
-                1 << 62,
-            ][usize::from(i) % 9],
-        }
+        self.within(&LIMIT_COUNTS)
     }
 }
 

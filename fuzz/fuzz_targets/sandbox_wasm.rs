@@ -355,14 +355,17 @@ fuzz_target!(
         return;
     };
     let guest = Arc::new(guest);
-    let (first, limits, took) = run_on_pool(
-        engine,
-        &guest,
-        input.fuel,
-        memory_cap,
-        input.timeout,
-        &input.source,
-    );
+    let run = || {
+        run_on_pool(
+            engine,
+            &guest,
+            input.fuel,
+            memory_cap,
+            input.timeout,
+            &input.source,
+        )
+    };
+    let (first, limits, took) = run();
     check(engine, &first, &limits, input.timeout, took);
     if *VERBOSE {
         eprintln!(
@@ -381,14 +384,7 @@ fuzz_target!(
     // Nothing survives a run: the same module, run again, does the same (unless the deadline
     // stopped either run, which depends on timing).
     if first.result.status != Status::Timeout {
-        let (second, limits, took) = run_on_pool(
-            engine,
-            &guest,
-            input.fuel,
-            memory_cap,
-            input.timeout,
-            &input.source,
-        );
+        let (second, limits, took) = run();
         check(engine, &second, &limits, input.timeout, took);
         if second.result.status != Status::Timeout {
             let (a, b) = (&first.result, &second.result);

@@ -56,6 +56,27 @@ pub fn executor(policy: &str) -> (Executor, Policy) {
     (executor, policy)
 }
 
+/// A count in the sandbox targets' program grammars: mostly small, sometimes large, sometimes
+/// one of the target's own limit-sized values.
+#[derive(Debug, Clone, Copy, arbitrary::Arbitrary)]
+pub enum Count {
+    Small(u8),
+    Medium(u16),
+    Large(u32),
+    Limit(u8),
+}
+
+impl Count {
+    pub fn within(self, limit_counts: &[u64]) -> u64 {
+        match self {
+            Count::Small(n) => u64::from(n % 16),
+            Count::Medium(n) => u64::from(n),
+            Count::Large(n) => u64::from(n),
+            Count::Limit(i) => limit_counts[usize::from(i) % limit_counts.len()],
+        }
+    }
+}
+
 /// The sandbox targets' per-process state: the runtime, an executor and its policy.
 pub struct Sandbox {
     pub rt: tokio::runtime::Runtime,
