@@ -373,7 +373,12 @@ async fn load_32_clients_100_calls_each() {
 
 #[tokio::test]
 async fn shutdown_lets_running_calls_finish_then_cancels_the_rest() {
-    let mut server = HttpServer::start(&policy(None, ""), &["--grace-ms", "1500"]);
+    // Fuel for a minute of spinning: the long call must outlast the grace period (the default
+    // budget ends it after about 1.5 s, which is what once made the server exit early).
+    let mut server = HttpServer::start(
+        &policy(None, "[limits]\nfuel = 1000000000000\n"),
+        &["--grace-ms", "1500"],
+    );
     let short_client = http_client(&server.url, Some(OPS_TOKEN), Protocol::Session).await;
     let long_client = http_client(&server.url, Some(OPS_TOKEN), Protocol::Session).await;
     let short = tokio::spawn(async move {
@@ -392,7 +397,21 @@ async fn shutdown_lets_running_calls_finish_then_cancels_the_rest() {
         );
         long_client.call_tool(params).await
     });
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    // Both calls must be running when the signal arrives (on a loaded machine a fixed pause
+    // once let the long call arrive too late, and the server rightly exited early).
+    let both_running = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics =
+            server.raw("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        if metrics.contains("warden_runs_active 2") {
+            break;
+        }
+        assert!(
+            Instant::now() < both_running,
+            "the two calls never ran together: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let signalled = Instant::now();
     // SAFETY-free: kill(2) through the `kill` command keeps the test free of libc calls.
     let sent = std::process::Command::new("kill")
