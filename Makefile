@@ -23,8 +23,11 @@ serve: build
 
 test: build test-rust test-python test-conformance
 
+# The second command runs the unit tests of the fuzz targets' entry points (feature `fuzzing`,
+# which the server never has); it builds only the library's test binary.
 test-rust:
 	cargo test --release --locked
+	cargo test --release --locked --features fuzzing --lib sandbox::fuzzing
 
 test-python:
 	$(PYTHON) -m pytest tests/python -q -p no:cacheprovider
@@ -35,7 +38,9 @@ test-conformance:
 
 lint: setup
 	cargo fmt --all -- --check
+	python3 scripts/module_graph.py src
 	cargo clippy --release --locked --all-targets -- -D warnings
+	cargo clippy --release --locked --lib --features fuzzing -- -D warnings
 
 fmt:
 	cargo fmt --all

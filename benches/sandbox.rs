@@ -73,5 +73,39 @@ items = [{'id': i, 'name': f'item-{i}', 'tags': ['a', 'b', 'c'], 'price': i * 1.
 s = json.dumps({'items': items})\n\
 [len(s), len(json.loads(s)['items'])]";
 
-criterion_group!(benches, runs);
+/// `1+1` through the whole call pipeline as the server runs it: the built-in policy, argument
+/// checks, decision, audit log on (to a sink), admission, run, redaction.
+fn pipeline(c: &mut Criterion) {
+    use std::sync::Arc;
+    use warden::audit::AuditLog;
+    use warden::policy::{Caller, LOCAL_GRANT, Policy};
+    use warden::service::Service;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(warden::policy::GUEST_THREAD_STACK_BYTES)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let policy = Policy::builtin();
+    let audit = AuditLog::to_writer(Box::new(std::io::sink()), &policy.audit);
+    let service = Service::new(policy, SandboxConfig::default_cache_dir())
+        .expect("service")
+        .with_audit(Arc::new(audit));
+    let raw = serde_json::json!({"language": "javascript", "code": "1+1"});
+    let caller = Caller {
+        grant: LOCAL_GRANT,
+        session: "bench",
+    };
+    let call = || async {
+        let parsed = service.parse_args(LOCAL_GRANT, raw.as_object());
+        let cancel = tokio_util::sync::CancellationToken::new();
+        service.call(parsed, &caller, "bench", &cancel).await
+    };
+    let check = rt.block_on(call());
+    assert_eq!(check.result, serde_json::json!(2), "{check:?}");
+    c.bench_function("pipeline/execute_code 1+1", |b| {
+        b.iter(|| rt.block_on(call()))
+    });
+}
+
+criterion_group!(benches, runs, pipeline);
 criterion_main!(benches);

@@ -1,19 +1,21 @@
-//! Warden: an MCP `execute_code` server that runs untrusted JavaScript and TypeScript in a fresh
-//! wasmtime sandbox per call, with its limits and policy inside.
+//! Warden: an MCP `execute_code` server that runs untrusted JavaScript, TypeScript and Python
+//! in a fresh wasmtime sandbox per call, with its limits and policy inside.
 //!
-//! Data flows one way (see DESIGN.md): MCP request -> [`execution::parse_args`] ->
-//! policy limits -> [`sandbox::Sandbox::run`] -> [`outcome::ExecutionResult`] -> MCP result.
-//! The MCP layer knows nothing of wasmtime; the sandbox knows nothing of MCP; the policy module
-//! knows nothing of either.
+//! Modules, in the order their dependencies point (DESIGN.md has the graph; `make lint`
+//! checks it): [`contract`] (the tool's arguments and result) ; [`metrics`], [`audit`],
+//! [`sandbox`] and [`runtimes`] ; [`net`] (allowlist, blocked networks, the client) ;
+//! [`secrets`] (credentials behind net's trait) ; [`policy`] (document, grants, engine) ;
+//! [`auth`] (callers' tokens) ; [`service`] (the pipeline: decide -> approve -> admit -> run) ;
+//! [`mcp`] (the transports and the approval UX).
 
 pub mod audit;
-pub mod execution;
+pub mod auth;
+pub mod contract;
 pub mod mcp;
 pub mod metrics;
 pub mod net;
-pub mod outcome;
 pub mod policy;
-pub mod reload;
 pub mod runtimes;
 pub mod sandbox;
 pub mod secrets;
+pub mod service;

@@ -10,11 +10,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use warden::audit::AuditLog;
-use warden::execution::{CallContext, ExecuteArgs, Executor, NoApprover};
-use warden::outcome::ExecutionResult;
-use warden::policy::Policy;
-use warden::runtimes::Language;
+use warden::contract::{ExecuteArgs, ExecutionResult, Language};
+use warden::policy::{Caller, LOCAL_GRANT, Policy};
 use warden::sandbox::SandboxConfig;
+use warden::service::Service;
 
 #[derive(Parser)]
 #[command(
@@ -62,9 +61,6 @@ enum Command {
         /// On SIGTERM/SIGINT, how long running calls may finish before they are cancelled.
         #[arg(long, value_name = "MS", default_value_t = 10_000, requires = "http")]
         grace_ms: u64,
-        /// Test mode for the MCP conformance suite: also offer its fixture tools (test_*).
-        #[arg(long, requires = "http", hide = true)]
-        conformance_fixtures: bool,
     },
     /// Check a policy, or explain what it decides for given arguments.
     Policy {
@@ -173,15 +169,14 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             allowed_hosts,
             allowed_origins,
             grace_ms,
-            conformance_fixtures,
         } => {
-            let executor = executor(&common, Audit::AlwaysOn)?;
+            let service = service(&common, Audit::AlwaysOn)?;
             if let Some(path) = &common.policy {
-                tokio::spawn(warden::reload::watch(path.clone(), executor.clone()));
+                tokio::spawn(warden::service::watch::watch(path.clone(), service.clone()));
             }
             let Some(addr) = http else {
-                tracing::info!(languages = ?executor.languages(), "serving MCP on stdio");
-                warden::mcp::serve_stdio(executor).await?;
+                tracing::info!(languages = ?service.languages(), "serving MCP on stdio");
+                warden::mcp::serve_stdio(service).await?;
                 return Ok(ExitCode::SUCCESS);
             };
             let shutdown = CancellationToken::new();
@@ -196,9 +191,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 allowed_hosts,
                 allowed_origins,
                 grace: std::time::Duration::from_millis(grace_ms),
-                conformance_fixtures,
             };
-            warden::mcp::serve_http(executor, options, shutdown).await?;
+            warden::mcp::serve_http(service, options, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
@@ -213,7 +207,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let input = input
                 .map(|text| serde_json::from_str(&text).context("--input is not valid JSON"))
                 .transpose()?;
-            let executor = executor(&common, Audit::OnlyToAFile)?;
+            let service = service(&common, Audit::OnlyToAFile)?;
             let mut raw = serde_json::Map::new();
             raw.insert("language".into(), Language::from(language).as_str().into());
             raw.insert("code".into(), code.into());
@@ -223,7 +217,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             if let Some(v) = input {
                 raw.insert("input".into(), v);
             }
-            let result = run(&executor, executor.parse_args(Some(&raw))).await;
+            let result = run(&service, service.parse_args(LOCAL_GRANT, Some(&raw))).await;
             print_result(&result, json)?;
             Ok(if result.is_error() {
                 ExitCode::FAILURE
@@ -262,8 +256,11 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             let policy = Policy::load(&file)?;
             let raw: serde_json::Value =
                 serde_json::from_str(&args).context("--args is not valid JSON")?;
-            let languages = warden::runtimes::Language::ALL;
-            let parsed = warden::execution::parse_args(raw.as_object(), &policy.limits, &languages);
+            let parsed = warden::contract::parse_args(
+                raw.as_object(),
+                &policy.limits.argument_limits(),
+                &Language::ALL,
+            );
             let engine = warden::policy::PolicyEngine::new(
                 policy,
                 Arc::new(warden::policy::MemoryCounterStore::default()),
@@ -275,17 +272,11 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
                 }
                 Ok(args) => {
                     println!("schema: ok");
-                    let call = warden::policy::CallArgs {
-                        language: args.language.as_str(),
-                        code: &args.code,
-                        timeout_ms: args.timeout_ms,
-                        input: args.input.as_ref(),
-                    };
-                    let caller = warden::policy::Caller {
+                    let caller = Caller {
                         grant: &grant,
                         session: "explain",
                     };
-                    for line in engine.explain(&call, &caller) {
+                    for line in engine.explain(&args, &caller) {
                         println!("{line}");
                     }
                 }
@@ -302,7 +293,7 @@ enum Audit {
     OnlyToAFile,
 }
 
-fn executor(common: &Common, audit: Audit) -> anyhow::Result<Arc<Executor>> {
+fn service(common: &Common, audit: Audit) -> anyhow::Result<Arc<Service>> {
     let policy = match &common.policy {
         Some(path) => Policy::load(path)?,
         None => Policy::builtin(),
@@ -321,11 +312,11 @@ fn executor(common: &Common, audit: Audit) -> anyhow::Result<Arc<Executor>> {
             .clone()
             .or_else(SandboxConfig::default_cache_dir)
     };
-    let mut executor = Executor::new(&policy, cache_dir)?;
+    let mut service = Service::new(policy, cache_dir)?;
     if let Some(log) = audit_log {
-        executor = executor.with_audit(log);
+        service = service.with_audit(log);
     }
-    Ok(Arc::new(executor))
+    Ok(Arc::new(service))
 }
 
 fn read_program(file: &PathBuf) -> anyhow::Result<String> {
@@ -340,12 +331,10 @@ fn read_program(file: &PathBuf) -> anyhow::Result<String> {
     }
 }
 
-async fn run(executor: &Executor, args: Result<ExecuteArgs, String>) -> ExecutionResult {
-    let approver = NoApprover("the command line cannot ask anyone");
-    let context = CallContext {
-        grant: "local",
+async fn run(service: &Service, args: Result<ExecuteArgs, String>) -> ExecutionResult {
+    let caller = Caller {
+        grant: LOCAL_GRANT,
         session: "cli",
-        approver: &approver,
     };
     // Ctrl-C cancels the run like an MCP client's cancellation would.
     let cancel = CancellationToken::new();
@@ -355,7 +344,9 @@ async fn run(executor: &Executor, args: Result<ExecuteArgs, String>) -> Executio
             on_signal.cancel();
         }
     });
-    let result = executor.call(args, &context, cancel).await.into_result();
+    let result = service
+        .call(args, &caller, "the command line cannot ask anyone", &cancel)
+        .await;
     watcher.abort();
     result
 }

@@ -9,8 +9,8 @@ use std::time::Instant;
 use common::FakeApi;
 
 use serde_json::{Value, json};
-use warden::execution::{CallContext, Executor, NoApprover};
-use warden::outcome::ExecutionResult;
+use warden::contract::ExecutionResult;
+use warden::service::Service as Executor;
 
 use common::FAKE_API_TOKEN as TOKEN;
 /// The placeholder-only credential's value.
@@ -57,19 +57,15 @@ hosts = ["http://127.0.0.1:{api}/echo", "http://127.0.0.1:{api}/bounce"]
 }
 
 async fn run(executor: &Executor, language: &str, code: &str) -> ExecutionResult {
-    let approver = NoApprover("tests cannot ask");
-    let context = CallContext {
-        grant: "local",
-        session: "s",
-        approver: &approver,
-    };
     // A generous deadline: on a cold guest cache, parallel tests compete for the cores.
-    let args = executor
-        .parse_args(json!({"language": language, "code": code, "timeout_ms": 20000}).as_object());
-    executor
-        .call(args, &context, tokio_util::sync::CancellationToken::new())
-        .await
-        .into_result()
+    common::call_as(
+        executor,
+        "local",
+        "s",
+        json!({"language": language, "code": code, "timeout_ms": 20000}),
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await
 }
 
 fn result(r: &ExecutionResult) -> &Value {
@@ -559,23 +555,17 @@ for (let i = 0; i < 12; i++) {{
     assert!(v[1].as_str().unwrap().contains("made its 8 fetches"), "{v}");
 
     // A server slower than the run: the run ends at its deadline, not the server's.
-    let approver = NoApprover("no");
-    let context = CallContext {
-        grant: "local",
-        session: "s",
-        approver: &approver,
-    };
-    let args = s.executor.parse_args(
-        json!({"language": "javascript", "timeout_ms": 800,
-               "code": format!("await fetch({:?}); 'late'", s.api.url("/slow?ms=5000"))})
-        .as_object(),
-    );
+    let args = json!({"language": "javascript", "timeout_ms": 800,
+           "code": format!("await fetch({:?}); 'late'", s.api.url("/slow?ms=5000"))});
     let started = Instant::now();
-    let r = s
-        .executor
-        .call(args, &context, tokio_util::sync::CancellationToken::new())
-        .await
-        .into_result();
+    let r = common::call_as(
+        &s.executor,
+        "local",
+        "s",
+        args,
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await;
     let took = started.elapsed();
     assert!(took.as_millis() < 2000, "took {took:?}");
     assert!(

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use warden::outcome::ExecutionResult;
+use warden::contract::ExecutionResult;
 use warden::runtimes::JAVASCRIPT_GUEST;
 use warden::sandbox::{
     CancelFlag, GuestForm, GuestProgram, RunLimits, RunRequest, Sandbox, SandboxConfig,

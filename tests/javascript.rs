@@ -412,23 +412,25 @@ async fn queueing_counts_against_the_deadline() {
     let busy = {
         let e = e.clone();
         tokio::spawn(async move {
-            let args = e
-                .parse_args(
-                    json!({"language": "javascript", "code": "while(true){}", "timeout_ms": 1500})
-                        .as_object(),
-                )
-                .unwrap();
-            e.execute(args, tokio_util::sync::CancellationToken::new())
-                .await
+            common::call_as(
+                &e,
+                "local",
+                "s",
+                json!({"language": "javascript", "code": "while(true){}", "timeout_ms": 1500}),
+                &tokio_util::sync::CancellationToken::new(),
+            )
+            .await
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let args = e
-        .parse_args(json!({"language": "javascript", "code": "1", "timeout_ms": 300}).as_object())
-        .unwrap();
-    let queued = e
-        .execute(args, tokio_util::sync::CancellationToken::new())
-        .await;
+    let queued = common::call_as(
+        &e,
+        "local",
+        "s",
+        json!({"language": "javascript", "code": "1", "timeout_ms": 300}),
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await;
     assert_eq!(queued.status.as_str(), "timeout", "{queued:?}");
     assert!(
         queued

@@ -163,22 +163,17 @@ async fn admission_is_atomic_under_concurrency() {
     let executor = Arc::new(common::executor_with(
         "[[all_tools.limits]]\ncounter = \"burst\"\nwindow = \"hour\"\nmax = 10\nscope = \"global\"\n",
     ));
-    let approver = warden::execution::NoApprover("tests cannot ask");
-    let approver = &approver;
     let calls = (0..100).map(|i| {
         let executor = executor.clone();
         async move {
-            let context = warden::execution::CallContext {
-                grant: "g",
-                session: "s",
-                approver,
-            };
-            let args = executor
-                .parse_args(json!({"language": "javascript", "code": format!("{i}")}).as_object());
-            executor
-                .call(args, &context, tokio_util::sync::CancellationToken::new())
-                .await
-                .into_result()
+            common::call_as(
+                &executor,
+                "g",
+                "s",
+                json!({"language": "javascript", "code": format!("{i}")}),
+                &tokio_util::sync::CancellationToken::new(),
+            )
+            .await
         }
     });
     // All 100 start before any finishes: admission is decided under real contention.
@@ -322,7 +317,6 @@ async fn the_policy_reloads_while_calls_run_and_counters_survive() {
 /// back: a caller told to retry is not charged twice.
 #[tokio::test]
 async fn a_call_refused_for_load_does_not_use_up_its_quota() {
-    use warden::execution::{CallContext, NoApprover};
     let executor = Arc::new(common::executor_with(
         r#"
 [limits]
@@ -336,20 +330,15 @@ max = 2
 scope = "global"
 "#,
     ));
-    let call = |executor: Arc<warden::execution::Executor>, code: &'static str| async move {
-        let approver = NoApprover("no one to ask");
-        let context = CallContext {
-            grant: "local",
-            session: "s",
-            approver: &approver,
-        };
-        let args = executor.parse_args(
-            json!({"language": "javascript", "code": code, "timeout_ms": 20000}).as_object(),
-        );
-        executor
-            .call(args, &context, tokio_util::sync::CancellationToken::new())
-            .await
-            .into_result()
+    let call = |executor: Arc<warden::service::Service>, code: &'static str| async move {
+        common::call_as(
+            &executor,
+            "local",
+            "s",
+            json!({"language": "javascript", "code": code, "timeout_ms": 20000}),
+            &tokio_util::sync::CancellationToken::new(),
+        )
+        .await
     };
     // The one sandbox is busy for a while...
     let long = tokio::spawn(call(

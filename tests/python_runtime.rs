@@ -5,7 +5,7 @@ mod common;
 
 use common::{executor, ok, run_on};
 use serde_json::{Value, json};
-use warden::outcome::ExecutionResult;
+use warden::contract::ExecutionResult;
 
 async fn py(code: &str) -> ExecutionResult {
     run_on(&executor(), "python", code, None).await

@@ -1,5 +1,5 @@
 //! Allowlist rules (`AllowRule::parse`) and request matching (`AllowList::matching`), checked
-//! against a model written from the grammar in src/net/allowlist.rs and DESIGN.md, and the
+//! against a model written from the grammar in src/net/allowlist/ and DESIGN.md, and the
 //! blocked-network check (`net::blocked`) as the fetch path combines them.
 //!
 //! Input, one of:

@@ -13,8 +13,8 @@
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use warden::policy::{CallArgs, Caller, MemoryCounterStore, Policy, PolicyEngine};
-use warden::runtimes::Language;
+use warden::contract::{ExecuteArgs, Language};
+use warden::policy::{Caller, Decision, LOCAL_GRANT, MemoryCounterStore, Policy, PolicyEngine};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {
@@ -52,27 +52,27 @@ fuzz_target!(|data: &[u8]| {
 
     let engine = PolicyEngine::new(policy, Arc::new(MemoryCounterStore::default()))
         .expect("an accepted policy builds an engine");
-    let _ = engine.allowed_languages(&Language::ALL);
+    let _ = engine.grant(LOCAL_GRANT).languages(&Language::ALL);
     let input = serde_json::json!({"n": 1, "s": "x"});
     for language in Language::ALL {
-        let args = CallArgs {
-            language: language.as_str(),
-            code: text.get(..64).unwrap_or(text),
+        let args = ExecuteArgs {
+            language,
+            code: text.get(..64).unwrap_or(text).to_string(),
             timeout_ms: Some(1000),
-            input: Some(&input),
+            input: Some(input.clone()),
         };
         let verdict = engine.check(&args);
         let trace = engine.explain(
             &args,
             &Caller {
-                grant: "local",
+                grant: LOCAL_GRANT,
                 session: "fuzz",
             },
         );
         let last = trace.last().expect("explain says something");
         assert_eq!(
             last.starts_with("decision: deny"),
-            matches!(verdict, warden::policy::Verdict::Deny(_)),
+            matches!(verdict, Decision::Deny(_)),
             "explain and check disagree: {verdict:?} vs {trace:#?}"
         );
     }

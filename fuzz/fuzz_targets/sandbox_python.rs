@@ -1,5 +1,5 @@
 //! Python programs in the real sandbox (the componentize-py guest, through
-//! `Executor::execute` on the server's kind of blocking thread), with small limits.
+//! `Service::call`, the server's pipeline, on its kind of blocking thread), with small limits.
 //!
 //! Input, one of:
 //! - a source file: `#py\n`, then the program (the seed corpus holds readable programs;
@@ -25,8 +25,7 @@ use std::sync::LazyLock;
 use arbitrary::Arbitrary;
 use common::Count;
 use libfuzzer_sys::fuzz_target;
-use warden::execution::ExecuteArgs;
-use warden::runtimes::Language;
+use warden::contract::{ExecuteArgs, Language};
 
 static SANDBOX: LazyLock<common::Sandbox> =
     LazyLock::new(|| common::Sandbox::with_small_limits(1500, 128 << 20));

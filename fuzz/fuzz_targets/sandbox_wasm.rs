@@ -3,7 +3,7 @@
 //! WASI and `warden` imports included, the same store limits and outcome mapping), on the kind
 //! of thread the server runs guests on (tokio's blocking pool, built like `main.rs`'s).
 //!
-//! Two engine configurations, both built the way `Executor::new` builds its sandbox from a
+//! Two engine configurations, both built the way `Service::new` builds its sandbox from a
 //! policy's `[limits]`: the defaults, and the largest `wasm_stack_bytes` that a policy may set
 //! (it passes `Policy::parse`) and with which the sandbox still starts. Per input: the
 //! configuration, the run's fuel, memory cap and deadline, and the module: `wasm-smith`, with
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use warden::outcome::Status;
+use warden::contract::Status;
 use warden::policy::{Limits, Policy};
 use warden::sandbox::{
     CancelFlag, CoreModuleGuest, CoreModuleRun, FetchCapability, RunLimits, RunRequest, Sandbox,
@@ -78,7 +78,7 @@ struct Engine {
     canary: Arc<CoreModuleGuest>,
 }
 
-/// A sandbox for `policy`, configured the way `Executor::new` configures its own.
+/// A sandbox for `policy`, configured the way `Service::new` configures its own.
 fn engine(name: &'static str, policy: &Policy) -> Result<Engine, String> {
     let limits = policy.limits.clone();
     let config = SandboxConfig {
@@ -232,7 +232,7 @@ fn request(limits: &RunLimits, source: &[u8]) -> RunRequest {
     }
 }
 
-/// Runs on the runtime's blocking pool, as `Executor` runs guests. Returns the run and the
+/// Runs on the runtime's blocking pool, as the `Service` runs guests. Returns the run and the
 /// time it took.
 fn run_on_pool(
     engine: &Engine,

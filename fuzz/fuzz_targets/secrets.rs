@@ -1,4 +1,5 @@
-//! Credentials: placeholder substitution (`Credentials::prepare`) and redaction (`Redactor`).
+//! Credentials: placeholder substitution (`Credentials` as the fetch path's
+//! `CredentialBroker::apply`) and redaction (`Redactor`).
 //!
 //! Input: structured (`arbitrary`): up to three secret values (for the credentials `alpha`,
 //! `beta`, `gamma` of a fixed policy), a text assembled from free text, placeholders and secret
@@ -12,7 +13,8 @@
 //! - a prepared request goes to the same host and port as written; each credential it carries
 //!   is scoped to that request; no placeholder of a carried credential is left in it; a request
 //!   naming a credential scoped elsewhere (or unknown) is refused;
-//! - redacting the prepared request's URL, headers and body leaves no secret value in them.
+//! - redacting the prepared request's URL, headers and body leaves no secret value in them;
+//! - (once, at start) the placeholders the target writes are spelled as Warden spells them.
 
 #![no_main]
 
@@ -23,9 +25,9 @@ use arbitrary::Arbitrary;
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
 use url::Url;
-use warden::net::{AllowList, AllowRule};
-use warden::policy::{CredentialSpec, Policy};
-use warden::secrets::{Credentials, OutgoingRequest};
+use warden::net::{AllowList, AllowRule, CredentialBroker, Request};
+use warden::policy::Policy;
+use warden::secrets::{CredentialSpec, Credentials};
 
 const NAMES: [&str; 3] = ["alpha", "beta", "gamma"];
 
@@ -146,6 +148,8 @@ const HEADERS: &[&str] = &[
     "authorization",
 ];
 
+/// The placeholder syntax, written out here so that the oracle does not take it from the code
+/// under test (`init` checks that both spell it alike).
 fn placeholder(name: &str) -> String {
     format!("__WARDEN_SECRET_{name}__")
 }
@@ -312,7 +316,17 @@ fn assert_clean(what: &str, text: &str, values: &[Option<String>; 3]) {
     }
 }
 
-fuzz_target!(|input: Input| {
+fuzz_target!(
+    init: {
+        for name in NAMES {
+            assert_eq!(
+                placeholder(name),
+                warden::secrets::placeholder(name),
+                "the target's placeholder syntax is not Warden's"
+            );
+        }
+    },
+    |input: Input| {
     let env: BTreeMap<&str, &str> = ["S_ALPHA", "S_BETA", "S_GAMMA"]
         .into_iter()
         .zip(input.values.iter().map(String::as_str))
@@ -388,7 +402,7 @@ fuzz_target!(|input: Input| {
             (name, render(pieces, &values))
         })
         .collect();
-    let outgoing = OutgoingRequest {
+    let outgoing = Request {
         method: method.to_string(),
         url: url.clone(),
         headers: headers.clone(),
@@ -410,15 +424,16 @@ fuzz_target!(|input: Input| {
             .iter()
             .take(4)
             .any(|(_, pieces)| mentions_unknown(pieces));
-    match credentials.prepare(&outgoing, None, true) {
-        Ok(prepared) => {
+    match credentials.apply(&outgoing, None, true) {
+        Ok(applied) => {
+            let prepared = &applied.request;
             assert_eq!(prepared.url.host_str(), url.host_str(), "the host changed");
             assert_eq!(
                 prepared.url.port_or_known_default(),
                 url.port_or_known_default(),
                 "the port changed"
             );
-            for name in &prepared.used {
+            for name in &applied.used {
                 let i = NAMES
                     .iter()
                     .position(|n| n == name)
@@ -446,7 +461,7 @@ fuzz_target!(|input: Input| {
             }
             for &i in &mentioned {
                 assert!(
-                    prepared.used.iter().any(|n| n == NAMES[i]),
+                    applied.used.iter().any(|n| n == NAMES[i]),
                     "placeholder of {} was written but the credential was not used",
                     NAMES[i]
                 );
@@ -468,19 +483,19 @@ fuzz_target!(|input: Input| {
         .any(|&i| SCOPES[i].check(method, &url).is_err());
     if out_of_scope {
         assert!(
-            credentials.prepare(&outgoing, None, true).is_err(),
+            credentials.apply(&outgoing, None, true).is_err(),
             "a placeholder was sent to {method} {url}, outside its credential's hosts"
         );
     }
     if unknown_mentioned {
         assert!(
-            credentials.prepare(&outgoing, None, true).is_err(),
+            credentials.apply(&outgoing, None, true).is_err(),
             "a placeholder of an unknown credential was sent"
         );
     }
     // After a redirect to another origin, nothing is carried.
-    if let Ok(prepared) = credentials.prepare(&outgoing, None, false) {
-        assert!(prepared.used.is_empty(), "a credential followed a redirect");
+    if let Ok(applied) = credentials.apply(&outgoing, None, false) {
+        assert!(applied.used.is_empty(), "a credential followed a redirect");
         assert!(mentioned.is_empty(), "a placeholder followed a redirect");
     }
 });

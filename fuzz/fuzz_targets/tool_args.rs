@@ -1,7 +1,7 @@
 //! Arbitrary JSON as `execute_code` arguments, through argument validation
-//! (`Executor::parse_args`) and the whole call pipeline (`Executor::call`: argument rules, the
-//! tool's action with approval, rate limits, then the run), under a policy with rules of every
-//! operator.
+//! (`Service::parse_args`) and the whole call pipeline (`Service::decide`, then
+//! `PendingApproval::answer` and `AdmittedCall::run`: argument rules, the tool's action with
+//! approval, rate limits, then the run), under a policy with rules of every operator.
 //!
 //! Input: a JSON document (an object is the arguments; anything else is "no arguments").
 //!
@@ -21,19 +21,17 @@
 
 mod common;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
-use warden::execution::{
-    Approval, ApprovalRequest, Approver, CallContext, CallOutcome, ExecuteArgs, Executor,
+use tokio_util::sync::CancellationToken;
+use warden::contract::{ExecuteArgs, ExecutionResult, Status};
+use warden::policy::{
+    Caller, Decision, LOCAL_GRANT, MemoryCounterStore, Policy, PolicyEngine, Question,
 };
-use warden::outcome::Status;
-use warden::policy::{CallArgs, MemoryCounterStore, Policy, PolicyEngine, Verdict};
+use warden::service::{Approval, Service, Step};
 
 const POLICY: &str = r#"
 [limits]
@@ -117,11 +115,8 @@ max = 100000
 scope = "global"
 "#;
 
-/// Approves, declines or cannot ask, depending on the code (so a case replays the same way).
-struct Deterministic {
-    asked: AtomicBool,
-}
-
+/// The person asked for approval: approves, declines or cannot be asked, depending on the code
+/// (so a case replays the same way).
 fn approval_for(code: &str) -> Approval {
     match code.len() % 3 {
         0 => Approval::Approved,
@@ -130,26 +125,42 @@ fn approval_for(code: &str) -> Approval {
     }
 }
 
-impl Approver for Deterministic {
-    fn approve<'a>(
-        &'a self,
-        request: ApprovalRequest<'a>,
-    ) -> Pin<Box<dyn Future<Output = Approval> + Send + 'a>> {
-        self.asked.store(true, Ordering::SeqCst);
-        Box::pin(std::future::ready(approval_for(request.code)))
-    }
+/// Drives a call through the pipeline as the MCP server does, answering an approval question
+/// with [`approval_for`] (never deferring it). Returns the result and whether approval was
+/// asked.
+async fn call(
+    service: &Service,
+    parsed: Result<ExecuteArgs, String>,
+    caller: &Caller<'_>,
+    cancel: &CancellationToken,
+) -> (ExecutionResult, bool) {
+    let mut asked = false;
+    let step = match service.decide(parsed, caller, cancel) {
+        Step::Approve(pending) => {
+            asked = true;
+            let approval = approval_for(pending.request().code);
+            pending.answer(approval)
+        }
+        step => step,
+    };
+    let result = match step {
+        Step::Done(result) => result,
+        Step::Run(admitted) => admitted.run(cancel).await,
+        Step::Approve(_) => panic!("approval was asked twice"),
+    };
+    (result, asked)
 }
 
 struct State {
     rt: tokio::runtime::Runtime,
-    executor: Executor,
+    service: Service,
     policy: Policy,
-    /// The same policy, to predict the decision (checks count nothing).
+    /// The same policy, to predict the decision (decisions count nothing).
     engine: PolicyEngine,
 }
 
 static STATE: LazyLock<State> = LazyLock::new(|| {
-    let (executor, policy) = common::executor(POLICY);
+    let (service, policy) = common::service(POLICY);
     let engine = PolicyEngine::new(
         policy.clone(),
         std::sync::Arc::new(MemoryCounterStore::default()),
@@ -157,7 +168,7 @@ static STATE: LazyLock<State> = LazyLock::new(|| {
     .expect("engine");
     State {
         rt: common::runtime(),
-        executor,
+        service,
         policy,
         engine,
     }
@@ -189,7 +200,7 @@ fuzz_target!(
     let state = &*STATE;
     let limits = &state.policy.limits;
     let raw = document.as_object();
-    let parsed = state.executor.parse_args(raw);
+    let parsed = state.service.parse_args(LOCAL_GRANT, raw);
 
     match &parsed {
         Ok(args) => {
@@ -203,7 +214,7 @@ fuzz_target!(
                 raw.get("language"),
                 Some(&Value::from(args.language.as_str()))
             );
-            assert!(state.executor.languages().contains(&args.language));
+            assert!(state.service.languages().contains(&args.language));
             assert_eq!(raw.get("code"), Some(&Value::from(args.code.clone())));
             assert!(args.code.len() as u64 <= limits.max_code_bytes);
             if let Some(t) = args.timeout_ms {
@@ -217,7 +228,7 @@ fuzz_target!(
                     serde_json::to_string(input).unwrap().len() as u64 <= limits.max_input_bytes
                 );
             }
-            let again = state.executor.parse_args(Some(&to_map(args)));
+            let again = state.service.parse_args(LOCAL_GRANT, Some(&to_map(args)));
             assert_eq!(
                 again.as_ref(),
                 Ok(args),
@@ -227,58 +238,41 @@ fuzz_target!(
         Err(message) => assert!(!message.is_empty()),
     }
 
-    let approver = Deterministic {
-        asked: AtomicBool::new(false),
-    };
-    let context = CallContext {
-        grant: "local",
+    let caller = Caller {
+        grant: LOCAL_GRANT,
         session: "fuzz",
-        approver: &approver,
     };
+    let cancel = CancellationToken::new();
     let started = Instant::now();
-    let outcome = state.rt.block_on(state.executor.call(
+    let (result, asked) = state.rt.block_on(call(
+        &state.service,
         parsed.clone(),
-        &context,
-        tokio_util::sync::CancellationToken::new(),
+        &caller,
+        &cancel,
     ));
     let elapsed = started.elapsed();
-    let result = match outcome {
-        CallOutcome::Finished(result) => *result,
-        CallOutcome::AwaitingApproval => {
-            panic!("approval was deferred by an approver that never defers")
-        }
-    };
     assert_eq!(result.is_error(), result.status != Status::Ok);
 
     let args = match parsed {
         Err(_) => {
             assert_eq!(result.status, Status::InvalidArguments, "{result:#?}");
-            assert!(!approver.asked.load(Ordering::SeqCst));
+            assert!(!asked);
             return;
         }
         Ok(args) => args,
     };
-    let call_args = CallArgs {
-        language: args.language.as_str(),
-        code: &args.code,
-        timeout_ms: args.timeout_ms,
-        input: args.input.as_ref(),
-    };
-    let expect_run = match state.engine.check(&call_args) {
-        Verdict::Deny(denial) => {
+    let decision = state
+        .engine
+        .decide(&args, &state.engine.grant(LOCAL_GRANT));
+    let expect_run = match decision {
+        Decision::Deny(denial) => {
             assert_eq!(result.status, denial.status, "{result:#?}");
             assert_eq!(result.policy.as_ref(), Some(&denial.decision));
-            assert!(
-                !approver.asked.load(Ordering::SeqCst),
-                "asked before a denial"
-            );
+            assert!(!asked, "asked before a denial");
             false
         }
-        Verdict::NeedsApproval { rule, .. } => {
-            assert!(
-                approver.asked.load(Ordering::SeqCst),
-                "approval was not asked"
-            );
+        Decision::NeedsApproval(Question { rule, .. }) => {
+            assert!(asked, "approval was not asked");
             match approval_for(&args.code) {
                 Approval::Approved => true,
                 Approval::Declined => {
@@ -299,11 +293,8 @@ fuzz_target!(
                 }
             }
         }
-        Verdict::Allow => {
-            assert!(
-                !approver.asked.load(Ordering::SeqCst),
-                "asked for an allowed call"
-            );
+        Decision::Admit => {
+            assert!(!asked, "asked for an allowed call");
             true
         }
     };

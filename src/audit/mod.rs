@@ -8,8 +8,30 @@ use std::sync::Mutex;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::outcome::Usage;
-use crate::policy::AuditSettings;
+use crate::contract::{TOOL_NAME, Usage};
+
+/// `[audit]`: where decision and run events go (JSON lines).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// A file to append to; without it, events go to stderr.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<std::path::PathBuf>,
+    /// Put the full code in events (otherwise only its SHA-256 and size).
+    pub include_code: bool,
+    /// Deny calls when an event cannot be written.
+    pub fail_closed: bool,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            path: None,
+            include_code: false,
+            fail_closed: true,
+        }
+    }
+}
 
 pub struct AuditLog {
     sink: Mutex<Box<dyn Write + Send>>,
@@ -172,7 +194,7 @@ impl<'a> AuditEvent<'a> {
             request_id,
             grant,
             session,
-            tool: crate::policy::TOOL_NAME,
+            tool: TOOL_NAME,
             language: None,
             code_sha256: None,
             code_bytes: None,

@@ -2,9 +2,12 @@
 //! be asked:
 //!
 //! - a session client (2025-11-25) with elicitation gets an `elicitation/create` request while
-//!   the call waits for the answer ([`ElicitationApprover`]);
+//!   the call waits for the answer ([`elicit`]);
 //! - a 2026-07-28 client gets an `InputRequiredResult` carrying the same form and a sealed
-//!   `requestState`, and calls again with the answer ([`InputRequiredApprover`]).
+//!   `requestState`, and calls again with the answer ([`ask_or_answer`]).
+//!
+//! The service's pipeline hands over a `PendingApproval`; this module owns everything about
+//! asking, and gives the pipeline back an `Approval` (or defers the call).
 //!
 //! The sealed state binds an answer to the grant and the exact arguments of the call it was
 //! asked for, expires with [`APPROVAL_TIMEOUT`], and can be redeemed once: an approval cannot
@@ -23,7 +26,7 @@ use rmcp::{Peer, RoleServer};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::execution::{Approval, ApprovalRequest, Approver};
+use crate::service::{Approval, ApprovalRequest};
 
 /// How long a person has to answer an approval request.
 pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
@@ -65,32 +68,20 @@ fn approval_from(answer: &ElicitResult) -> Approval {
 }
 
 /// Asks through `elicitation/create` on the session and waits for the answer.
-pub struct ElicitationApprover {
-    pub peer: Peer<RoleServer>,
-}
-
-impl Approver for ElicitationApprover {
-    fn approve<'a>(
-        &'a self,
-        request: ApprovalRequest<'a>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Approval> + Send + 'a>> {
-        Box::pin(async move {
-            use rmcp::service::ElicitationError;
-            match self
-                .peer
-                .elicit_with_timeout::<ApprovalForm>(question(&request), Some(APPROVAL_TIMEOUT))
-                .await
-            {
-                Ok(Some(form)) if form.approve => Approval::Approved,
-                Ok(_) | Err(ElicitationError::UserDeclined | ElicitationError::UserCancelled) => {
-                    Approval::Declined
-                }
-                Err(ElicitationError::CapabilityNotSupported) => {
-                    Approval::Unavailable("the client does not support elicitation".into())
-                }
-                Err(e) => Approval::Unavailable(format!("the client could not be asked ({e})")),
-            }
-        })
+pub async fn elicit(peer: &Peer<RoleServer>, request: ApprovalRequest<'_>) -> Approval {
+    use rmcp::service::ElicitationError;
+    match peer
+        .elicit_with_timeout::<ApprovalForm>(question(&request), Some(APPROVAL_TIMEOUT))
+        .await
+    {
+        Ok(Some(form)) if form.approve => Approval::Approved,
+        Ok(_) | Err(ElicitationError::UserDeclined | ElicitationError::UserCancelled) => {
+            Approval::Declined
+        }
+        Err(ElicitationError::CapabilityNotSupported) => {
+            Approval::Unavailable("the client does not support elicitation".into())
+        }
+        Err(e) => Approval::Unavailable(format!("the client could not be asked ({e})")),
     }
 }
 
@@ -257,48 +248,46 @@ fn canonical(value: &Value) -> Value {
     }
 }
 
-/// The 2026-07-28 way: the question is returned with the call's answer (see [`Self::asked`]),
-/// and the answer arrives with the next call.
-pub struct InputRequiredApprover<'a> {
-    states: &'a ApprovalStates,
-    binding: Vec<u8>,
-    /// The answer this call brought back, if any (an error says why it cannot be used).
-    answer: Option<Result<Answer, String>>,
-    /// Whether the client declared that it can be asked (the elicitation capability).
-    can_elicit: bool,
-    asked: Mutex<Option<InputRequiredResult>>,
+/// The 2026-07-28 way: the answer the call brought back, or the question to return.
+#[derive(Debug)]
+pub enum Asked {
+    Answered(Approval),
+    /// Return this to the client; it calls again with the person's answer.
+    Question(InputRequiredResult),
 }
 
-impl<'a> InputRequiredApprover<'a> {
-    pub fn new(
-        states: &'a ApprovalStates,
-        binding: Vec<u8>,
-        answer: Option<Result<Answer, String>>,
-        can_elicit: bool,
-    ) -> Self {
-        InputRequiredApprover {
-            states,
-            binding,
-            answer,
-            can_elicit,
-            asked: Mutex::new(None),
-        }
+/// Uses the answer this call brought back (`answer`; an error says why it cannot be used), or
+/// asks: a question sealed to the call's `binding`, when the client declared it can be asked.
+pub fn ask_or_answer(
+    states: &ApprovalStates,
+    binding: &[u8],
+    answer: Option<Result<Answer, String>>,
+    can_elicit: bool,
+    request: &ApprovalRequest<'_>,
+) -> Asked {
+    match answer {
+        // An answer given for another rule (the policy changed in between) does not count.
+        Some(Ok(answer)) if answer.rule == request.rule => Asked::Answered(answer.approval),
+        Some(Err(why)) => Asked::Answered(Approval::Unavailable(why)),
+        _ if !can_elicit => Asked::Answered(Approval::Unavailable(
+            "the client does not support elicitation".into(),
+        )),
+        _ => match states.question(binding, request) {
+            Ok(question) => Asked::Question(question),
+            Err(why) => Asked::Answered(Approval::Unavailable(why)),
+        },
     }
+}
 
-    /// The question to return to the client, once [`Approver::approve`] has answered
-    /// [`Approval::Asked`].
-    pub fn asked(&self) -> Option<InputRequiredResult> {
-        self.asked
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-    }
-
-    fn ask(&self, request: &ApprovalRequest<'_>) -> Approval {
-        let schema = match ElicitationSchema::from_type::<ApprovalForm>() {
-            Ok(schema) => schema,
-            Err(e) => return Approval::Unavailable(format!("the approval form is invalid ({e})")),
-        };
+impl ApprovalStates {
+    /// The approval form for `request`, with a state sealed to `binding`.
+    fn question(
+        &self,
+        binding: &[u8],
+        request: &ApprovalRequest<'_>,
+    ) -> Result<InputRequiredResult, String> {
+        let schema = ElicitationSchema::from_type::<ApprovalForm>()
+            .map_err(|e| format!("the approval form is invalid ({e})"))?;
         let elicitation = ElicitRequest::new(ElicitRequestParams::FormElicitationParams {
             meta: None,
             message: question(request),
@@ -309,33 +298,10 @@ impl<'a> InputRequiredApprover<'a> {
             INPUT_KEY.to_string(),
             InputRequest::Elicitation(elicitation),
         );
-        let result = InputRequiredResult::new(
+        Ok(InputRequiredResult::new(
             Some(requests),
-            Some(self.states.seal(&self.binding, request.rule)),
-        );
-        *self
-            .asked
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(result);
-        Approval::Asked
-    }
-}
-
-impl Approver for InputRequiredApprover<'_> {
-    fn approve<'a>(
-        &'a self,
-        request: ApprovalRequest<'a>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Approval> + Send + 'a>> {
-        let approval = match &self.answer {
-            // An answer given for another rule (the policy changed in between) does not count.
-            Some(Ok(answer)) if answer.rule == request.rule => answer.approval.clone(),
-            Some(Err(why)) => Approval::Unavailable(why.clone()),
-            _ if !self.can_elicit => {
-                Approval::Unavailable("the client does not support elicitation".into())
-            }
-            _ => self.ask(&request),
-        };
-        Box::pin(std::future::ready(approval))
+            Some(self.seal(binding, request.rule)),
+        ))
     }
 }
 
@@ -352,7 +318,7 @@ fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtimes::Language;
+    use crate::contract::Language;
     use serde_json::json;
 
     fn request() -> ApprovalRequest<'static> {
@@ -371,9 +337,9 @@ mod tests {
     }
 
     fn asked_state(states: &ApprovalStates, binding: &[u8]) -> String {
-        let approver = InputRequiredApprover::new(states, binding.to_vec(), None, true);
-        assert_eq!(approver.ask(&request()), Approval::Asked);
-        let asked = approver.asked().expect("a question");
+        let Asked::Question(asked) = ask_or_answer(states, binding, None, true, &request()) else {
+            panic!("expected a question");
+        };
         assert!(asked.input_requests.unwrap().contains_key(INPUT_KEY));
         asked.request_state.expect("a state")
     }
@@ -494,25 +460,20 @@ mod tests {
             rule: "other-rule".into(),
             approval: Approval::Approved,
         };
-        let approver = InputRequiredApprover::new(&states, vec![1], Some(Ok(answer)), true);
-        let got = block_on(approver.approve(request()));
-        assert_eq!(got, Approval::Asked);
-        let mute = InputRequiredApprover::new(&states, vec![1], None, false);
+        let got = ask_or_answer(&states, &[1], Some(Ok(answer)), true, &request());
+        assert!(matches!(got, Asked::Question(_)), "{got:?}");
+        let mute = ask_or_answer(&states, &[1], None, false, &request());
         assert!(matches!(
-            block_on(mute.approve(request())),
-            Approval::Unavailable(why) if why.contains("elicitation")
+            mute,
+            Asked::Answered(Approval::Unavailable(why)) if why.contains("elicitation")
         ));
-        let stale = InputRequiredApprover::new(&states, vec![1], Some(Err("used".into())), true);
-        assert_eq!(
-            block_on(stale.approve(request())),
-            Approval::Unavailable("used".into())
-        );
-    }
-
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(f)
+        let stale = ask_or_answer(&states, &[1], Some(Err("used".into())), true, &request());
+        assert!(matches!(stale, Asked::Answered(Approval::Unavailable(why)) if why == "used"));
+        let same_rule = Answer {
+            rule: "py-approval".into(),
+            approval: Approval::Approved,
+        };
+        let answered = ask_or_answer(&states, &[1], Some(Ok(same_rule)), true, &request());
+        assert!(matches!(answered, Asked::Answered(Approval::Approved)));
     }
 }

@@ -19,9 +19,9 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio_util::sync::CancellationToken;
 
 use super::{ApprovalStates, WardenServer};
-use crate::audit::AuthEvent;
-use crate::execution::Executor;
+use crate::auth::bearer_token;
 use crate::policy::LOCAL_GRANT;
+use crate::service::Service;
 
 /// The authenticated caller of one HTTP request (a request extension the MCP layer reads).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,13 +39,11 @@ pub struct HttpOptions {
     pub allowed_origins: Vec<String>,
     /// How long running calls may finish after SIGTERM/SIGINT before they are cancelled.
     pub grace: Duration,
-    /// Test mode: offer the conformance suite's fixture tools too.
-    pub conformance_fixtures: bool,
 }
 
 #[derive(Clone)]
 struct AuthState {
-    executor: Arc<Executor>,
+    service: Arc<Service>,
     /// No grant has a token and the listener is on loopback: callers are the local user.
     open_locally: bool,
 }
@@ -53,12 +51,27 @@ struct AuthState {
 /// Serves until `shutdown` is cancelled, then stops accepting, lets calls in flight finish
 /// within the grace period, and cancels the rest.
 pub async fn serve_http(
-    executor: Arc<Executor>,
+    service: Arc<Service>,
     options: HttpOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    serve_http_with(service, options, shutdown, |server| server).await
+}
+
+/// [`serve_http`] with each session's handler made from Warden's by `handler` (a test server
+/// can add tools of its own around it).
+pub async fn serve_http_with<H, F>(
+    service: Arc<Service>,
+    options: HttpOptions,
+    shutdown: CancellationToken,
+    handler: F,
+) -> anyhow::Result<()>
+where
+    H: rmcp::ServerHandler + 'static,
+    F: Fn(WardenServer) -> H + Send + Sync + 'static,
+{
     let loopback = options.addr.ip().is_loopback();
-    if !executor.has_token_grants() && !loopback {
+    if !service.has_token_grants() && !loopback {
         anyhow::bail!(
             "serving on {} needs callers to authenticate: define [grants.<name>] with a token \
              in the policy (or listen on a loopback address)",
@@ -88,24 +101,20 @@ pub async fn serve_http(
     if !origins.is_empty() {
         config = config.with_allowed_origins(origins);
     }
-    let service_executor = executor.clone();
-    let fixtures = options.conformance_fixtures;
-    if fixtures {
-        tracing::warn!("test mode: the conformance suite's fixture tools are offered");
-    }
+    let session_service = service.clone();
     let mcp = StreamableHttpService::new(
         move || {
-            Ok(
-                WardenServer::new(service_executor.clone(), approvals.clone())
-                    .with_conformance_fixtures(fixtures),
-            )
+            Ok(handler(WardenServer::new(
+                session_service.clone(),
+                approvals.clone(),
+            )))
         },
         Arc::new(LocalSessionManager::default()),
         config,
     );
     let auth = AuthState {
-        executor: executor.clone(),
-        open_locally: !executor.has_token_grants(),
+        service: service.clone(),
+        open_locally: !service.has_token_grants(),
     };
     let mut app = Router::new()
         .nest_service("/mcp", mcp)
@@ -113,7 +122,7 @@ pub async fn serve_http(
         .route("/healthz", axum::routing::get(|| async { "ok\n" }));
     let metrics_router = Router::new()
         .route("/metrics", axum::routing::get(metrics))
-        .with_state(executor.clone());
+        .with_state(service.clone());
     match options.metrics_addr {
         None => app = app.merge(metrics_router),
         Some(addr) => {
@@ -137,7 +146,7 @@ pub async fn serve_http(
         .with_context(|| format!("binding {}", options.addr))?;
     let local = listener.local_addr()?;
     tracing::info!(
-        languages = ?executor.languages(),
+        languages = ?service.languages(),
         "serving MCP on http://{local}/mcp"
     );
     // The line tests and scripts wait for.
@@ -151,18 +160,18 @@ pub async fn serve_http(
 
     shutdown.cancelled().await;
     tracing::info!(
-        in_flight = executor.calls_in_flight(),
+        in_flight = service.calls_in_flight(),
         grace_ms = options.grace.as_millis() as u64,
         "shutting down: no new connections; calls in flight may finish"
     );
     draining.cancel();
     let deadline = tokio::time::Instant::now() + options.grace;
-    while executor.calls_in_flight() > 0 && tokio::time::Instant::now() < deadline {
+    while service.calls_in_flight() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    if executor.calls_in_flight() > 0 {
+    if service.calls_in_flight() > 0 {
         tracing::warn!(
-            in_flight = executor.calls_in_flight(),
+            in_flight = service.calls_in_flight(),
             "grace period over: cancelling the calls still running"
         );
     }
@@ -189,14 +198,10 @@ async fn authenticate(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
+        .and_then(bearer_token);
     let (grant, failure) = match presented {
         None => (None, "missing bearer token"),
-        Some(token) => match state.executor.authenticate(token) {
+        Some(token) => match state.service.authenticate(token) {
             Some(grant) => (Some(grant), ""),
             None => (None, "invalid bearer token"),
         },
@@ -207,12 +212,9 @@ async fn authenticate(
             next.run(request).await
         }
         None => {
-            if let Some(log) = state.executor.audit_log() {
-                let event = AuthEvent::denied(failure, request.uri().path());
-                if let Err(e) = log.record(&event) {
-                    tracing::error!("the audit log cannot be written: {e}");
-                }
-            }
+            state
+                .service
+                .record_auth_refusal(failure, request.uri().path());
             tracing::info!(reason = failure, "refused an unauthenticated request");
             let challenge = if presented.is_some() {
                 r#"Bearer realm="warden", error="invalid_token""#
@@ -235,8 +237,8 @@ async fn authenticate(
     }
 }
 
-async fn metrics(State(executor): State<Arc<Executor>>) -> Response {
-    let mut response = executor.metrics().encode().into_response();
+async fn metrics(State(service): State<Arc<Service>>) -> Response {
+    let mut response = service.metrics_text().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

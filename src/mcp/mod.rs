@@ -1,15 +1,15 @@
-//! The MCP face of Warden (rmcp): one `execute_code` tool, the same service for every transport,
-//! and one thin entry point per transport (stdio, Streamable HTTP).
+//! The MCP face of Warden (rmcp): one `execute_code` tool, the same handler for every
+//! transport, one thin entry point per transport (stdio, Streamable HTTP), and the approval
+//! UX (elicitation, or an input-required round on 2026-07-28).
 
 mod approval;
-mod fixtures;
 pub mod http;
 mod server;
 mod stdio;
 mod tool;
 
 pub use approval::ApprovalStates;
-pub use http::{HttpOptions, serve_http};
-pub use server::WardenServer;
+pub use http::{HttpOptions, serve_http, serve_http_with};
+pub use server::{WardenServer, to_call_tool_result};
 pub use stdio::serve_stdio;
-pub use tool::{TOOL_NAME, execute_code_tool};
+pub use tool::execute_code_tool;

@@ -1,5 +1,6 @@
-//! The MCP service shared by every transport: lists the one tool, turns a call into an
-//! [`Executor`] run, reports progress on long runs and stops a run the client cancels.
+//! The MCP service shared by every transport: lists the one tool, drives a call through the
+//! [`Service`]'s pipeline (asking a person when the policy wants approval), reports progress
+//! on long runs and stops a run the client cancels.
 //!
 //! Bad code, bad arguments and exhausted limits are tool results (`isError: true` with a
 //! `status`), never JSON-RPC errors; those are kept for malformed protocol messages (and an
@@ -16,13 +17,11 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 
-use super::approval::{
-    AnswerError, ApprovalStates, ElicitationApprover, InputRequiredApprover, call_binding,
-};
-use super::tool::{TOOL_NAME, execute_code_tool};
-use crate::execution::{Approver, CallContext, CallOutcome, Executor};
-use crate::outcome::{ErrorInfo, ExecutionResult, Status};
-use crate::policy::LOCAL_GRANT;
+use super::approval::{AnswerError, ApprovalStates, Asked, ask_or_answer, call_binding, elicit};
+use super::tool::execute_code_tool;
+use crate::contract::{ErrorInfo, ErrorKind, ExecutionResult, Status, TOOL_NAME};
+use crate::policy::{Caller, LOCAL_GRANT};
+use crate::service::{Service, Step};
 
 /// Runs shorter than this send no progress notifications.
 const PROGRESS_AFTER: Duration = Duration::from_secs(1);
@@ -30,137 +29,152 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct WardenServer {
-    executor: Arc<Executor>,
+    service: Arc<Service>,
     /// Names this MCP session in session-scoped counters.
     session: Arc<str>,
     /// Open approval questions of the 2026-07-28 flow, shared by every session.
     approvals: Arc<ApprovalStates>,
-    /// Test mode: also offer the conformance suite's fixture tools.
-    fixtures: bool,
+}
+
+/// How a call ended: with a result, or with a question for the person behind the client
+/// (2026-07-28), which the client brings back answered in a new call.
+enum Ended {
+    Finished(ExecutionResult),
+    Asking(rmcp::model::InputRequiredResult),
 }
 
 impl WardenServer {
-    /// The tool as the policy in force describes it to `grant` (a reload can change it).
-    fn tool(&self, grant: &str) -> Tool {
-        execute_code_tool(
-            &self.executor.limits_for(grant),
-            &self.executor.languages_for(grant),
-            &self.executor.network_summary_for(grant),
-        )
-    }
-
-    pub fn new(executor: Arc<Executor>, approvals: Arc<ApprovalStates>) -> Self {
+    pub fn new(service: Arc<Service>, approvals: Arc<ApprovalStates>) -> Self {
         static SESSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let n = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         WardenServer {
-            executor,
+            service,
             session: format!("{}-{n}", std::process::id()).into(),
             approvals,
-            fixtures: false,
         }
     }
 
-    /// Test mode: also offer the conformance suite's fixture tools (see `fixtures.rs`).
-    pub fn with_conformance_fixtures(mut self, enabled: bool) -> Self {
-        self.fixtures = enabled;
-        self
+    /// The tool as the policy in force describes it to `grant` (a reload can change it).
+    fn tool(&self, grant: &str) -> Tool {
+        execute_code_tool(&self.service.caller_view(grant))
     }
 
-    /// Runs a call. A 2026-07-28 client is asked for approval with an `InputRequiredResult`
-    /// (and brings the answer back in a retry); older clients through elicitation.
+    /// Runs a call. When the policy wants approval, a 2026-07-28 client is asked with an
+    /// `InputRequiredResult` (and brings the answer back in a retry); older clients through
+    /// elicitation, while the call waits.
     async fn call_execute_code(
         &self,
         request: CallToolRequestParams,
         context: &RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let grant = grant_of(context);
-        let grant = grant.as_str();
-        let session = session_of(context, grant, &self.session);
-        let session = session.as_str();
-        if !uses_input_required(context) {
-            let approver = ElicitationApprover {
-                peer: context.peer.clone(),
-            };
-            let outcome = self
-                .run_with_progress(&request, context, grant, session, &approver)
-                .await;
-            return Ok(to_call_tool_result(&outcome.into_result()).into());
-        }
-        let binding = call_binding(grant, request.arguments.as_ref());
-        let answer = match self.approvals.redeem(
-            &binding,
-            request.request_state.as_deref(),
-            request.input_responses.as_ref(),
-        ) {
-            Ok(answer) => answer.map(Ok),
-            // A stale answer denies the call through the pipeline, so that it is audited.
-            Err(AnswerError::Stale(why)) => Some(Err(why)),
-            Err(AnswerError::Malformed(why)) => return Err(ErrorData::invalid_params(why, None)),
+        let session = session_of(context, &grant, &self.session);
+        let caller = Caller {
+            grant: &grant,
+            session: &session,
         };
-        let can_elicit = context
-            .client_capabilities()
-            .is_some_and(|c| c.elicitation.is_some());
-        let approver = InputRequiredApprover::new(&self.approvals, binding, answer, can_elicit);
-        match self
-            .run_with_progress(&request, context, grant, session, &approver)
-            .await
-        {
-            CallOutcome::Finished(result) => Ok(to_call_tool_result(&result).into()),
-            CallOutcome::AwaitingApproval => match approver.asked() {
-                Some(question) => Ok(CallToolResponse::InputRequired(question)),
-                None => Err(ErrorData::internal_error(
-                    "the call waits for an approval that was never asked",
-                    None,
-                )),
-            },
+        // A 2026-07-28 retry carries its answer; a tampered one is the client's protocol error.
+        let retry = if uses_input_required(context) {
+            let binding = call_binding(&grant, request.arguments.as_ref());
+            let answer = match self.approvals.redeem(
+                &binding,
+                request.request_state.as_deref(),
+                request.input_responses.as_ref(),
+            ) {
+                Ok(answer) => answer.map(Ok),
+                // A stale answer denies the call through the pipeline, so that it is audited.
+                Err(AnswerError::Stale(why)) => Some(Err(why)),
+                Err(AnswerError::Malformed(why)) => {
+                    return Err(ErrorData::invalid_params(why, None));
+                }
+            };
+            Some((binding, answer))
+        } else {
+            None
+        };
+        let parsed = self.service.parse_args(&grant, request.arguments.as_ref());
+        let timeout_ms = self
+            .service
+            .limits(&grant)
+            .timeout_ms(parsed.as_ref().ok().and_then(|a| a.timeout_ms));
+        let cancel = &context.ct;
+        let call = async {
+            let step = match self.service.decide(parsed, &caller, cancel) {
+                Step::Approve(pending) => match retry {
+                    Some((binding, answer)) => {
+                        let can_elicit = context
+                            .client_capabilities()
+                            .is_some_and(|c| c.elicitation.is_some());
+                        match ask_or_answer(
+                            &self.approvals,
+                            &binding,
+                            answer,
+                            can_elicit,
+                            &pending.request(),
+                        ) {
+                            Asked::Answered(approval) => pending.answer(approval),
+                            Asked::Question(question) => {
+                                pending.defer();
+                                return Ended::Asking(question);
+                            }
+                        }
+                    }
+                    None => {
+                        let approval = tokio::select! {
+                            // A client that gives up while a person is being asked stops
+                            // waiting at once.
+                            biased;
+                            _ = cancel.cancelled() => None,
+                            approval = elicit(&context.peer, pending.request()) => Some(approval),
+                        };
+                        match approval {
+                            Some(approval) => pending.answer(approval),
+                            None => return Ended::Finished(pending.cancelled()),
+                        }
+                    }
+                },
+                step => step,
+            };
+            Ended::Finished(match step {
+                Step::Done(result) => result,
+                Step::Run(admitted) => admitted.run(cancel).await,
+                Step::Approve(_) => ExecutionResult::internal("approval was asked twice"),
+            })
+        };
+        match with_progress(call, context, timeout_ms).await {
+            Ended::Finished(result) => Ok(to_call_tool_result(&result).into()),
+            Ended::Asking(question) => Ok(CallToolResponse::InputRequired(question)),
         }
     }
+}
 
-    async fn run_with_progress(
-        &self,
-        request: &CallToolRequestParams,
-        context: &RequestContext<RoleServer>,
-        grant: &str,
-        session: &str,
-        approver: &dyn Approver,
-    ) -> CallOutcome {
-        let parsed = self
-            .executor
-            .parse_args_for(grant, request.arguments.as_ref());
-        let requested_timeout = parsed.as_ref().ok().and_then(|a| a.timeout_ms);
-        let timeout_ms = self
-            .executor
-            .limits_for(grant)
-            .timeout_ms(requested_timeout);
-        let call_context = CallContext {
-            grant,
-            session,
-            approver,
-        };
-        let run = self
-            .executor
-            .call(parsed, &call_context, context.ct.clone());
-        let Some(token) = context.meta.get_progress_token() else {
-            return run.await;
-        };
-        tokio::pin!(run);
-        let started = tokio::time::Instant::now();
-        let mut ticks = tokio::time::interval_at(started + PROGRESS_AFTER, PROGRESS_EVERY);
-        loop {
-            tokio::select! {
-                result = &mut run => return result,
-                _ = ticks.tick() => {
-                    let elapsed_ms = started.elapsed().as_millis() as f64;
-                    let note = ProgressNotificationParam::new(token.clone(), elapsed_ms)
-                        .with_total(timeout_ms as f64)
-                        .with_message(format!(
-                            "running for {:.1} s (limit {:.1} s)",
-                            elapsed_ms / 1000.0,
-                            timeout_ms as f64 / 1000.0
-                        ));
-                    if let Err(e) = context.peer.notify_progress(note).await {
-                        tracing::debug!("could not send a progress notification: {e}");
-                    }
+/// Drives `call`, sending a progress notification every second once it has run for a second
+/// (when the client asked for progress).
+async fn with_progress<T>(
+    call: impl std::future::Future<Output = T>,
+    context: &RequestContext<RoleServer>,
+    timeout_ms: u64,
+) -> T {
+    let Some(token) = context.meta.get_progress_token() else {
+        return call.await;
+    };
+    tokio::pin!(call);
+    let started = tokio::time::Instant::now();
+    let mut ticks = tokio::time::interval_at(started + PROGRESS_AFTER, PROGRESS_EVERY);
+    loop {
+        tokio::select! {
+            result = &mut call => return result,
+            _ = ticks.tick() => {
+                let elapsed_ms = started.elapsed().as_millis() as f64;
+                let note = ProgressNotificationParam::new(token.clone(), elapsed_ms)
+                    .with_total(timeout_ms as f64)
+                    .with_message(format!(
+                        "running for {:.1} s (limit {:.1} s)",
+                        elapsed_ms / 1000.0,
+                        timeout_ms as f64 / 1000.0
+                    ));
+                if let Err(e) = context.peer.notify_progress(note).await {
+                    tracing::debug!("could not send a progress notification: {e}");
                 }
             }
         }
@@ -210,7 +224,10 @@ pub fn to_call_tool_result(result: &ExecutionResult) -> CallToolResult {
             // Cannot happen for these types; keep the contract even so.
             let fallback = ExecutionResult::without_run(
                 Status::Error,
-                ErrorInfo::new("InternalError", format!("encoding the result failed: {e}")),
+                ErrorInfo::new(
+                    ErrorKind::InternalError,
+                    format!("encoding the result failed: {e}"),
+                ),
             );
             return to_call_tool_result(&fallback);
         }
@@ -225,19 +242,8 @@ pub fn to_call_tool_result(result: &ExecutionResult) -> CallToolResult {
 }
 
 impl ServerHandler for WardenServer {
-    // Logging (deprecated by SEP-2577) is declared only in the conformance test mode.
-    #[allow(deprecated)]
     fn get_info(&self) -> ServerConfig {
-        let capabilities = if self.fixtures {
-            // Test mode: the logging fixture needs the logging capability.
-            ServerCapabilities::builder()
-                .enable_tools()
-                .enable_logging()
-                .build()
-        } else {
-            ServerCapabilities::builder().enable_tools().build()
-        };
-        ServerConfig::new(capabilities)
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("warden", env!("CARGO_PKG_VERSION")))
             .with_instructions(
                 "Warden runs untrusted code in a fresh WebAssembly sandbox per call. Use the \
@@ -245,20 +251,16 @@ impl ServerHandler for WardenServer {
             )
     }
 
-    // Only the conformance fixtures use logging (deprecated by SEP-2577).
+    // Logging is not declared (and deprecated by SEP-2577).
     #[allow(deprecated)]
     async fn set_level(
         &self,
         _request: rmcp::model::SetLevelRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        if self.fixtures {
-            Ok(())
-        } else {
-            Err(ErrorData::method_not_found::<
-                rmcp::model::SetLevelRequestMethod,
-            >())
-        }
+        Err(ErrorData::method_not_found::<
+            rmcp::model::SetLevelRequestMethod,
+        >())
     }
 
     // Warden offers neither prompts nor resources and does not declare them, so their list
@@ -298,24 +300,13 @@ impl ServerHandler for WardenServer {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let mut tools = vec![self.tool(&grant_of(&context))];
-        if self.fixtures {
-            tools.extend(super::fixtures::tools());
-        }
-        Ok(ListToolsResult::with_all_items(tools))
+        Ok(ListToolsResult::with_all_items(vec![
+            self.tool(&grant_of(&context)),
+        ]))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        if name == TOOL_NAME {
-            return Some(self.tool(LOCAL_GRANT));
-        }
-        self.fixtures
-            .then(|| {
-                super::fixtures::tools()
-                    .into_iter()
-                    .find(|t| t.name == name)
-            })
-            .flatten()
+        (name == TOOL_NAME).then(|| self.tool(LOCAL_GRANT))
     }
 
     async fn call_tool(
@@ -323,12 +314,6 @@ impl ServerHandler for WardenServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        if request.name != TOOL_NAME
-            && self.fixtures
-            && let Some(result) = super::fixtures::call(&request, &context).await
-        {
-            return result;
-        }
         if request.name != TOOL_NAME {
             return Err(ErrorData::invalid_params(
                 format!(
@@ -348,7 +333,10 @@ mod tests {
 
     #[test]
     fn non_ok_results_are_errors_with_structured_content() {
-        let r = ExecutionResult::without_run(Status::Timeout, ErrorInfo::new("Timeout", "slow"));
+        let r = ExecutionResult::without_run(
+            Status::Timeout,
+            ErrorInfo::new(ErrorKind::Timeout, "slow"),
+        );
         let c = to_call_tool_result(&r);
         assert_eq!(c.is_error, Some(true));
         assert_eq!(c.structured_content.as_ref().unwrap()["status"], "timeout");
@@ -357,7 +345,8 @@ mod tests {
 
     #[test]
     fn ok_result_is_not_an_error() {
-        let mut r = ExecutionResult::without_run(Status::Ok, ErrorInfo::new("x", "y"));
+        let mut r =
+            ExecutionResult::without_run(Status::Ok, ErrorInfo::new(ErrorKind::InternalError, "y"));
         r.error = None;
         r.result = serde_json::json!(2);
         let c = to_call_tool_result(&r);

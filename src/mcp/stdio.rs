@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::sync::mpsc;
 
 use super::{ApprovalStates, WardenServer};
-use crate::execution::Executor;
+use crate::service::Service;
 
 /// The longest line handed to rmcp, newline included: rmcp's own limit, which it enforces by
 /// dropping longer lines silently.
@@ -28,7 +28,7 @@ const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 const FLUSH_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Serves MCP on stdin/stdout until the client disconnects.
-pub async fn serve_stdio(executor: Arc<Executor>) -> anyhow::Result<()> {
+pub async fn serve_stdio(service: Arc<Service>) -> anyhow::Result<()> {
     let approvals = Arc::new(ApprovalStates::new()?);
     let (to_rmcp, rmcp_input) = tokio::io::duplex(64 * 1024);
     let (rmcp_output, from_rmcp) = tokio::io::duplex(64 * 1024);
@@ -39,11 +39,11 @@ pub async fn serve_stdio(executor: Arc<Executor>) -> anyhow::Result<()> {
     let writer = tokio::spawn(write_lines(lines, tokio::io::stdout()));
 
     let served = async {
-        let service = WardenServer::new(executor, approvals)
+        let session = WardenServer::new(service, approvals)
             .serve((rmcp_input, rmcp_output))
             .await
             .context("starting the MCP session on stdio")?;
-        service.waiting().await.context("serving MCP on stdio")?;
+        session.waiting().await.context("serving MCP on stdio")?;
         anyhow::Ok(())
     }
     .await;

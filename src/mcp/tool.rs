@@ -1,28 +1,24 @@
-//! The `execute_code` tool definition: input and output schemas exactly as DESIGN.md's tool
-//! contract, and a description generated from the effective limits so a model knows what it
-//! can do.
+//! The `execute_code` tool as a caller sees it: the contract's schemas, and a description
+//! generated from what the caller may do, so that a model knows it.
 
 use std::sync::Arc;
 
 use rmcp::model::{JsonObject, Tool, ToolAnnotations};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::execution::NetworkSummary;
-use crate::outcome::Status;
+use crate::contract::{Language, Status, TOOL_NAME, input_schema, output_schema};
 use crate::policy::Limits;
-use crate::runtimes::Language;
+use crate::service::{CallerView, NetworkSummary};
 
-pub const TOOL_NAME: &str = "execute_code";
-
-pub fn execute_code_tool(
-    limits: &Limits,
-    languages: &[Language],
-    network: &NetworkSummary,
-) -> Tool {
+pub fn execute_code_tool(view: &CallerView) -> Tool {
+    let (limits, languages) = (&view.limits, view.languages.as_slice());
     Tool::new(
         TOOL_NAME,
-        description(limits, languages, network),
-        Arc::new(as_object(input_schema(limits, languages))),
+        description(limits, languages, &view.network),
+        Arc::new(as_object(input_schema(
+            &limits.argument_limits(),
+            languages,
+        ))),
     )
     .with_title("Run code in a sandbox")
     .with_raw_output_schema(Arc::new(as_object(output_schema())))
@@ -74,7 +70,7 @@ pub fn description(limits: &Limits, languages: &[Language], network: &NetworkSum
             let placeholders: Vec<String> = network
                 .credentials
                 .iter()
-                .map(|name| format!("{name} ({})", crate::policy::network::placeholder(name)))
+                .map(|c| format!("{} ({})", c.name, c.placeholder))
                 .collect();
             text.push_str(&format!(
                 "Credentials held by the server: {}. The code never sees their values: write \
@@ -120,91 +116,10 @@ pub fn description(limits: &Limits, languages: &[Language], network: &NetworkSum
     text
 }
 
-pub fn input_schema(limits: &Limits, languages: &[Language]) -> Value {
-    json!({
-        "type": "object",
-        "properties": {
-            "language": {
-                "type": "string",
-                "enum": names(languages),
-                "description": "The language of `code`."
-            },
-            "code": {
-                "type": "string",
-                "description": format!(
-                    "The program (at most {} bytes of UTF-8). The value of its last expression is the result.",
-                    limits.max_code_bytes
-                )
-            },
-            "timeout_ms": {
-                "type": "integer",
-                "minimum": 1,
-                "description": format!(
-                    "Wall-clock limit in milliseconds (default {}, at most {}).",
-                    limits.default_timeout_ms, limits.max_timeout_ms
-                )
-            },
-            "input": {
-                "description": "Any JSON value, visible to the code as the global `input`."
-            }
-        },
-        "required": ["language", "code"],
-        "additionalProperties": false
-    })
-}
-
-pub fn output_schema() -> Value {
-    let error = json!({
-        "type": "object",
-        "properties": {
-            "type": {"type": "string"},
-            "message": {"type": "string"},
-            "traceback": {"type": "string"}
-        },
-        "required": ["type", "message"]
-    });
-    json!({
-        "type": "object",
-        "properties": {
-            "status": {"type": "string", "enum": Status::ALL.map(Status::as_str)},
-            "stdout": {"type": "string"},
-            "stderr": {"type": "string"},
-            "truncated": {
-                "type": "object",
-                "properties": {"stdout": {"type": "boolean"}, "stderr": {"type": "boolean"}},
-                "required": ["stdout", "stderr"]
-            },
-            "result": {"description": "JSON value of the last expression, or null."},
-            "error": {"anyOf": [{"type": "null"}, error]},
-            "usage": {
-                "type": "object",
-                "properties": {
-                    "wall_ms": {"type": "integer", "minimum": 0},
-                    "fuel": {"type": "integer", "minimum": 0},
-                    "memory_peak_bytes": {"type": "integer", "minimum": 0},
-                    "fetches": {"type": "integer", "minimum": 0}
-                },
-                "required": ["wall_ms", "fuel", "memory_peak_bytes", "fetches"]
-            },
-            "policy": {
-                "type": "object",
-                "description": "Only on denials.",
-                "properties": {
-                    "rule": {"type": "string"},
-                    "reason": {"type": "string"},
-                    "retry_after_ms": {"type": "integer", "minimum": 0}
-                },
-                "required": ["rule", "reason"]
-            }
-        },
-        "required": ["status", "stdout", "stderr", "truncated", "result", "error", "usage"]
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::{ErrorInfo, ExecutionResult};
+    use crate::service::CredentialHint;
 
     const LANGS: [Language; 2] = [Language::Javascript, Language::Typescript];
 
@@ -229,7 +144,10 @@ mod tests {
     fn description_lists_hosts_and_credential_names() {
         let network = NetworkSummary {
             hosts: vec!["https://api.github.com".into()],
-            credentials: vec!["github".into()],
+            credentials: vec![CredentialHint {
+                name: "github".into(),
+                placeholder: "__WARDEN_SECRET_github__".into(),
+            }],
             max_fetches: 7,
         };
         let d = description(&Limits::default(), &LANGS, &network);
@@ -239,44 +157,21 @@ mod tests {
     }
 
     #[test]
-    fn input_schema_requires_language_and_code() {
-        let s = input_schema(&Limits::default(), &LANGS);
-        assert_eq!(s["required"], json!(["language", "code"]));
-        assert_eq!(
-            s["properties"]["language"]["enum"],
-            json!(["javascript", "typescript"])
-        );
-        assert_eq!(s["additionalProperties"], json!(false));
-    }
-
-    #[test]
-    fn every_result_field_is_in_the_output_schema() {
-        let schema = output_schema();
-        let mut r = ExecutionResult::without_run(Status::Denied, ErrorInfo::new("a", "b"));
-        r.policy = Some(crate::outcome::PolicyDecision {
-            rule: "r".into(),
-            reason: "x".into(),
-            retry_after_ms: Some(1),
-        });
-        let v = serde_json::to_value(&r).unwrap();
-        for key in v.as_object().unwrap().keys() {
-            assert!(
-                schema["properties"].get(key).is_some(),
-                "{key} missing from the schema"
-            );
-        }
-        for key in schema["required"].as_array().unwrap() {
-            assert!(
-                v.get(key.as_str().unwrap()).is_some(),
-                "{key} missing from the result"
-            );
-        }
-    }
-
-    #[test]
     fn tool_declares_an_output_schema() {
-        let t = execute_code_tool(&Limits::default(), &LANGS, &NetworkSummary::default());
+        let t = execute_code_tool(&CallerView {
+            limits: Limits::default(),
+            languages: LANGS.to_vec(),
+            network: NetworkSummary::default(),
+        });
         assert_eq!(t.name, TOOL_NAME);
         assert!(t.output_schema.is_some());
+        assert_eq!(
+            t.input_schema["required"],
+            serde_json::json!(["language", "code"])
+        );
+        assert_eq!(
+            t.input_schema["properties"]["language"]["enum"],
+            serde_json::json!(["javascript", "typescript"])
+        );
     }
 }

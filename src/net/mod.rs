@@ -1,10 +1,20 @@
-//! The one door out: the allowlist grammar and its matching ([`allowlist`]), the networks no
-//! fetch may reach without a rule naming them ([`blocked`]).
+//! The one door out. The allowlist grammar and its matching ([`allowlist`], a pure leaf), the
+//! networks no fetch may reach without a rule naming them ([`blocked`]), the `[network]`
+//! settings ([`config`]), the headers the host keeps ([`headers`]), the client ([`client`])
+//! and a run's fetch with its hop loop ([`fetch`]). Credentials come in through the
+//! [`CredentialBroker`] trait this module defines; it knows no secret.
 
 pub mod allowlist;
 pub mod blocked;
-pub mod fetch;
+mod client;
+pub mod config;
+mod credentials;
+mod fetch;
+pub mod headers;
 
 pub use allowlist::{AllowList, AllowRule, Refusal};
 pub use blocked::{blocked_range, check_address};
-pub use fetch::{FetchAudit, Outbound, RunFetcher};
+pub use client::Outbound;
+pub use config::{InvalidSetting, NetworkPolicy};
+pub use credentials::{CredentialBroker, Request, WithCredentials};
+pub use fetch::{FetchAudit, FetchError, Narrowing, RunFetcher};

@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use super::Issue;
+use crate::contract::ArgumentLimits;
 
 /// The largest wasm stack a policy may ask for. Guests run on the server's threads, whose
 /// stacks are sized from this ([`GUEST_THREAD_STACK_BYTES`]), so it is a hard ceiling.
@@ -13,51 +14,129 @@ pub const MAX_WASM_STACK_BYTES: u64 = 8 * 1024 * 1024;
 /// wasm stack then traps instead of overflowing the thread, which would abort the process.
 pub const GUEST_THREAD_STACK_BYTES: usize = MAX_WASM_STACK_BYTES as usize + 4 * 1024 * 1024;
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    /// Wall-clock limit when the call gives no `timeout_ms` (queueing time included); like a
-    /// requested one, it is clamped to `max_timeout_ms`.
-    pub default_timeout_ms: u64,
-    /// `timeout_ms` is clamped to this.
-    pub max_timeout_ms: u64,
-    /// Deterministic CPU budget (wasmtime fuel; roughly 10-14 million units per ms of JS).
-    pub fuel: u64,
-    /// Total linear memory of one run, across all memories of the instance.
-    pub memory_bytes: u64,
-    /// Maximum wasm call-stack size (applies to the whole engine).
-    pub wasm_stack_bytes: u64,
-    /// Captured bytes per stream; the rest is dropped and `truncated` says so.
-    pub stdout_bytes: u64,
-    pub stderr_bytes: u64,
-    /// Size caps on the call's arguments and on the returned result.
-    pub max_code_bytes: u64,
-    pub max_input_bytes: u64,
-    pub max_result_bytes: u64,
-    /// Runs executing at once; further calls queue (their wait counts against their deadline).
-    /// 0 means one per CPU core.
-    pub max_concurrent_runs: u32,
-    /// Calls that may wait for a sandbox when all are busy; beyond that a call is refused at
-    /// once with `rate_limited` and a retry hint.
-    pub max_queued_runs: u32,
+/// Declares [`Limits`] and, from the same field list, [`LimitsOverride`]: the fields marked
+/// `narrowable` are the optional fields of the override, which a grant may lower. One list, so
+/// a new limit cannot be forgotten in the override.
+macro_rules! limits {
+    // Munch the list: every field goes into `Limits`, the narrowable ones into the override.
+    (@munch [$($all:tt)*] [$($narrowable:ident)*]) => {
+        limits!(@emit [$($all)*] [$($narrowable)*]);
+    };
+    (@munch [$($all:tt)*] [$($narrowable:ident)*]
+        $(#[doc = $doc:literal])* $field:ident: $ty:ty = $default:expr, narrowable; $($rest:tt)*) => {
+        limits!(@munch [$($all)* ($(#[doc = $doc])* $field: $ty = $default)] [$($narrowable)* $field] $($rest)*);
+    };
+    (@munch [$($all:tt)*] [$($narrowable:ident)*]
+        $(#[doc = $doc:literal])* $field:ident: $ty:ty = $default:expr, fixed; $($rest:tt)*) => {
+        limits!(@munch [$($all)* ($(#[doc = $doc])* $field: $ty = $default)] [$($narrowable)*] $($rest)*);
+    };
+    (@emit [$(($(#[doc = $doc:literal])* $field:ident: $ty:ty = $default:expr))*] [$($narrowable:ident)*]) => {
+        #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct Limits {
+            $( $(#[doc = $doc])* pub $field: $ty, )*
+        }
+
+        impl Default for Limits {
+            fn default() -> Self {
+                Limits { $( $field: $default, )* }
+            }
+        }
+
+        /// The per-run limits a grant may lower: the narrowable fields of [`Limits`] (the wasm
+        /// stack, concurrency and queue are engine-wide).
+        #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct LimitsOverride {
+            $(
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $narrowable: Option<u64>,
+            )*
+        }
+
+        impl LimitsOverride {
+            /// Each narrowable limit: its name, this override's value, and the field in `limits`.
+            fn fields_mut<'a>(
+                &self,
+                limits: &'a mut Limits,
+            ) -> Vec<(&'static str, Option<u64>, &'a mut u64)> {
+                vec![$( (stringify!($narrowable), self.$narrowable, &mut limits.$narrowable), )*]
+            }
+        }
+    };
+    ($($list:tt)*) => {
+        limits!(@munch [] [] $($list)*);
+    };
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            default_timeout_ms: 5_000,
-            max_timeout_ms: 30_000,
-            fuel: 20_000_000_000,
-            memory_bytes: 128 * 1024 * 1024,
-            wasm_stack_bytes: 1024 * 1024,
-            stdout_bytes: 1024 * 1024,
-            stderr_bytes: 1024 * 1024,
-            max_code_bytes: 256 * 1024,
-            max_input_bytes: 1024 * 1024,
-            max_result_bytes: 1024 * 1024,
-            max_concurrent_runs: 0,
-            max_queued_runs: 64,
+limits! {
+    /// Wall-clock limit when the call gives no `timeout_ms` (queueing time included); like a
+    /// requested one, it is clamped to `max_timeout_ms`.
+    default_timeout_ms: u64 = 5_000, narrowable;
+    /// `timeout_ms` is clamped to this.
+    max_timeout_ms: u64 = 30_000, narrowable;
+    /// Deterministic CPU budget (wasmtime fuel; roughly 10-14 million units per ms of JS).
+    fuel: u64 = 20_000_000_000, narrowable;
+    /// Total linear memory of one run, across all memories of the instance.
+    memory_bytes: u64 = 128 * 1024 * 1024, narrowable;
+    /// Maximum wasm call-stack size (applies to the whole engine).
+    wasm_stack_bytes: u64 = 1024 * 1024, fixed;
+    /// Captured bytes per stream; the rest is dropped and `truncated` says so.
+    stdout_bytes: u64 = 1024 * 1024, narrowable;
+    stderr_bytes: u64 = 1024 * 1024, narrowable;
+    /// Size caps on the call's arguments and on the returned result.
+    max_code_bytes: u64 = 256 * 1024, narrowable;
+    max_input_bytes: u64 = 1024 * 1024, narrowable;
+    max_result_bytes: u64 = 1024 * 1024, narrowable;
+    /// Runs executing at once; further calls queue (their wait counts against their deadline).
+    /// 0 means one per CPU core.
+    max_concurrent_runs: u32 = 0, fixed;
+    /// Calls that may wait for a sandbox when all are busy; beyond that a call is refused at
+    /// once with `rate_limited` and a retry hint.
+    max_queued_runs: u32 = 64, fixed;
+}
+
+impl LimitsOverride {
+    pub fn is_empty(&self) -> bool {
+        self == &LimitsOverride::default()
+    }
+
+    /// `base` with these lower values in place (a value above the base never widens it).
+    pub fn narrow(&self, base: &Limits) -> Limits {
+        let mut limits = base.clone();
+        for (_, value, field) in self.fields_mut(&mut limits) {
+            if let Some(v) = value {
+                *field = (*field).min(v);
+            }
         }
+        limits
+    }
+
+    /// A grant's override: no zeros (except output caps) and nothing above `base`.
+    pub(super) fn validate(&self, grant: &str, at: &str, base: &Limits) -> Result<(), Issue> {
+        let mut copy = base.clone();
+        for (name, value, field) in self.fields_mut(&mut copy) {
+            let path = ["grants", grant, "limits", name];
+            match value {
+                Some(0) if name != "stdout_bytes" && name != "stderr_bytes" => {
+                    return Err(Issue::new(
+                        &path,
+                        format!("{at} limits.{name} must be greater than 0"),
+                    ));
+                }
+                Some(v) if v > *field => {
+                    return Err(Issue::new(
+                        &path,
+                        format!(
+                            "{at} limits.{name} = {v} is above [limits] {name} = {}: a grant can only narrow",
+                            *field
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 
@@ -137,6 +216,16 @@ impl Limits {
         }
     }
 
+    /// What the contract checks a call's arguments against.
+    pub fn argument_limits(&self) -> ArgumentLimits {
+        ArgumentLimits {
+            max_code_bytes: self.max_code_bytes,
+            max_input_bytes: self.max_input_bytes,
+            default_timeout_ms: self.default_timeout_ms,
+            max_timeout_ms: self.max_timeout_ms,
+        }
+    }
+
     /// The wall-clock budget of a call asking for `requested` ms.
     pub fn timeout_ms(&self, requested: Option<u64>) -> u64 {
         requested
@@ -148,6 +237,39 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_override_has_every_per_run_limit_and_narrows_only() {
+        let over = LimitsOverride {
+            fuel: Some(10),
+            memory_bytes: Some(u64::MAX),
+            ..LimitsOverride::default()
+        };
+        let base = Limits::default();
+        let narrowed = over.narrow(&base);
+        assert_eq!(narrowed.fuel, 10);
+        assert_eq!(narrowed.memory_bytes, base.memory_bytes, "never widened");
+        let mut copy = base.clone();
+        let names: Vec<_> = over
+            .fields_mut(&mut copy)
+            .into_iter()
+            .map(|f| f.0)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "default_timeout_ms",
+                "max_timeout_ms",
+                "fuel",
+                "memory_bytes",
+                "stdout_bytes",
+                "stderr_bytes",
+                "max_code_bytes",
+                "max_input_bytes",
+                "max_result_bytes"
+            ]
+        );
+    }
 
     #[test]
     fn defaults_are_valid() {

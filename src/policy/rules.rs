@@ -6,6 +6,8 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::contract::ExecuteArgs;
+
 /// A rule as written in the policy (`[[tools.execute_code.rules]]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,15 +97,6 @@ enum Test {
     Exists(bool),
 }
 
-/// The arguments a rule can look at.
-#[derive(Debug, Clone, Copy)]
-pub struct CallArgs<'a> {
-    pub language: &'a str,
-    pub code: &'a str,
-    pub timeout_ms: Option<u64>,
-    pub input: Option<&'a Value>,
-}
-
 impl Rule {
     /// Checks a rule as written; the error says which condition is wrong and why.
     pub fn compile(spec: &RuleSpec) -> Result<Rule, String> {
@@ -130,7 +123,7 @@ impl Rule {
         })
     }
 
-    pub fn matches(&self, args: &CallArgs<'_>) -> bool {
+    pub fn matches(&self, args: &ExecuteArgs) -> bool {
         self.conditions.iter().all(|c| c.holds(args))
     }
 }
@@ -210,7 +203,7 @@ impl Condition {
         Ok(Condition { path, test })
     }
 
-    fn holds(&self, args: &CallArgs<'_>) -> bool {
+    fn holds(&self, args: &ExecuteArgs) -> bool {
         let value = self.path.resolve(args);
         match (&self.test, value) {
             (Test::Exists(want), v) => v.is_some() == *want,
@@ -240,14 +233,14 @@ impl Condition {
 }
 
 impl ArgPath {
-    fn resolve(&self, args: &CallArgs<'_>) -> Option<Value> {
+    fn resolve(&self, args: &ExecuteArgs) -> Option<Value> {
         match self {
-            ArgPath::Language => Some(Value::from(args.language)),
-            ArgPath::Code => Some(Value::from(args.code)),
+            ArgPath::Language => Some(Value::from(args.language.as_str())),
+            ArgPath::Code => Some(Value::from(args.code.as_str())),
             ArgPath::CodeLength => Some(Value::from(args.code.len())),
             ArgPath::TimeoutMs => args.timeout_ms.map(Value::from),
             ArgPath::Input(keys) => {
-                let mut v = args.input?;
+                let mut v = args.input.as_ref()?;
                 for key in keys {
                     v = v.get(key)?;
                 }
@@ -297,17 +290,22 @@ mod tests {
         Rule::compile(&spec)
     }
 
-    fn call<'a>(code: &'a str, timeout_ms: Option<u64>, input: Option<&'a Value>) -> CallArgs<'a> {
-        CallArgs {
-            language: "python",
-            code,
+    fn call(code: &str, timeout_ms: Option<u64>, input: Option<&Value>) -> ExecuteArgs {
+        ExecuteArgs {
+            language: crate::contract::Language::Python,
+            code: code.to_string(),
             timeout_ms,
-            input,
+            input: input.cloned(),
         }
     }
 
-    fn check(arg: &str, op: &str, value: Option<Value>, args: CallArgs<'_>) -> bool {
-        rule(arg, op, value).unwrap().matches(&args)
+    fn check(
+        arg: &str,
+        op: &str,
+        value: Option<Value>,
+        args: impl std::borrow::Borrow<ExecuteArgs>,
+    ) -> bool {
+        rule(arg, op, value).unwrap().matches(args.borrow())
     }
 
     #[test]
@@ -388,14 +386,14 @@ mod tests {
     #[test]
     fn lt_lte_gt_gte() {
         let c = call("12345", Some(100), None);
-        assert!(check("code_length", "lt", Some(json!(6)), c));
-        assert!(!check("code_length", "lt", Some(json!(5)), c));
-        assert!(check("code_length", "lte", Some(json!(5)), c));
-        assert!(!check("code_length", "lte", Some(json!(4)), c));
-        assert!(check("timeout_ms", "gt", Some(json!(99)), c));
-        assert!(!check("timeout_ms", "gt", Some(json!(100)), c));
-        assert!(check("timeout_ms", "gte", Some(json!(100)), c));
-        assert!(!check("timeout_ms", "gte", Some(json!(101)), c));
+        assert!(check("code_length", "lt", Some(json!(6)), &c));
+        assert!(!check("code_length", "lt", Some(json!(5)), &c));
+        assert!(check("code_length", "lte", Some(json!(5)), &c));
+        assert!(!check("code_length", "lte", Some(json!(4)), &c));
+        assert!(check("timeout_ms", "gt", Some(json!(99)), &c));
+        assert!(!check("timeout_ms", "gt", Some(json!(100)), &c));
+        assert!(check("timeout_ms", "gte", Some(json!(100)), &c));
+        assert!(!check("timeout_ms", "gte", Some(json!(101)), &c));
         assert!(
             !check("timeout_ms", "gt", Some(json!(1)), call("", None, None)),
             "absent never compares"

@@ -1,7 +1,7 @@
 //! JavaScript: the caller's source goes to the QuickJS guest as it is.
 
 use super::{Language, Prepared, Runtime};
-use crate::outcome::ErrorInfo;
+use crate::contract::{ErrorInfo, ErrorKind};
 use crate::sandbox::{GuestForm, GuestProgram};
 
 /// QuickJS (rquickjs) for wasm32-wasip1, pre-initialized with Wizer by build.rs.
@@ -39,7 +39,7 @@ impl Runtime for JavaScript {
 pub(super) fn reject_nul(code: &str) -> Result<(), ErrorInfo> {
     match code.find('\0') {
         Some(at) => Err(ErrorInfo::new(
-            "SyntaxError",
+            ErrorKind::SyntaxError,
             format!("the code contains a NUL character (byte offset {at}); remove it"),
         )),
         None => Ok(()),

@@ -9,40 +9,8 @@ pub use javascript::{JAVASCRIPT_GUEST, JavaScript};
 pub use python::{PYTHON_GUEST, PYTHON_MODULES, Python};
 pub use typescript::TypeScript;
 
-use crate::outcome::ErrorInfo;
+use crate::contract::{ErrorInfo, Language};
 use crate::sandbox::GuestProgram;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Language {
-    Javascript,
-    Typescript,
-    Python,
-}
-
-impl Language {
-    /// The names the tool contract uses.
-    pub const ALL: [Language; 3] = [Language::Javascript, Language::Typescript, Language::Python];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Language::Javascript => "javascript",
-            Language::Typescript => "typescript",
-            Language::Python => "python",
-        }
-    }
-
-    /// Exactly the contract's names (`"javascript"`, `"typescript"`, `"python"`).
-    pub fn from_contract_name(name: &str) -> Option<Language> {
-        Language::ALL.into_iter().find(|l| l.as_str() == name)
-    }
-}
-
-impl std::fmt::Display for Language {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Source code made ready for a guest.
 #[derive(Debug, Clone)]
@@ -139,15 +107,6 @@ pub fn remap_traceback(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn contract_names_round_trip() {
-        for l in Language::ALL {
-            assert_eq!(Language::from_contract_name(l.as_str()), Some(l));
-        }
-        assert_eq!(Language::from_contract_name("JavaScript"), None);
-        assert_eq!(Language::from_contract_name("js"), None);
-    }
 
     #[test]
     fn javascript_and_typescript_share_one_guest() {

@@ -3,7 +3,7 @@
 //! as it is; parsing, REPL-style results and tracebacks happen inside it.
 
 use super::{Language, Prepared, Runtime};
-use crate::outcome::ErrorInfo;
+use crate::contract::ErrorInfo;
 use crate::sandbox::{GuestForm, GuestProgram};
 
 /// The componentize-py component, built by build.rs.

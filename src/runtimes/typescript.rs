@@ -16,7 +16,7 @@ use oxc::transformer::{TransformOptions, Transformer};
 
 use super::javascript::{JAVASCRIPT_GUEST, reject_nul};
 use super::{Language, Prepared, Runtime};
-use crate::outcome::ErrorInfo;
+use crate::contract::{ErrorInfo, ErrorKind};
 use crate::sandbox::GuestProgram;
 
 const FILENAME: &str = "main.ts";
@@ -55,12 +55,14 @@ impl Runtime for TypeScript {
                 .spawn_scoped(scope, || strip_types(code))
                 .map_err(|e| {
                     ErrorInfo::new(
-                        "InternalError",
+                        ErrorKind::InternalError,
                         format!("could not start the TypeScript compiler thread: {e}"),
                     )
                 })?
                 .join()
-                .map_err(|_| ErrorInfo::new("InternalError", "the TypeScript compiler failed"))?
+                .map_err(|_| {
+                    ErrorInfo::new(ErrorKind::InternalError, "the TypeScript compiler failed")
+                })?
         })
     }
 }
@@ -127,7 +129,7 @@ fn strip_types(code: &str) -> Result<Prepared, ErrorInfo> {
     }
     if parsed.panicked {
         return Err(ErrorInfo::new(
-            "SyntaxError",
+            ErrorKind::SyntaxError,
             "the TypeScript could not be parsed",
         ));
     }
@@ -243,7 +245,7 @@ fn position_error(code: &str, offset: u32, message: &str) -> ErrorInfo {
     let column = before[line_start..].chars().count() + 1;
     let source_line = code[line_start..].lines().next().unwrap_or_default();
     let mut e = ErrorInfo::new(
-        "SyntaxError",
+        ErrorKind::SyntaxError,
         format!("{message} ({FILENAME}:{line}:{column})"),
     );
     e.traceback = Some(format!(

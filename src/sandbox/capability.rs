@@ -1,6 +1,6 @@
 //! What a run may be given beyond computing: the host's `fetch`. The sandbox only carries the
 //! request and the response across the boundary; deciding and sending is the [`Fetcher`]'s job
-//! (`crate::net`), so the sandbox knows nothing of allowlists or credentials.
+//! (`crate::net` implements it), so the sandbox knows nothing of allowlists or credentials.
 
 use std::sync::Arc;
 
@@ -27,11 +27,14 @@ pub struct HttpResponse {
     pub body: Vec<u8>,
 }
 
-/// Sends a guest's request, or says why not (the message reaches the guest as the error).
-/// Called on the run's blocking thread; it must return by the run's deadline on its own,
-/// since the epoch deadline cannot interrupt a host call.
+/// Why a fetch gave no response, typed by whoever sent it; the guest sees its message.
+pub type FetchFailure = Box<dyn std::error::Error + Send + Sync>;
+
+/// Sends a guest's request, or says why not. Called on the run's blocking thread; it must
+/// return by the run's deadline on its own, since the epoch deadline cannot interrupt a host
+/// call.
 pub trait Fetcher: Send + Sync {
-    fn fetch(&self, request: HttpRequest) -> Result<HttpResponse, String>;
+    fn fetch(&self, request: HttpRequest) -> Result<HttpResponse, FetchFailure>;
 }
 
 /// A run's fetch capability (`None`: the guest's fetch always fails).
@@ -49,10 +52,11 @@ impl std::fmt::Debug for FetchCapability {
 }
 
 impl FetchCapability {
-    /// Sends through the fetcher, or refuses when the run has none.
+    /// Sends through the fetcher, or refuses when the run has none. The error is the text
+    /// the guest's fetch rejects with: this is the guest's edge.
     pub fn fetch(&self, request: HttpRequest) -> Result<HttpResponse, String> {
         match &self.0 {
-            Some(fetcher) => fetcher.fetch(request),
+            Some(fetcher) => fetcher.fetch(request).map_err(|e| e.to_string()),
             None => Err("network access is not enabled for this run".into()),
         }
     }

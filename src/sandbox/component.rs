@@ -15,9 +15,10 @@ use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::capability::{FetchCapability, HttpRequest as HostRequest};
-use super::run::{HasRunCore, RunCore, RunRequest, SharedText, finish, limited_store};
+use super::ending::finish;
+use super::run::{HasRunCore, RunCore, RunRequest, SharedText, limited_store};
 use super::{CancelFlag, RunLimits};
-use crate::outcome::ExecutionResult;
+use crate::contract::ExecutionResult;
 
 wasmtime::component::bindgen!({ path: "guest-runtimes/wit", world: "guest" });
 
@@ -122,7 +123,7 @@ pub fn execute(
     };
     let mut store = match limited_store(engine, state, fuel) {
         Ok(store) => store,
-        Err(e) => return super::run::internal_failure(format!("setting up the run failed: {e:#}")),
+        Err(e) => return ExecutionResult::internal(format!("setting up the run failed: {e:#}")),
     };
     let outcome = match pre.instantiate(&mut store) {
         Ok(guest) => guest

@@ -10,9 +10,10 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use super::capability::{FetchCapability, HttpRequest, encode_frame};
-use super::run::{HasRunCore, RunCore, RunRequest, finish, limited_store};
+use super::ending::finish;
+use super::run::{HasRunCore, RunCore, RunRequest, limited_store};
 use super::{CancelFlag, RunLimits};
-use crate::outcome::ExecutionResult;
+use crate::contract::ExecutionResult;
 
 /// Guest-side stderr (not the program's `console.error`, which goes through `warden.output`)
 /// only ever carries a Rust panic message; a little of it is kept to explain a crash.
@@ -225,7 +226,7 @@ pub fn execute_and_inspect(
     };
     let mut store = match limited_store(engine, state, fuel) {
         Ok(store) => store,
-        Err(e) => return super::run::internal_failure(format!("setting up the run failed: {e:#}")),
+        Err(e) => return ExecutionResult::internal(format!("setting up the run failed: {e:#}")),
     };
     let outcome = match pre.instantiate(&mut store) {
         Ok(instance) => {

@@ -13,6 +13,9 @@ mod cache;
 pub mod capability;
 mod component;
 mod core_module;
+mod ending;
+#[cfg(feature = "fuzzing")]
+mod fuzzing;
 mod limiter;
 mod run;
 
@@ -29,9 +32,11 @@ use wasmtime::{
     PoolingAllocationConfig,
 };
 
-use crate::outcome::ExecutionResult;
+use crate::contract::ExecutionResult;
 
-pub use capability::{FetchCapability, Fetcher, HttpRequest, HttpResponse};
+pub use capability::{FetchCapability, FetchFailure, Fetcher, HttpRequest, HttpResponse};
+#[cfg(feature = "fuzzing")]
+pub use fuzzing::{CoreModuleGuest, CoreModuleRun};
 pub use run::RunRequest;
 
 /// How often the epoch advances; a deadline or a cancellation is noticed within one tick.
@@ -161,61 +166,10 @@ impl Sandbox {
                 core_module::execute(&self.engine, pre, request)
             }
             Some(PreparedGuest::Component(pre)) => component::execute(&self.engine, pre, request),
-            None => run::internal_failure(format!(
+            None => ExecutionResult::internal(format!(
                 "the {} guest is not loaded in this sandbox",
                 guest.name
             )),
-        }
-    }
-}
-
-/// A core module compiled and linked by [`Sandbox::prepare_core_module`].
-pub struct CoreModuleGuest(InstancePre<core_module::CoreState>);
-
-/// What [`Sandbox::run_core_module`] saw.
-#[derive(Debug)]
-pub struct CoreModuleRun {
-    pub result: ExecutionResult,
-    /// The sizes of the memories the module exports, summed, when `_start` returned or
-    /// trapped (0 if it never instantiated). Memories only grow, so this is their peak.
-    pub exported_memory_bytes: u64,
-}
-
-/// Running arbitrary core modules. These exist for the `sandbox_wasm` fuzz target (fuzz/),
-/// which runs generated modules under Warden's engine configuration, so that the limits are
-/// checked against any module and not only against the built-in guests.
-impl Sandbox {
-    /// Compiles `wasm`, a core module that may use the JavaScript guest's imports
-    /// (guest-runtimes/ABI.md), with this sandbox's engine and links it like that guest.
-    /// Nothing is cached. An `Err` means the module does not compile or link.
-    pub fn prepare_core_module(&self, wasm: &[u8]) -> wasmtime::Result<CoreModuleGuest> {
-        let module = Module::new(&self.engine, wasm)?;
-        let pre = core_module::linker(&self.engine)?.instantiate_pre(&module)?;
-        Ok(CoreModuleGuest(pre))
-    }
-
-    /// Runs the module's `_start` once under `request`, the way [`Sandbox::run`] runs a
-    /// prepared guest: the same store limits (fuel, epoch deadline, memory limiter) and
-    /// outcome mapping.
-    pub fn run_core_module(&self, guest: &CoreModuleGuest, request: RunRequest) -> CoreModuleRun {
-        if !Engine::same(guest.0.module().engine(), &self.engine) {
-            return CoreModuleRun {
-                result: run::internal_failure("the module was prepared by another sandbox".into()),
-                exported_memory_bytes: 0,
-            };
-        }
-        let mut exported_memory_bytes = 0;
-        let result =
-            core_module::execute_and_inspect(&self.engine, &guest.0, request, |store, i| {
-                let memories: Vec<wasmtime::Memory> = i
-                    .exports(&mut *store)
-                    .filter_map(wasmtime::Export::into_memory)
-                    .collect();
-                exported_memory_bytes = memories.iter().map(|m| m.data_size(&*store) as u64).sum();
-            });
-        CoreModuleRun {
-            result,
-            exported_memory_bytes,
         }
     }
 }
@@ -359,86 +313,6 @@ mod tests {
         let engine = Engine::new(&engine_config(&config)).unwrap();
         let module = wasmtime::Module::new(&engine, b"\0asm\x01\0\0\0").unwrap();
         assert_eq!(module.imports().len(), 0);
-    }
-
-    fn module_request(fuel: u64) -> RunRequest {
-        RunRequest {
-            source: String::new(),
-            input_json: "null".into(),
-            filename: "main.wat".into(),
-            limits: RunLimits {
-                fuel,
-                memory_bytes: 4 << 20,
-                stdout_bytes: 64,
-                stderr_bytes: 64,
-                max_result_bytes: 64,
-                deadline: Instant::now() + Duration::from_secs(10),
-            },
-            cancel: CancelFlag::new(),
-            fetch: FetchCapability::default(),
-        }
-    }
-
-    fn module_sandbox() -> Sandbox {
-        let config = SandboxConfig {
-            wasm_stack_bytes: 256 * 1024,
-            max_memory_bytes: 4 << 20,
-            max_concurrent_runs: 1,
-            cache_dir: None,
-        };
-        Sandbox::new(&config, &[]).unwrap()
-    }
-
-    #[test]
-    fn an_arbitrary_module_runs_under_the_run_limits() {
-        let sandbox = module_sandbox();
-        let wasm = wat::parse_str(
-            r#"(module
-              (import "warden" "set_result" (func $set_result (param i32 i32)))
-              (memory (export "memory") 1)
-              (data (i32.const 16) "{\22ok\22:true,\22result\22:7}")
-              (func (export "_start")
-                (drop (memory.grow (i32.const 2)))
-                (drop (memory.grow (i32.const 1000)))
-                (call $set_result (i32.const 16) (i32.const 22))))"#,
-        )
-        .unwrap();
-        let guest = sandbox.prepare_core_module(&wasm).unwrap();
-        let run = sandbox.run_core_module(&guest, module_request(1_000_000));
-        assert_eq!(run.result.result, serde_json::json!(7), "{run:?}");
-        // 3 pages; the growth past the 4 MiB cap was refused.
-        assert_eq!(run.exported_memory_bytes, 3 * 65536);
-        assert_eq!(run.result.usage.memory_peak_bytes, 3 * 65536);
-
-        let spin = wat::parse_str(r#"(module (func (export "_start") (loop (br 0))))"#).unwrap();
-        let spin = sandbox.prepare_core_module(&spin).unwrap();
-        let run = sandbox.run_core_module(&spin, module_request(1_000_000));
-        assert_eq!(run.result.status.as_str(), "out_of_fuel", "{run:?}");
-        assert_eq!(run.exported_memory_bytes, 0);
-        // The first module runs again as it did: nothing survived its first run.
-        let again = sandbox.run_core_module(&guest, module_request(1_000_000));
-        assert_eq!(again.result.result, serde_json::json!(7), "{again:?}");
-    }
-
-    #[test]
-    fn a_module_that_does_not_link_or_belongs_elsewhere_is_refused() {
-        let sandbox = module_sandbox();
-        let wasm = wat::parse_str(r#"(module (import "env" "nope" (func)))"#).unwrap();
-        assert!(sandbox.prepare_core_module(&wasm).is_err());
-        assert!(sandbox.prepare_core_module(b"not wasm").is_err());
-        let other = module_sandbox();
-        let empty = wat::parse_str(r#"(module (func (export "_start")))"#).unwrap();
-        let guest = other.prepare_core_module(&empty).unwrap();
-        let run = sandbox.run_core_module(&guest, module_request(1));
-        assert_eq!(run.result.status.as_str(), "error", "{run:?}");
-        assert!(
-            run.result
-                .error
-                .unwrap()
-                .message
-                .contains("another sandbox"),
-            "the module must run only in the sandbox that prepared it"
-        );
     }
 
     #[test]

@@ -1,27 +1,30 @@
-//! Credentials: their values (read once, at start-up, from the environment or a file), their
-//! use on outgoing requests (placeholder substitution and header injection, only towards the
-//! hosts each credential is scoped to), and redaction (every value replaced by its placeholder
-//! in whatever flows back to the guest, the caller or the audit log).
+//! Credentials: their values (read once, from the environment or a file), their use on
+//! outgoing requests (placeholder substitution and header injection, only towards the hosts
+//! each credential is scoped to, as `crate::net`'s [`CredentialBroker`]), and redaction
+//! (every value replaced by its placeholder in whatever flows back).
 //!
 //! Values never enter the sandbox: the guest writes placeholders, the host substitutes them on
 //! the way out, and redacts the values on the way back in.
 
+mod placeholder;
+mod redact;
+mod spec;
+
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
 use url::Url;
 
-use crate::net::AllowList;
-use crate::policy::network::{CredentialSpec, Injection, SECRET_MARK, allow_list, placeholder};
+use crate::net::{AllowList, CredentialBroker, Request, WithCredentials};
 
-pub mod tokens;
-pub use tokens::GrantTokens;
+pub use placeholder::placeholder;
+use placeholder::{PLACEHOLDER_PREFIX, mentions_placeholder, placeholders_in};
+pub use redact::Redactor;
+use redact::replace_bytes;
+pub use spec::{CredentialSpec, Injection, InvalidCredential, SECRET_MARK, is_env_var_name};
 
 /// The shortest value that can be redacted without mangling ordinary text.
 pub const MIN_SECRET_BYTES: usize = 8;
-
-const PLACEHOLDER_PREFIX: &str = "__WARDEN_SECRET_";
 
 struct Credential {
     name: String,
@@ -36,6 +39,7 @@ struct Credential {
 #[derive(Default)]
 pub struct Credentials {
     credentials: Vec<Credential>,
+    redactor: Redactor,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -49,24 +53,6 @@ impl std::fmt::Debug for Credentials {
             )
             .finish()
     }
-}
-
-/// A request on its way out, as the guest wrote it (placeholders and all).
-#[derive(Debug, Clone)]
-pub struct OutgoingRequest {
-    pub method: String,
-    pub url: Url,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-/// The request to send, credentials in place, and the names of the credentials it carries.
-#[derive(Debug)]
-pub struct Prepared {
-    pub url: Url,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub used: Vec<String>,
 }
 
 impl Credentials {
@@ -104,12 +90,19 @@ impl Credentials {
                     name: name.clone(),
                     placeholder: placeholder(name),
                     value,
-                    hosts: allow_list(&spec.hosts),
+                    hosts: AllowList::new(spec.hosts.clone()),
                     inject: spec.inject.clone(),
                 }
             })
-            .collect();
-        (Credentials { credentials }, warnings)
+            .collect::<Vec<_>>();
+        let redactor = Credentials::build_redactor(&credentials);
+        (
+            Credentials {
+                credentials,
+                redactor,
+            },
+            warnings,
+        )
     }
 
     pub fn is_empty(&self) -> bool {
@@ -122,30 +115,29 @@ impl Credentials {
     }
 
     /// Replaces every secret value (and its common encodings) by its placeholder.
-    pub fn redactor(&self) -> Redactor {
-        let mut needles = Vec::new();
-        for c in &self.credentials {
-            let Ok(value) = &c.value else { continue };
-            for form in encodings(value) {
-                needles.push((form.into_bytes(), c.placeholder.clone().into_bytes()));
-            }
-        }
-        // Longest first, so that a value containing another is replaced whole.
-        needles.sort_by_key(|n| std::cmp::Reverse(n.0.len()));
-        needles.dedup_by(|a, b| a.0 == b.0);
-        Redactor { needles }
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    fn build_redactor(credentials: &[Credential]) -> Redactor {
+        Redactor::new(credentials.iter().filter_map(|c| {
+            c.value
+                .as_ref()
+                .ok()
+                .map(|value| (value.as_str(), c.placeholder.as_str()))
+        }))
     }
 
     /// Puts credentials into a request bound for `request.url`: placeholders are substituted
     /// (percent-encoded in the URL) and injected headers set. `allowed` limits the credentials
     /// to a grant's (`None`: all). `carry` is false after a redirect changed the origin: then
     /// no credential goes out, and a placeholder anywhere refuses the request.
-    pub fn prepare(
+    fn put_in(
         &self,
-        request: &OutgoingRequest,
+        request: &Request,
         allowed: Option<&[String]>,
         carry: bool,
-    ) -> Result<Prepared, String> {
+    ) -> Result<WithCredentials, String> {
         let url_text = request.url.as_str();
         // Hosts are case-folded by the URL parser: look for the placeholder in any case.
         let prefix = PLACEHOLDER_PREFIX.to_ascii_lowercase();
@@ -164,7 +156,7 @@ impl Credentials {
             return Err("a credential placeholder cannot be part of the host".into());
         }
         let mut used: Vec<String> = Vec::new();
-        let mentioned = |text: &[u8]| -> Vec<String> { placeholders_in(text) };
+        let mentioned = placeholders_in;
         let mut names: Vec<String> = mentioned(url_text.as_bytes());
         for (name, value) in &request.headers {
             names.extend(mentioned(name.as_bytes()));
@@ -276,10 +268,13 @@ impl Credentials {
                 }
             }
         }
-        Ok(Prepared {
-            url,
-            headers,
-            body,
+        Ok(WithCredentials {
+            request: Request {
+                method: request.method.clone(),
+                url,
+                headers,
+                body,
+            },
             used,
         })
     }
@@ -307,97 +302,31 @@ fn read_value(
     }
 }
 
-/// The forms a value commonly takes in text that carries it: as is; percent-encoded (every
-/// non-alphanumeric byte, or only what `encodeURIComponent` encodes, or form-encoded), in upper
-/// and lower case hex; JSON-escaped (also with `\/`); hex; and base64 (standard and URL-safe)
-/// at each of the three alignments it can have inside a longer encoded string (`user:secret`
-/// in Basic authentication). Redaction is a safety net, not a proof: an allowed host that
-/// transforms a value otherwise is outside what it can see.
-fn encodings(value: &str) -> Vec<String> {
-    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-    const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'!')
-        .remove(b'~')
-        .remove(b'*')
-        .remove(b'\'')
-        .remove(b'(')
-        .remove(b')');
-    let mut forms = vec![value.to_string()];
-    let percent = [
-        utf8_percent_encode(value, NON_ALPHANUMERIC).to_string(),
-        utf8_percent_encode(value, URI_COMPONENT).to_string(),
-        url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>(),
-    ];
-    for form in percent {
-        forms.push(lower_hex_escapes(&form));
-        forms.push(form);
+impl CredentialBroker for Credentials {
+    fn apply(
+        &self,
+        request: &Request,
+        allowed: Option<&[String]>,
+        carry: bool,
+    ) -> Result<WithCredentials, String> {
+        self.put_in(request, allowed, carry)
     }
-    if let Ok(json) = serde_json::to_string(value) {
-        let inner = json[1..json.len() - 1].to_string();
-        forms.push(inner.replace('/', "\\/"));
-        forms.push(inner);
-    }
-    let hex: String = value.bytes().map(|b| format!("{b:02x}")).collect();
-    forms.push(hex.to_ascii_uppercase());
-    forms.push(hex);
-    for engine in [
-        &base64::engine::general_purpose::STANDARD_NO_PAD,
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-    ] {
-        for offset in 0..3usize {
-            let mut shifted = vec![0u8; offset];
-            shifted.extend_from_slice(value.as_bytes());
-            let encoded = engine.encode(&shifted);
-            // Characters that depend only on the value's bytes: skip those mixing in the
-            // padding before it, and the last one when it mixes in what follows.
-            let first = (offset * 8).div_ceil(6);
-            let last = (shifted.len() * 8) / 6;
-            if let Some(stable) = encoded.get(first..last) {
-                forms.push(stable.to_string());
-            }
-        }
-    }
-    forms.retain(|f| f.len() >= MIN_SECRET_BYTES);
-    forms.sort();
-    forms.dedup();
-    forms
-}
 
-/// `%2F` → `%2f`: some encoders write lower-case hex.
-fn lower_hex_escapes(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        out.push(c);
-        if c == '%' {
-            for _ in 0..2 {
-                if let Some(h) = chars.next() {
-                    out.push(h.to_ascii_lowercase());
-                }
-            }
-        }
+    fn redact(&self, text: &str) -> String {
+        self.redactor.redact(text)
     }
-    out
-}
 
-/// The credential names whose placeholders appear in `text`.
-fn placeholders_in(text: &[u8]) -> Vec<String> {
-    let prefix = PLACEHOLDER_PREFIX.as_bytes();
-    let mut names = Vec::new();
-    let mut at = 0;
-    while let Some(found) = find(&text[at..], prefix) {
-        let start = at + found + prefix.len();
-        let rest = &text[start..];
-        let end = find(rest, b"__").unwrap_or(rest.len());
-        if end > 0 && end < rest.len() {
-            names.push(String::from_utf8_lossy(&rest[..end]).into_owned());
-        }
-        at = start;
+    fn redact_bytes<'a>(&self, data: &'a [u8]) -> Cow<'a, [u8]> {
+        self.redactor.redact_bytes(data)
     }
-    names
+
+    fn redact_case_folded(&self, text: &str) -> String {
+        self.redactor.redact_case_folded(text)
+    }
+
+    fn refers_to_credential(&self, text: &str) -> bool {
+        mentions_placeholder(text)
+    }
 }
 
 fn substitute(text: &str, substitutions: &[(&str, &str)]) -> String {
@@ -408,107 +337,25 @@ fn substitute(text: &str, substitutions: &[(&str, &str)]) -> String {
     text
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || haystack.len() < needle.len() {
-        return None;
-    }
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-fn replace_bytes<'a>(haystack: &'a [u8], needle: &[u8], with: &[u8]) -> Cow<'a, [u8]> {
-    let Some(first) = find(haystack, needle) else {
-        return Cow::Borrowed(haystack);
-    };
-    let mut out = Vec::with_capacity(haystack.len());
-    out.extend_from_slice(&haystack[..first]);
-    out.extend_from_slice(with);
-    let mut rest = &haystack[first + needle.len()..];
-    while let Some(i) = find(rest, needle) {
-        out.extend_from_slice(&rest[..i]);
-        out.extend_from_slice(with);
-        rest = &rest[i + needle.len()..];
-    }
-    out.extend_from_slice(rest);
-    Cow::Owned(out)
-}
-
-/// Replaces secret values with their placeholders.
-#[derive(Debug, Clone, Default)]
-pub struct Redactor {
-    /// (value form, placeholder), longest value first.
-    needles: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-impl Redactor {
-    pub fn is_empty(&self) -> bool {
-        self.needles.is_empty()
-    }
-
-    pub fn redact_bytes<'a>(&self, data: &'a [u8]) -> Cow<'a, [u8]> {
-        let mut out: Cow<'a, [u8]> = Cow::Borrowed(data);
-        for (needle, placeholder) in &self.needles {
-            if let Cow::Owned(replaced) = replace_bytes(&out, needle, placeholder) {
-                out = Cow::Owned(replaced);
-            }
-        }
-        out
-    }
-
-    pub fn redact(&self, text: &str) -> String {
-        match self.redact_bytes(text.as_bytes()) {
-            // Values and placeholders are whole UTF-8 strings, so the result is UTF-8 too.
-            Cow::Borrowed(_) => text.to_string(),
-            Cow::Owned(bytes) => String::from_utf8(bytes)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-        }
-    }
-
-    /// As [`redact`](Self::redact), for text that has been ASCII-lower-cased on its way here
-    /// (HTTP header names, which hyper folds): a secret is found in either case. The result
-    /// is the lower-cased text with placeholders in it.
-    pub fn redact_case_folded(&self, text: &str) -> String {
-        let mut out = text.to_ascii_lowercase().into_bytes();
-        for (needle, placeholder) in &self.needles {
-            if let Cow::Owned(replaced) =
-                replace_bytes(&out, &needle.to_ascii_lowercase(), placeholder)
-            {
-                out = replaced;
-            }
-        }
-        String::from_utf8(out)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-    }
-
-    /// Redacts every string inside a JSON value (keys included).
-    pub fn redact_json(&self, value: &mut serde_json::Value) {
-        use serde_json::Value;
-        match value {
-            Value::String(s) => *s = self.redact(s),
-            Value::Array(items) => items.iter_mut().for_each(|v| self.redact_json(v)),
-            Value::Object(map) => {
-                let entries: Vec<(String, Value)> = std::mem::take(map)
-                    .into_iter()
-                    .map(|(k, mut v)| {
-                        self.redact_json(&mut v);
-                        (self.redact(&k), v)
-                    })
-                    .collect();
-                map.extend(entries);
-            }
-            _ => {}
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Policy;
+    use base64::Engine as _;
+    use redact::lower_hex_escapes;
 
     const SECRET: &str = "ghp_S3cr3tV4lue/with+odd&chars";
 
+    /// The `[credentials]` tables of a policy document.
+    fn specs(toml_text: &str) -> BTreeMap<String, CredentialSpec> {
+        #[derive(serde::Deserialize)]
+        struct Document {
+            credentials: BTreeMap<String, CredentialSpec>,
+        }
+        toml::from_str::<Document>(toml_text).unwrap().credentials
+    }
+
     fn credentials() -> Credentials {
-        let policy = Policy::parse(
+        let specs = specs(
             r#"
 [credentials.github]
 env = "GH"
@@ -523,10 +370,8 @@ hosts = ["https://api.weather.example/data/"]
 env = "NOT_SET"
 hosts = ["https://missing.example"]
 "#,
-            "p",
-        )
-        .unwrap();
-        let (c, warnings) = Credentials::load_with(&policy.credentials, |name| match name {
+        );
+        let (c, warnings) = Credentials::load_with(&specs, |name| match name {
             "GH" => Some(SECRET.into()),
             "WEATHER" => Some("w-key-12345678".into()),
             _ => None,
@@ -536,9 +381,9 @@ hosts = ["https://missing.example"]
         c
     }
 
-    fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> OutgoingRequest {
-        OutgoingRequest {
-            method: method.into(),
+    fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Request {
+        Request {
+            method: method.to_ascii_uppercase(),
             url: Url::parse(url).unwrap(),
             headers: headers
                 .iter()
@@ -552,28 +397,28 @@ hosts = ["https://missing.example"]
     fn injection_adds_the_header_for_the_scoped_host_only() {
         let c = credentials();
         let p = c
-            .prepare(
+            .apply(
                 &request("GET", "https://api.github.com/user", &[], ""),
                 None,
                 true,
             )
             .unwrap();
         assert_eq!(
-            p.headers,
+            p.request.headers,
             vec![("Authorization".to_string(), format!("Bearer {SECRET}"))]
         );
         assert_eq!(p.used, vec!["github"]);
         let elsewhere = c
-            .prepare(&request("GET", "https://example.com/", &[], ""), None, true)
+            .apply(&request("GET", "https://example.com/", &[], ""), None, true)
             .unwrap();
-        assert!(elsewhere.headers.is_empty() && elsewhere.used.is_empty());
+        assert!(elsewhere.request.headers.is_empty() && elsewhere.used.is_empty());
     }
 
     #[test]
     fn the_guest_cannot_set_an_injected_header() {
         let c = credentials();
         let e = c
-            .prepare(
+            .apply(
                 &request(
                     "GET",
                     "https://api.github.com/",
@@ -589,13 +434,18 @@ hosts = ["https://missing.example"]
             "{e}"
         );
         let injected = c
-            .prepare(
+            .apply(
                 &request("GET", "https://api.github.com/x", &[], ""),
                 None,
                 true,
             )
             .unwrap();
-        let names: Vec<&str> = injected.headers.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = injected
+            .request
+            .headers
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
         assert_eq!(names, vec!["Authorization"]);
     }
 
@@ -603,7 +453,7 @@ hosts = ["https://missing.example"]
     fn placeholders_are_substituted_in_headers_query_and_body() {
         let c = credentials();
         let p = c
-            .prepare(
+            .apply(
                 &request(
                     "POST",
                     "https://api.weather.example/data/q?appid=__WARDEN_SECRET_weather__&x=1",
@@ -614,9 +464,9 @@ hosts = ["https://missing.example"]
                 true,
             )
             .unwrap();
-        assert_eq!(p.url.query(), Some("appid=w%2Dkey%2D12345678&x=1"));
-        assert_eq!(p.headers[0].1, "k=w-key-12345678");
-        assert_eq!(p.body, br#"{"key":"w-key-12345678"}"#);
+        assert_eq!(p.request.url.query(), Some("appid=w%2Dkey%2D12345678&x=1"));
+        assert_eq!(p.request.headers[0].1, "k=w-key-12345678");
+        assert_eq!(p.request.body, br#"{"key":"w-key-12345678"}"#);
         assert_eq!(p.used, vec!["weather"]);
     }
 
@@ -624,7 +474,7 @@ hosts = ["https://missing.example"]
     fn url_substitution_is_percent_encoded_and_keeps_the_host() {
         let c = credentials();
         let p = c
-            .prepare(
+            .apply(
                 &request(
                     "GET",
                     "https://api.github.com/x?t=__WARDEN_SECRET_github__",
@@ -635,14 +485,14 @@ hosts = ["https://missing.example"]
                 true,
             )
             .unwrap();
-        assert_eq!(p.url.host_str(), Some("api.github.com"));
+        assert_eq!(p.request.url.host_str(), Some("api.github.com"));
         assert!(
-            !p.url.as_str().contains('&') || p.url.query_pairs().count() == 1,
+            !p.request.url.as_str().contains('&') || p.request.url.query_pairs().count() == 1,
             "{}",
-            p.url
+            p.request.url
         );
         assert_eq!(
-            p.url.query_pairs().next().unwrap().1,
+            p.request.url.query_pairs().next().unwrap().1,
             SECRET,
             "decodes back to the value"
         );
@@ -679,7 +529,7 @@ hosts = ["https://missing.example"]
             ),
         ] {
             let e = c
-                .prepare(&request(method, url, &headers, body), None, true)
+                .apply(&request(method, url, &headers, body), None, true)
                 .unwrap_err();
             assert!(e.contains("may not be sent to"), "{url}: {e}");
         }
@@ -689,7 +539,7 @@ hosts = ["https://missing.example"]
     fn unknown_unavailable_and_ungranted_credentials_are_refused() {
         let c = credentials();
         let e = c
-            .prepare(
+            .apply(
                 &request(
                     "GET",
                     "https://x.example/?k=__WARDEN_SECRET_nope__",
@@ -702,7 +552,7 @@ hosts = ["https://missing.example"]
             .unwrap_err();
         assert!(e.contains("no credential named `nope`"), "{e}");
         let e = c
-            .prepare(
+            .apply(
                 &request(
                     "GET",
                     "https://missing.example/?k=__WARDEN_SECRET_missing__",
@@ -716,7 +566,7 @@ hosts = ["https://missing.example"]
         assert!(e.contains("NOT_SET is not set"), "{e}");
         let only_weather = vec!["weather".to_string()];
         let e = c
-            .prepare(
+            .apply(
                 &request(
                     "GET",
                     "https://api.github.com/?k=__WARDEN_SECRET_github__",
@@ -730,28 +580,28 @@ hosts = ["https://missing.example"]
         assert!(e.contains("not available to this caller"), "{e}");
         // An ungranted credential is not injected either.
         let p = c
-            .prepare(
+            .apply(
                 &request("GET", "https://api.github.com/", &[], ""),
                 Some(&only_weather),
                 true,
             )
             .unwrap();
-        assert!(p.headers.is_empty());
+        assert!(p.request.headers.is_empty());
     }
 
     #[test]
     fn nothing_is_carried_across_origins() {
         let c = credentials();
         let p = c
-            .prepare(
+            .apply(
                 &request("GET", "https://api.github.com/", &[], ""),
                 None,
                 false,
             )
             .unwrap();
-        assert!(p.headers.is_empty() && p.used.is_empty());
+        assert!(p.request.headers.is_empty() && p.used.is_empty());
         let e = c
-            .prepare(
+            .apply(
                 &request(
                     "GET",
                     "https://api.github.com/?k=__WARDEN_SECRET_github__",
@@ -769,7 +619,7 @@ hosts = ["https://missing.example"]
     fn a_placeholder_in_the_host_is_refused() {
         let c = credentials();
         let e = c
-            .prepare(
+            .apply(
                 &request(
                     "GET",
                     "https://__WARDEN_SECRET_github__.evil.example/",
@@ -785,7 +635,7 @@ hosts = ["https://missing.example"]
 
     #[test]
     fn redaction_replaces_values_and_their_encodings() {
-        let r = credentials().redactor();
+        let r = credentials().redactor().clone();
         let b64 = base64::engine::general_purpose::STANDARD.encode(SECRET);
         let text = format!(
             "raw {SECRET} url {} json {} b64 {b64} end",
@@ -803,7 +653,7 @@ hosts = ["https://missing.example"]
 
     #[test]
     fn case_folded_text_is_redacted_in_either_case() {
-        let r = credentials().redactor();
+        let r = credentials().redactor().clone();
         let b64 = base64::engine::general_purpose::STANDARD.encode(SECRET);
         for name in [
             SECRET.to_string(),
@@ -823,7 +673,7 @@ hosts = ["https://missing.example"]
 
     #[test]
     fn redaction_covers_the_encodings_servers_and_clients_use() {
-        let r = credentials().redactor();
+        let r = credentials().redactor().clone();
         let minimal =
             percent_encoding::utf8_percent_encode(SECRET, percent_encoding::NON_ALPHANUMERIC)
                 .to_string();
@@ -853,12 +703,8 @@ hosts = ["https://missing.example"]
 
     #[test]
     fn short_values_are_refused_at_load() {
-        let policy = Policy::parse(
-            "[credentials.k]\nenv = \"K\"\nhosts = [\"https://a.example\"]\n",
-            "p",
-        )
-        .unwrap();
-        let (c, warnings) = Credentials::load_with(&policy.credentials, |_| Some("abc".into()));
+        let specs = specs("[credentials.k]\nenv = \"K\"\nhosts = [\"https://a.example\"]\n");
+        let (c, warnings) = Credentials::load_with(&specs, |_| Some("abc".into()));
         assert!(warnings[0].contains("too short"), "{warnings:?}");
         assert!(c.redactor().is_empty());
         assert!(format!("{c:?}").contains("too short") && !format!("{c:?}").contains("abc\""));

@@ -11,9 +11,10 @@ use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
 
-use warden::execution::Executor;
-use warden::outcome::ExecutionResult;
-use warden::policy::Policy;
+use tokio_util::sync::CancellationToken;
+use warden::contract::ExecutionResult;
+use warden::policy::{Caller, LOCAL_GRANT, Policy};
+use warden::service::Service;
 
 pub fn cache_dir() -> PathBuf {
     std::env::var_os("WARDEN_TEST_CACHE_DIR")
@@ -21,21 +22,23 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("warden-cache"))
 }
 
-/// One in-process executor per test binary (building it loads the guests once).
-pub fn executor() -> Arc<Executor> {
-    static EXECUTOR: OnceLock<Arc<Executor>> = OnceLock::new();
+/// One in-process service per test binary (building it loads the guests once).
+pub fn executor() -> Arc<Service> {
+    static EXECUTOR: OnceLock<Arc<Service>> = OnceLock::new();
     EXECUTOR
-        .get_or_init(|| Arc::new(Executor::new(&Policy::builtin(), Some(cache_dir())).unwrap()))
+        .get_or_init(|| Arc::new(Service::new(Policy::builtin(), Some(cache_dir())).unwrap()))
         .clone()
 }
 
-pub fn executor_with(policy_toml: &str) -> Executor {
+pub fn executor_with(policy_toml: &str) -> Service {
     let policy = Policy::parse(policy_toml, "test policy").unwrap();
-    Executor::new(&policy, Some(cache_dir())).unwrap()
+    Service::new(policy, Some(cache_dir())).unwrap()
 }
 
+/// One call through the service's whole pipeline (schema, policy, rate limits, run) as the
+/// local caller; nobody can be asked for approval.
 pub async fn run_on(
-    executor: &Executor,
+    executor: &Service,
     language: &str,
     code: &str,
     input: Option<Value>,
@@ -44,9 +47,28 @@ pub async fn run_on(
     if let Some(i) = input {
         args["input"] = i;
     }
-    let parsed = executor.parse_args(args.as_object()).unwrap();
-    executor
-        .execute(parsed, tokio_util::sync::CancellationToken::new())
+    call_as(
+        executor,
+        LOCAL_GRANT,
+        "tests",
+        args,
+        &CancellationToken::new(),
+    )
+    .await
+}
+
+/// One call through the whole pipeline with raw arguments, as `grant` in `session`.
+pub async fn call_as(
+    service: &Service,
+    grant: &str,
+    session: &str,
+    args: Value,
+    cancel: &CancellationToken,
+) -> ExecutionResult {
+    let parsed = service.parse_args(grant, args.as_object());
+    let caller = Caller { grant, session };
+    service
+        .call(parsed, &caller, "tests cannot ask anyone", cancel)
         .await
 }
 

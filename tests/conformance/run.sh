@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # Runs the official MCP conformance suite (@modelcontextprotocol/conformance, installed with
-# Node 22 into .tools by scripts/setup.sh) against `warden serve --http` for both requirement
-# sets. Scenarios Warden is known to fail are listed, each with its reason, in the
+# Node 22 into .tools by scripts/setup.sh) against Warden's HTTP server for both requirement
+# sets. The server is the `conformance` example (examples/conformance): `warden serve --http`
+# plus the suite's fixture tools (test_*), which the `warden` binary never contains. Scenarios Warden is known to fail are listed, each with its reason, in the
 # expected-failures files beside this script; anything else failing, or a listed scenario
 # starting to pass, fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-WARDEN=${WARDEN_BIN:-$ROOT/target/release/warden}
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+cargo build --release --locked --example conformance
+SERVER_BIN=$TARGET/release/examples/conformance
 CACHE=${WARDEN_TEST_CACHE_DIR:-$ROOT/target/warden-test-cache}
 export PATH="$ROOT/.tools/node22/node_modules/.bin:$PATH"
 SUITE="$ROOT/.tools/conformance/node_modules/.bin/conformance"
 OUT=$(mktemp -d)
 trap 'kill "$SERVER" 2>/dev/null || true; rm -rf "$OUT"' EXIT
 
-# --conformance-fixtures: the test mode that adds the suite's fixture tools (test_*).
-"$WARDEN" serve --http 127.0.0.1:0 --conformance-fixtures --cache-dir "$CACHE" >"$OUT/server.out" 2>"$OUT/server.err" &
+"$SERVER_BIN" --http 127.0.0.1:0 --cache-dir "$CACHE" >"$OUT/server.out" 2>"$OUT/server.err" &
 SERVER=$!
 # A cold guest cache compiles the Python guest first (tens of seconds on a loaded machine).
 for _ in $(seq 1 2400); do

@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use warden::outcome::{ErrorInfo, ExecutionResult, Status};
+use warden::contract::{ErrorInfo, ExecutionResult, Status};
 
 use crate::harness::*;
 
@@ -252,17 +252,19 @@ pub fn cases(_: &Ports) -> Vec<Case> {
 
 fn no_arguments(env: &Env) -> BoxFut<'_> {
     Box::pin(async move {
-        let approver = warden::execution::NoApprover("no");
-        let context = warden::execution::CallContext {
+        let parsed = env.executor.parse_args("local", None);
+        let caller = warden::policy::Caller {
             grant: "local",
             session: "escapes",
-            approver: &approver,
         };
-        let parsed = env.executor.parse_args(None);
         env.executor
-            .call(parsed, &context, tokio_util::sync::CancellationToken::new())
+            .call(
+                parsed,
+                &caller,
+                "no",
+                &tokio_util::sync::CancellationToken::new(),
+            )
             .await
-            .into_result()
     })
 }
 
@@ -282,7 +284,7 @@ fn raw_stdio(_: &Env) -> BoxFut<'_> {
         let observed = tokio::task::spawn_blocking(raw_stdio_session)
             .await
             .unwrap_or_else(|e| json!({"panic": e.to_string()}));
-        let mut result = ExecutionResult::without_run(Status::Ok, ErrorInfo::new("", ""));
+        let mut result = ExecutionResult::without_run(Status::Ok, ErrorInfo::raised("", ""));
         result.error = None;
         result.result = observed;
         result

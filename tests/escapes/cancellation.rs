@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use warden::outcome::{ErrorInfo, ExecutionResult, Status};
+use warden::contract::{ErrorInfo, ExecutionResult, Status};
 
 use crate::harness::*;
 
@@ -77,7 +77,7 @@ fn queued(env: &Env) -> BoxFut<'_> {
             busy_token.cancel();
         };
         let (busy, waiting, ()) = tokio::join!(busy, waiting, canceller);
-        let mut result = ExecutionResult::without_run(Status::Ok, ErrorInfo::new("", ""));
+        let mut result = ExecutionResult::without_run(Status::Ok, ErrorInfo::raised("", ""));
         result.error = None;
         result.result = json!({"busy": describe(&busy), "queued": describe(&waiting)});
         result
@@ -109,7 +109,7 @@ fn precancelled(env: &Env) -> BoxFut<'_> {
                 }
             )));
         }
-        let mut result = ExecutionResult::without_run(Status::Ok, ErrorInfo::new("", ""));
+        let mut result = ExecutionResult::without_run(Status::Ok, ErrorInfo::raised("", ""));
         result.error = None;
         result.result = Value::Array(statuses);
         result

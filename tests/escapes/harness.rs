@@ -20,12 +20,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use warden::execution::{CallContext, Executor, NoApprover};
-use warden::outcome::ExecutionResult;
+use warden::contract::ExecutionResult;
 use warden::sandbox::{
     CancelFlag, FetchCapability, Fetcher, GuestForm, GuestProgram, HttpRequest, HttpResponse,
     RunLimits, RunRequest, Sandbox, SandboxConfig,
 };
+use warden::service::Service;
 
 use crate::common::FakeApi;
 
@@ -438,7 +438,7 @@ pub struct Caps {
 
 /// One category's world: its executor, the local servers, the secrets in play.
 pub struct Env {
-    pub executor: Arc<Executor>,
+    pub executor: Arc<Service>,
     pub caps: Caps,
     pub ports: Ports,
     pub api: Option<FakeApi>,
@@ -548,17 +548,7 @@ impl Env {
 
     /// One `execute_code` call through the whole pipeline (argument checks, policy, run).
     pub async fn call(&self, args: Value, cancel: CancellationToken) -> ExecutionResult {
-        let approver = NoApprover("the escapes suite cannot ask anyone");
-        let context = CallContext {
-            grant: "local",
-            session: "escapes",
-            approver: &approver,
-        };
-        let parsed = self.executor.parse_args(args.as_object());
-        self.executor
-            .call(parsed, &context, cancel)
-            .await
-            .into_result()
+        crate::common::call_as(&self.executor, "local", "escapes", args, &cancel).await
     }
 
     pub async fn run(&self, language: &str, code: &str) -> ExecutionResult {
@@ -840,7 +830,7 @@ struct RecordingFetcher {
 }
 
 impl Fetcher for RecordingFetcher {
-    fn fetch(&self, request: HttpRequest) -> Result<HttpResponse, String> {
+    fn fetch(&self, request: HttpRequest) -> Result<HttpResponse, warden::sandbox::FetchFailure> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         Ok(HttpResponse {
             status: 200,

@@ -1,4 +1,4 @@
-//! What the targets that run code share: one executor per process (built like the server's,
+//! What the targets that run code share: one service per process (built like the server's,
 //! on a tokio runtime built like `main.rs`'s, so runs happen on the same kind of blocking
 //! thread, with the same stack size), a guest cache that outlives the process, and the
 //! invariants every run must keep.
@@ -8,10 +8,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use warden::execution::{ExecuteArgs, Executor};
-use warden::outcome::{ExecutionResult, Status};
-use warden::policy::{Limits, Policy};
-use warden::runtimes::Language;
+use tokio_util::sync::CancellationToken;
+use warden::contract::{ExecuteArgs, ExecutionResult, Language, Status};
+use warden::policy::{Caller, LOCAL_GRANT, Limits, Policy};
+use warden::service::Service;
 
 /// Slack on top of a run's deadline before a run counts as hung: queueing, instantiation and
 /// a loaded two-core CI machine, but nowhere near a second deadline.
@@ -42,8 +42,15 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime")
 }
 
-/// An executor for `policy` (TOML), with the guests from the shared cache.
-pub fn executor(policy: &str) -> (Executor, Policy) {
+/// The session the targets' calls run in (no target has session-scoped limits to meet).
+pub const SESSION: &str = "fuzz";
+
+/// Why a call that needs a person's approval is denied when it goes through
+/// [`Service::call`] (the targets that run code ask nobody).
+pub const NO_APPROVER: &str = "the fuzz target asks nobody";
+
+/// A service for `policy` (TOML), with the guests from the shared cache.
+pub fn service(policy: &str) -> (Service, Policy) {
     let policy = Policy::parse(policy, "fuzz policy").expect("the fuzz policy is valid");
     let dir = cache_dir();
     let _ = std::fs::create_dir_all(&dir);
@@ -52,8 +59,8 @@ pub fn executor(policy: &str) -> (Executor, Policy) {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
     }
-    let executor = Executor::new(&policy, Some(dir)).expect("the sandbox starts");
-    (executor, policy)
+    let service = Service::new(policy.clone(), Some(dir)).expect("the sandbox starts");
+    (service, policy)
 }
 
 /// A count in the sandbox targets' program grammars: mostly small, sometimes large, sometimes
@@ -77,19 +84,19 @@ impl Count {
     }
 }
 
-/// The sandbox targets' per-process state: the runtime, an executor and its policy.
+/// The sandbox targets' per-process state: the runtime, a service and its policy.
 pub struct Sandbox {
     pub rt: tokio::runtime::Runtime,
-    pub executor: Executor,
+    pub service: Service,
     pub policy: Policy,
 }
 
 impl Sandbox {
     pub fn new(policy: &str) -> Self {
-        let (executor, policy) = executor(policy);
+        let (service, policy) = service(policy);
         Sandbox {
             rt: runtime(),
-            executor,
+            service,
             policy,
         }
     }
@@ -113,22 +120,30 @@ impl Sandbox {
     /// Runs `args`, checks the run's invariants and, after a failed run, that the next works.
     pub fn run_and_check(&self, args: ExecuteArgs) {
         let (language, code, timeout_ms) = (args.language, args.code.clone(), args.timeout_ms);
-        let (result, elapsed) = run(&self.rt, &self.executor, args);
+        let (result, elapsed) = run(&self.rt, &self.service, args);
         check_run(&result, elapsed, &self.policy.limits, timeout_ms, &code);
         if result.status != Status::Ok {
-            check_next_run_works(&self.rt, &self.executor, language, &code);
+            check_next_run_works(&self.rt, &self.service, language, &code);
         }
     }
 }
 
-/// Runs `args` to its end; returns the result and the wall time the host took.
+/// Runs `args` to its end as the local caller, through the service's whole pipeline
+/// (`Service::call`: the policy's decision, rate limits, admission, the run); returns the
+/// result and the wall time the host took. The sandbox targets' policies admit every call,
+/// so anything but a run's own status fails `check_run`.
 pub fn run(
     rt: &tokio::runtime::Runtime,
-    executor: &Executor,
+    service: &Service,
     args: ExecuteArgs,
 ) -> (ExecutionResult, Duration) {
+    let caller = Caller {
+        grant: LOCAL_GRANT,
+        session: SESSION,
+    };
+    let cancel = CancellationToken::new();
     let started = Instant::now();
-    let result = rt.block_on(executor.execute(args, tokio_util::sync::CancellationToken::new()));
+    let result = rt.block_on(service.call(Ok(args), &caller, NO_APPROVER, &cancel));
     (result, started.elapsed())
 }
 
@@ -204,7 +219,7 @@ pub fn check_run(
 /// After a failed run the next one must work: a trivial program gives its answer.
 pub fn check_next_run_works(
     rt: &tokio::runtime::Runtime,
-    executor: &Executor,
+    service: &Service,
     language: Language,
     after: &str,
 ) {
@@ -214,7 +229,7 @@ pub fn check_next_run_works(
     };
     let (result, _) = run(
         rt,
-        executor,
+        service,
         ExecuteArgs {
             language,
             code: code.to_string(),

@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::execution::Executor;
+use super::Service;
 use crate::policy::Policy;
 
 const POLL_EVERY: Duration = Duration::from_secs(1);
 
 /// Watches `path` for the life of the server.
-pub async fn watch(path: PathBuf, executor: Arc<Executor>) {
+pub async fn watch(path: PathBuf, service: Arc<Service>) {
     let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -45,14 +45,14 @@ pub async fn watch(path: PathBuf, executor: Arc<Executor>) {
                 "SIGHUP"
             }
         };
-        reload(&path, &executor, why);
+        reload(&path, &service, why);
     }
 }
 
-fn reload(path: &Path, executor: &Executor, why: &str) {
+fn reload(path: &Path, service: &Service, why: &str) {
     match Policy::load(path)
         .map_err(anyhow::Error::from)
-        .and_then(|p| executor.reload(p))
+        .and_then(|p| service.reload(p))
     {
         Ok(()) => tracing::info!(path = %path.display(), "{why}: reloaded the policy"),
         Err(e) => tracing::error!(

@@ -1,7 +1,7 @@
 //! The tool contract's result (DESIGN.md, "The tool contract"): what every `execute_code`
 //! call returns as `structuredContent`, whatever happened.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// How a call ended. Every status but `Ok` sets `isError: true`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,19 +46,154 @@ impl Status {
     ];
 }
 
+/// The kinds of error the host itself reports. Anything else in `error.type` is the name of
+/// the exception the program raised (`TypeError`, `ZeroDivisionError`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    InvalidArguments,
+    Denied,
+    RateLimited,
+    ApprovalDeclined,
+    Timeout,
+    Cancelled,
+    OutOfFuel,
+    OutOfMemory,
+    /// A stack overflow, named as JavaScript names it.
+    RangeError,
+    /// A TypeScript program the compiler rejects (or a JavaScript `import`).
+    SyntaxError,
+    Exit,
+    GuestCrash,
+    ResultTooLarge,
+    ResultTooDeep,
+    InternalError,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 15] = [
+        ErrorKind::InvalidArguments,
+        ErrorKind::Denied,
+        ErrorKind::RateLimited,
+        ErrorKind::ApprovalDeclined,
+        ErrorKind::Timeout,
+        ErrorKind::Cancelled,
+        ErrorKind::OutOfFuel,
+        ErrorKind::OutOfMemory,
+        ErrorKind::RangeError,
+        ErrorKind::SyntaxError,
+        ErrorKind::Exit,
+        ErrorKind::GuestCrash,
+        ErrorKind::ResultTooLarge,
+        ErrorKind::ResultTooDeep,
+        ErrorKind::InternalError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidArguments => "InvalidArguments",
+            ErrorKind::Denied => "Denied",
+            ErrorKind::RateLimited => "RateLimited",
+            ErrorKind::ApprovalDeclined => "ApprovalDeclined",
+            ErrorKind::Timeout => "Timeout",
+            ErrorKind::Cancelled => "Cancelled",
+            ErrorKind::OutOfFuel => "OutOfFuel",
+            ErrorKind::OutOfMemory => "OutOfMemory",
+            ErrorKind::RangeError => "RangeError",
+            ErrorKind::SyntaxError => "SyntaxError",
+            ErrorKind::Exit => "Exit",
+            ErrorKind::GuestCrash => "GuestCrash",
+            ErrorKind::ResultTooLarge => "ResultTooLarge",
+            ErrorKind::ResultTooDeep => "ResultTooDeep",
+            ErrorKind::InternalError => "InternalError",
+        }
+    }
+}
+
+/// `error.type`: a kind the host reports, or the type of the exception the program raised.
+/// A string on the wire either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorType {
+    Host(ErrorKind),
+    Guest(String),
+}
+
+impl ErrorType {
+    pub fn as_str(&self) -> &str {
+        match self {
+            ErrorType::Host(kind) => kind.as_str(),
+            ErrorType::Guest(name) => name,
+        }
+    }
+
+    /// A host kind when the name is one, else the program's own type.
+    pub fn from_name(name: &str) -> ErrorType {
+        match ErrorKind::ALL.into_iter().find(|k| k.as_str() == name) {
+            Some(kind) => ErrorType::Host(kind),
+            None => ErrorType::Guest(name.to_string()),
+        }
+    }
+}
+
+impl From<ErrorKind> for ErrorType {
+    fn from(kind: ErrorKind) -> ErrorType {
+        ErrorType::Host(kind)
+    }
+}
+
+impl PartialEq<&str> for ErrorType {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<str> for ErrorType {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl std::fmt::Display for ErrorType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ErrorType {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorType {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Ok(ErrorType::from_name(&name))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorInfo {
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: ErrorType,
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceback: Option<String>,
 }
 
 impl ErrorInfo {
-    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
+    /// An error the host reports.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         ErrorInfo {
-            kind: kind.into(),
+            kind: ErrorType::Host(kind),
+            message: message.into(),
+            traceback: None,
+        }
+    }
+
+    /// An exception the program raised, by its type name.
+    pub fn raised(type_name: impl Into<String>, message: impl Into<String>) -> Self {
+        ErrorInfo {
+            kind: ErrorType::Guest(type_name.into()),
             message: message.into(),
             traceback: None,
         }
@@ -114,6 +249,37 @@ impl ExecutionResult {
             usage: Usage::default(),
             policy: None,
         }
+    }
+
+    /// A call whose arguments the contract rejects.
+    pub fn invalid_arguments(message: impl Into<String>) -> Self {
+        Self::without_run(
+            Status::InvalidArguments,
+            ErrorInfo::new(ErrorKind::InvalidArguments, message),
+        )
+    }
+
+    /// A call the policy (or the server's load) stopped before it ran: the status with its
+    /// `policy` part, and the reason as the error.
+    pub fn stopped(status: Status, decision: PolicyDecision) -> Self {
+        let kind = match status {
+            Status::RateLimited => ErrorKind::RateLimited,
+            Status::ApprovalDeclined => ErrorKind::ApprovalDeclined,
+            _ => ErrorKind::Denied,
+        };
+        let mut result = Self::without_run(status, ErrorInfo::new(kind, decision.reason.clone()));
+        result.policy = Some(decision);
+        result
+    }
+
+    /// A failure of the server itself (logged; the caller sees the message).
+    pub fn internal(message: impl Into<String>) -> Self {
+        let message = message.into();
+        tracing::error!("{message}");
+        Self::without_run(
+            Status::Error,
+            ErrorInfo::new(ErrorKind::InternalError, message),
+        )
     }
 
     pub fn is_error(&self) -> bool {
@@ -187,7 +353,7 @@ mod tests {
     fn result_has_the_contract_shape() {
         let r = ExecutionResult::without_run(
             Status::InvalidArguments,
-            ErrorInfo::new("InvalidArguments", "code: missing"),
+            ErrorInfo::new(ErrorKind::InvalidArguments, "code: missing"),
         );
         let v = serde_json::to_value(&r).unwrap();
         let mut keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
@@ -212,7 +378,8 @@ mod tests {
 
     #[test]
     fn text_block_shows_stdout_then_result() {
-        let mut r = ExecutionResult::without_run(Status::Ok, ErrorInfo::new("x", "y"));
+        let mut r =
+            ExecutionResult::without_run(Status::Ok, ErrorInfo::new(ErrorKind::InternalError, "y"));
         r.error = None;
         r.stdout = "hello\n".into();
         r.result = serde_json::json!({"a": 1});
@@ -221,7 +388,7 @@ mod tests {
 
     #[test]
     fn text_block_shows_error_with_traceback() {
-        let mut e = ErrorInfo::new("TypeError", "x is not a function");
+        let mut e = ErrorInfo::raised("TypeError", "x is not a function");
         e.traceback = Some("    at <eval> (main.js:1:1)".into());
         let r = ExecutionResult::without_run(Status::Error, e);
         let t = r.to_text();

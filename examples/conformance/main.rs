@@ -1,0 +1,143 @@
+//! The conformance test server: Warden's Streamable HTTP server with the fixture tools the
+//! official MCP conformance suite calls (`test_*`) beside `execute_code`. A cargo example, so
+//! that the fixtures are built for `tests/conformance/run.sh` and never ship in the `warden`
+//! binary. Usage: `conformance --http ADDR [--policy FILE] [--cache-dir DIR]`.
+
+// The suite still exercises logging and sampling, which SEP-2577 deprecates; so do these
+// fixtures (and nothing in Warden itself).
+#![allow(deprecated)]
+
+mod fixtures;
+mod input_required;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, ListToolsResult, PaginatedRequestParams,
+    ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use tokio_util::sync::CancellationToken;
+use warden::mcp::{HttpOptions, WardenServer, serve_http_with};
+use warden::policy::Policy;
+use warden::service::Service;
+
+#[derive(Parser)]
+struct Args {
+    /// Serve Streamable HTTP on this address.
+    #[arg(long)]
+    http: SocketAddr,
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+/// Warden's handler with the fixtures around it.
+#[derive(Clone)]
+struct WithFixtures(WardenServer);
+
+impl ServerHandler for WithFixtures {
+    fn get_info(&self) -> ServerConfig {
+        let mut info = self.0.get_info();
+        // The logging fixture needs the logging capability.
+        info.capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_logging()
+            .build();
+        info
+    }
+
+    async fn set_level(
+        &self,
+        _request: rmcp::model::SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Ok(())
+    }
+
+    async fn list_prompts(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListPromptsResult, ErrorData> {
+        self.0.list_prompts(request, context).await
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourcesResult, ErrorData> {
+        self.0.list_resources(request, context).await
+    }
+
+    async fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourceTemplatesResult, ErrorData> {
+        self.0.list_resource_templates(request, context).await
+    }
+
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let mut tools = self.0.list_tools(request, context).await?.tools;
+        tools.extend(fixtures::tools());
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.0
+            .get_tool(name)
+            .or_else(|| fixtures::tools().into_iter().find(|t| t.name == name))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if let Some(result) = fixtures::call(&request, &context).await {
+            return result;
+        }
+        self.0.call_tool(request, context).await
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        // As in `warden`: guests run on these threads.
+        .thread_stack_size(warden::policy::GUEST_THREAD_STACK_BYTES)
+        .enable_all()
+        .build()?
+        .block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let policy = match &args.policy {
+        Some(path) => Policy::load(path)?,
+        None => Policy::builtin(),
+    };
+    let service = Arc::new(Service::new(policy, args.cache_dir)?);
+    let options = HttpOptions {
+        addr: args.http,
+        metrics_addr: None,
+        allowed_hosts: Vec::new(),
+        allowed_origins: Vec::new(),
+        grace: std::time::Duration::from_secs(1),
+    };
+    tracing::warn!("test server: the conformance suite's fixture tools are offered");
+    serve_http_with(service, options, CancellationToken::new(), WithFixtures).await
+}

@@ -1,0 +1,234 @@
+//! The policy document: its sections, parsing (TOML, or PolicyLayer's JSON by extension) and
+//! the validation serde cannot do, with every error located at a line and column.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::grants::{Grant, GrantSpec, validate_grants};
+use super::limits::Limits;
+use super::locate::{Issue, describe_toml_error};
+use super::ratelimit::LimitSpec;
+use super::rules::{Rule, RuleSpec};
+use crate::audit::AuditSettings;
+use crate::contract::{Language, TOOL_NAME};
+use crate::net::NetworkPolicy;
+use crate::secrets::CredentialSpec;
+
+/// The policy compiled into the binary, used when no `--policy` is given.
+pub const DEFAULT_POLICY: &str = include_str!("../../policies/default.toml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Format version of the document; only 1 exists.
+    #[serde(default = "default_version")]
+    pub version: u32,
+    /// The action for a tool the document says nothing about.
+    #[serde(default)]
+    pub default: Action,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub tools: BTreeMap<String, ToolPolicy>,
+    #[serde(default)]
+    pub all_tools: AllTools,
+    #[serde(default)]
+    pub audit: AuditSettings,
+    #[serde(default)]
+    pub network: NetworkPolicy,
+    #[serde(default)]
+    pub credentials: BTreeMap<String, CredentialSpec>,
+    #[serde(default)]
+    pub grants: BTreeMap<String, GrantSpec>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    #[default]
+    Allow,
+    Deny,
+    RequireApproval,
+}
+
+/// `[tools.execute_code]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolPolicy {
+    /// Defaults to the document's `default`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Narrows the languages on offer (contract names).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub languages: Option<Vec<String>>,
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+    #[serde(default)]
+    pub limits: Vec<LimitSpec>,
+}
+
+/// `[all_tools]`: limits every tool call counts against.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllTools {
+    #[serde(default)]
+    pub limits: Vec<LimitSpec>,
+}
+
+fn default_version() -> u32 {
+    1
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policy file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid policy {origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+impl Policy {
+    /// The built-in policy (policies/default.toml).
+    pub fn builtin() -> Policy {
+        // The embedded document is checked by a unit test; failing to parse it is a build bug.
+        Policy::parse(DEFAULT_POLICY, "<built-in default policy>")
+            .unwrap_or_else(|e| panic!("the embedded default policy is invalid: {e}"))
+    }
+
+    /// Loads a TOML policy, or a PolicyLayer-style JSON one (by the `.json` extension).
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let origin = path.display().to_string();
+        if path.extension().is_some_and(|e| e == "json") {
+            Policy::from_policylayer(&text, &origin)
+        } else {
+            Policy::parse(&text, &origin)
+        }
+    }
+
+    /// Parses and validates a TOML policy. `origin` names the document in error messages.
+    pub fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+        let policy: Policy = toml::from_str(text).map_err(|e| PolicyError::Invalid {
+            origin: origin.to_string(),
+            message: describe_toml_error(text, &e),
+        })?;
+        if policy.version != 1 {
+            return Err(PolicyError::Invalid {
+                origin: origin.to_string(),
+                message: format!("version {} is not supported (expected 1)", policy.version),
+            });
+        }
+        policy.validate().map_err(|issue| PolicyError::Invalid {
+            origin: origin.to_string(),
+            message: issue.describe(text),
+        })?;
+        Ok(policy)
+    }
+
+    /// Checks what serde cannot: tool names, languages, rules, limits.
+    pub(super) fn validate(&self) -> Result<(), Issue> {
+        self.limits.validate()?;
+        for (name, tool) in &self.tools {
+            if name != TOOL_NAME {
+                return Err(Issue::new(
+                    &["tools", name],
+                    format!("[tools.{name}]: unknown tool (this server has only `{TOOL_NAME}`)"),
+                ));
+            }
+            for (i, language) in tool.languages.iter().flatten().enumerate() {
+                if Language::from_contract_name(language).is_none() {
+                    return Err(Issue::new(
+                        &["tools", name, "languages", &i.to_string()],
+                        format!(
+                            "[tools.{name}] languages: unknown language \"{language}\" (javascript, typescript, python)"
+                        ),
+                    ));
+                }
+            }
+            for (i, rule) in tool.rules.iter().enumerate() {
+                Rule::compile(rule).map_err(|e| {
+                    Issue::new(
+                        &["tools", name, "rules", &i.to_string()],
+                        format!("[tools.{name}] {e}"),
+                    )
+                })?;
+            }
+            check_limits(&["tools", name], &tool.limits)?;
+        }
+        check_limits(&["all_tools"], &self.all_tools.limits)?;
+        self.network
+            .validate()
+            .map_err(|e| Issue::new(&["network", e.key], e.message))?;
+        for (name, credential) in &self.credentials {
+            credential.validate(name).map_err(|e| match e.key {
+                Some(key) => Issue::new(&["credentials", name, key], e.message),
+                None => Issue::new(&["credentials", name], e.message),
+            })?;
+        }
+        validate_grants(&self.grants, &self.limits, &self.credentials)
+    }
+
+    /// `name` as a caller of this policy (its grant, if it has one).
+    pub fn grant<'p>(&'p self, name: &'p str) -> Grant<'p> {
+        Grant::new(self, name)
+    }
+
+    pub(super) fn tool(&self) -> Option<&ToolPolicy> {
+        self.tools.get(TOOL_NAME)
+    }
+
+    /// The effective policy, every default filled in, as TOML; it parses back to the same
+    /// policy. It holds no secret values (a policy cannot), but see [`Self::to_redacted_toml`].
+    pub fn to_normalized_toml(&self) -> Result<String, String> {
+        toml::to_string_pretty(self).map_err(|e| format!("cannot render the policy: {e}"))
+    }
+
+    /// The normalized policy for people to read: token hashes are redacted as well (a weak
+    /// token could be guessed from its hash). Credentials show where their values come from,
+    /// never the values.
+    pub fn to_redacted_toml(&self) -> Result<String, String> {
+        let mut shown = self.clone();
+        for grant in shown.grants.values_mut() {
+            if grant.token_sha256.is_some() {
+                grant.token_sha256 = Some("<redacted>".into());
+            }
+        }
+        shown.to_normalized_toml()
+    }
+}
+
+fn check_limits(section: &[&str], limits: &[LimitSpec]) -> Result<(), Issue> {
+    let shown = format!("[{}]", section.join("."));
+    for (i, l) in limits.iter().enumerate() {
+        let index = i.to_string();
+        let at = |key: &'static str| {
+            let mut path = section.to_vec();
+            path.extend(["limits", index.as_str(), key]);
+            path
+        };
+        if l.counter.trim().is_empty() {
+            return Err(Issue::new(
+                &at("counter"),
+                format!("{shown} limits: a limit needs a non-empty `counter`"),
+            ));
+        }
+        if l.max == 0 {
+            return Err(Issue::new(
+                &at("max"),
+                format!(
+                    "{shown} limits: counter `{}` has max = 0 (use action = \"deny\" to refuse every call)",
+                    l.counter
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! The policy in force: the engine, the outbound side (allowlist, credentials, HTTP client)
+//! and the grants' tokens of one policy version, swapped whole by a reload. Rate-limit
+//! counters live outside it and carry over.
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::auth::GrantTokens;
+use crate::net::Outbound;
+use crate::policy::{MemoryCounterStore, Policy, PolicyEngine};
+use crate::secrets::Credentials;
+
+/// One policy version, ready to decide and to fetch.
+pub(super) struct Live {
+    pub engine: PolicyEngine,
+    pub outbound: Arc<Outbound>,
+    pub credentials: Arc<Credentials>,
+    pub tokens: GrantTokens,
+}
+
+impl Live {
+    /// Loads `policy`'s credentials and tokens. One that cannot be loaded is logged and
+    /// unusable; it never stops the server.
+    fn build(policy: Policy, counters: Arc<MemoryCounterStore>) -> anyhow::Result<Live> {
+        let (credentials, warnings) = Credentials::load(&policy.credentials);
+        let (tokens, token_warnings) = GrantTokens::load(&policy.grants);
+        for warning in warnings.iter().chain(&token_warnings) {
+            tracing::warn!("{warning}");
+        }
+        let credentials = Arc::new(credentials);
+        let outbound = Arc::new(Outbound::new(&policy.network, credentials.clone())?);
+        Ok(Live {
+            engine: PolicyEngine::new(policy, counters)?,
+            outbound,
+            credentials,
+            tokens,
+        })
+    }
+
+    pub fn policy(&self) -> &Policy {
+        self.engine.policy()
+    }
+}
+
+pub(super) struct PolicyInForce {
+    live: RwLock<Arc<Live>>,
+    counters: Arc<MemoryCounterStore>,
+}
+
+impl PolicyInForce {
+    pub fn new(policy: Policy) -> anyhow::Result<PolicyInForce> {
+        let counters = Arc::new(MemoryCounterStore::default());
+        Ok(PolicyInForce {
+            live: RwLock::new(Arc::new(Live::build(policy, counters.clone())?)),
+            counters,
+        })
+    }
+
+    pub fn current(&self) -> Arc<Live> {
+        self.live
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts a new (already validated) policy in force for the calls that start from now on.
+    /// The limits that shape the sandbox itself (memory, wasm stack, concurrency) keep their
+    /// start-up values until a restart, and so does the audit log; a warning says so.
+    pub fn reload(&self, mut policy: Policy) -> anyhow::Result<()> {
+        let current = self.current();
+        let pinned = &current.policy().limits;
+        let limits = &mut policy.limits;
+        for (name, old, new) in [
+            (
+                "memory_bytes",
+                pinned.memory_bytes,
+                &mut limits.memory_bytes,
+            ),
+            (
+                "wasm_stack_bytes",
+                pinned.wasm_stack_bytes,
+                &mut limits.wasm_stack_bytes,
+            ),
+        ] {
+            if old != *new {
+                tracing::warn!(
+                    "limits.{name} changed from {old} to {new}: it takes effect at the next restart"
+                );
+                *new = old;
+            }
+        }
+        if pinned.max_concurrent_runs != limits.max_concurrent_runs {
+            tracing::warn!(
+                "limits.max_concurrent_runs changed from {} to {}: it takes effect at the next restart",
+                pinned.max_concurrent_runs,
+                limits.max_concurrent_runs
+            );
+            limits.max_concurrent_runs = pinned.max_concurrent_runs;
+        }
+        if policy.audit != current.policy().audit {
+            tracing::warn!(
+                "[audit] changed: the audit log keeps its start-up settings until the next restart"
+            );
+        }
+        let next = Arc::new(Live::build(policy, self.counters.clone())?);
+        *self.live.write().unwrap_or_else(PoisonError::into_inner) = next;
+        Ok(())
+    }
+}

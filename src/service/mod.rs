@@ -1,0 +1,181 @@
+//! The service: everything `execute_code` is, independent of any transport. It owns the
+//! policy in force (and its reload), admission (queue, per-grant slots, permits) and the
+//! sandbox, and drives each call through the pipeline ([`Service::decide`], `pipeline.rs`).
+//! The MCP server and `warden run` both go through it.
+
+mod admission;
+mod live;
+mod pipeline;
+mod run;
+mod view;
+pub mod watch;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::audit::{AuditLog, AuthEvent};
+use crate::contract::{ExecuteArgs, Language, parse_args};
+use crate::metrics::Metrics;
+use crate::net::AllowRule;
+use crate::policy::{Limits, Policy};
+use crate::runtimes::Runtimes;
+use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::secrets::placeholder;
+
+use admission::Admission;
+use live::PolicyInForce;
+pub use pipeline::{AdmittedCall, Approval, ApprovalRequest, PendingApproval, Step};
+pub use view::{CallerView, CredentialHint, NetworkSummary};
+
+pub struct Service {
+    sandbox: Arc<Sandbox>,
+    runtimes: Arc<Runtimes>,
+    policy: PolicyInForce,
+    admission: Admission,
+    audit: Option<Arc<AuditLog>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Service {
+    /// Builds the sandbox (compiling or loading the guests) for `policy`.
+    pub fn new(policy: Policy, cache_dir: Option<PathBuf>) -> anyhow::Result<Service> {
+        let runtimes = Runtimes::builtin();
+        let limits = &policy.limits;
+        let config = SandboxConfig {
+            wasm_stack_bytes: usize::try_from(limits.wasm_stack_bytes)?,
+            max_memory_bytes: usize::try_from(limits.memory_bytes)?,
+            max_concurrent_runs: limits.concurrency(),
+            cache_dir,
+        };
+        let sandbox = Sandbox::new(&config, &runtimes.guests())?;
+        let metrics = Arc::new(Metrics::new());
+        Ok(Service {
+            sandbox: Arc::new(sandbox),
+            runtimes: Arc::new(runtimes),
+            admission: Admission::new(limits.concurrency(), metrics.clone()),
+            policy: PolicyInForce::new(policy)?,
+            audit: None,
+            metrics,
+        })
+    }
+
+    /// Sends audit events to `log` (without one, nothing is audited).
+    pub fn with_audit(mut self, log: Arc<AuditLog>) -> Service {
+        self.audit = Some(log);
+        self
+    }
+
+    /// Puts a new (already validated) policy in force for the calls that start from now on;
+    /// rate-limit counters carry over (see `live.rs` for what waits for a restart).
+    pub fn reload(&self, policy: Policy) -> anyhow::Result<()> {
+        self.policy.reload(policy)
+    }
+
+    /// The policy in force as `grant` sees it: limits, languages, hosts and credentials.
+    pub fn caller_view(&self, grant: &str) -> CallerView {
+        let live = self.policy.current();
+        let caller = live.engine.grant(grant);
+        let describe = |r: &AllowRule| match r.methods() {
+            Some(methods) => format!("{r} ({})", methods.join(", ")),
+            None => r.to_string(),
+        };
+        let policy_hosts: Vec<String> = live
+            .outbound
+            .allow_list()
+            .rules()
+            .iter()
+            .map(describe)
+            .collect();
+        // A grant with its own hosts lists those (a request must pass both lists).
+        let hosts = match caller.hosts() {
+            Some(rules) if !policy_hosts.is_empty() => rules.iter().map(describe).collect(),
+            _ => policy_hosts,
+        };
+        let credentials = live
+            .credentials
+            .names()
+            .filter(|name| {
+                caller
+                    .credentials()
+                    .is_none_or(|allowed| allowed.iter().any(|a| a == name))
+            })
+            .map(|name| CredentialHint {
+                name: name.to_string(),
+                placeholder: placeholder(name),
+            })
+            .collect();
+        CallerView {
+            limits: caller.limits(),
+            languages: caller.languages(&self.runtimes.languages()),
+            network: NetworkSummary {
+                hosts,
+                credentials,
+                max_fetches: live.policy().network.max_fetches,
+            },
+        }
+    }
+
+    /// The limits in force for `grant`.
+    pub fn limits(&self, grant: &str) -> Limits {
+        self.policy.current().engine.grant(grant).limits()
+    }
+
+    /// The languages the server runs.
+    pub fn languages(&self) -> Vec<Language> {
+        self.runtimes.languages()
+    }
+
+    /// Checks raw tool arguments against the contract and `grant`'s limits; the error text
+    /// tells the caller what to fix.
+    pub fn parse_args(
+        &self,
+        grant: &str,
+        raw: Option<&Map<String, Value>>,
+    ) -> Result<ExecuteArgs, String> {
+        parse_args(
+            raw,
+            &self.limits(grant).argument_limits(),
+            &self.runtimes.languages(),
+        )
+    }
+
+    /// The grant a bearer token belongs to.
+    pub fn authenticate(&self, token: &str) -> Option<String> {
+        self.policy
+            .current()
+            .tokens
+            .authenticate(token)
+            .map(str::to_string)
+    }
+
+    /// Whether the policy has grants that authenticate by token.
+    pub fn has_token_grants(&self) -> bool {
+        self.policy.current().tokens.any()
+    }
+
+    /// Audits a request refused before it reached the tool (no token, or a bad one).
+    pub fn record_auth_refusal(&self, reason: &str, path: &str) {
+        self.record(&AuthEvent::denied(reason, path));
+    }
+
+    /// The metrics, in the Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode()
+    }
+
+    /// Calls running or waiting for a sandbox right now.
+    pub fn calls_in_flight(&self) -> i64 {
+        self.admission.in_flight()
+    }
+
+    /// Records an event whose loss cannot change the call any more.
+    fn record<E: serde::Serialize>(&self, event: &E) {
+        if let Some(log) = &self.audit
+            && let Err(e) = log.record(event)
+        {
+            tracing::error!("the audit log cannot be written: {e}");
+        }
+    }
+}

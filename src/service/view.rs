@@ -1,0 +1,29 @@
+//! What a caller may do, as one value: the tool description and the input schema are made
+//! from it (never secret values, only credential names and their placeholders).
+
+use crate::contract::Language;
+use crate::policy::Limits;
+
+/// The policy in force as `grant` sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerView {
+    pub limits: Limits,
+    /// The languages the server runs, narrowed by the policy and the grant.
+    pub languages: Vec<Language>,
+    pub network: NetworkSummary,
+}
+
+/// Allowed hosts and credentials, for the tool description.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkSummary {
+    pub hosts: Vec<String>,
+    pub credentials: Vec<CredentialHint>,
+    pub max_fetches: u32,
+}
+
+/// A credential the caller may use: its name and the placeholder the code writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialHint {
+    pub name: String,
+    pub placeholder: String,
+}
