@@ -88,15 +88,15 @@ impl GrantSpec {
                 format!("{at}: give exactly one of token_env, token_file, token_sha256"),
             ));
         }
-        if let Some(env) = &self.token_env {
-            if !is_env_var_name(env) {
-                return Err(Issue::new(
-                    &key("token_env"),
-                    format!(
-                        "{at}: \"{env}\" is not an environment variable name (letters, digits and _)"
-                    ),
-                ));
-            }
+        if let Some(env) = &self.token_env
+            && !is_env_var_name(env)
+        {
+            return Err(Issue::new(
+                &key("token_env"),
+                format!(
+                    "{at}: \"{env}\" is not an environment variable name (letters, digits and _)"
+                ),
+            ));
         }
         if let Some(hash) = &self.token_sha256 {
             let hex = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
