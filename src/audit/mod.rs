@@ -39,6 +39,14 @@ pub struct AuditLog {
     fail_closed: bool,
 }
 
+/// The code fields of an event (see [`AuditLog::code_fields`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeFields {
+    pub sha256: String,
+    pub bytes: usize,
+    pub code: Option<String>,
+}
+
 /// What happened to one call, at one step.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEvent<'a> {
@@ -99,11 +107,14 @@ impl AuditLog {
         self.fail_closed
     }
 
-    /// Fills in the code fields of `event` as the settings allow.
-    pub fn describe_code(&self, event: &mut AuditEvent<'_>, code: &str) {
-        event.code_sha256 = Some(hex(&Sha256::digest(code.as_bytes())));
-        event.code_bytes = Some(code.len());
-        event.code = self.include_code.then(|| code.to_string());
+    /// What events say about `code`: its SHA-256 and size, and the code itself only if the
+    /// settings include it.
+    pub fn code_fields(&self, code: &str) -> CodeFields {
+        CodeFields {
+            sha256: hex(&Sha256::digest(code.as_bytes())),
+            bytes: code.len(),
+            code: self.include_code.then(|| code.to_string()),
+        }
     }
 
     /// Writes one event as a line; an error means the event is lost.
@@ -188,8 +199,26 @@ impl<'a> FetchEvent<'a> {
 
 impl<'a> AuditEvent<'a> {
     pub fn new(event: &'static str, request_id: &'a str, grant: &'a str, session: &'a str) -> Self {
+        AuditEvent::at(rfc3339_now(), event, request_id, grant, session)
+    }
+
+    /// Fills in the code fields.
+    pub fn describe(&mut self, code: &CodeFields) {
+        self.code_sha256 = Some(code.sha256.clone());
+        self.code_bytes = Some(code.bytes);
+        self.code = code.code.clone();
+    }
+
+    /// An event stamped with `time` (the steps of one call share the time it arrived).
+    pub fn at(
+        time: String,
+        event: &'static str,
+        request_id: &'a str,
+        grant: &'a str,
+        session: &'a str,
+    ) -> Self {
         AuditEvent {
-            time: rfc3339_now(),
+            time,
             event,
             request_id,
             grant,
@@ -213,7 +242,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The current UTC time as RFC 3339 with milliseconds.
-fn rfc3339_now() -> String {
+pub fn rfc3339_now() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -276,7 +305,7 @@ mod tests {
         let buf = Shared::default();
         let log = AuditLog::to_writer(Box::new(buf.clone()), &AuditSettings::default());
         let mut e = AuditEvent::new("decision", "r-1", "local", "s-1");
-        log.describe_code(&mut e, "secret_token = 'abc'");
+        e.describe(&log.code_fields("secret_token = 'abc'"));
         e.language = Some("python");
         log.record(&e).unwrap();
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
@@ -297,7 +326,7 @@ mod tests {
         };
         let log = AuditLog::to_writer(Box::new(buf.clone()), &settings);
         let mut e = AuditEvent::new("decision", "r-1", "local", "s-1");
-        log.describe_code(&mut e, "1 + 1");
+        e.describe(&log.code_fields("1 + 1"));
         log.record(&e).unwrap();
         assert!(
             String::from_utf8(buf.0.lock().unwrap().clone())

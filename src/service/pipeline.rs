@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::Service;
 use super::admission::Counted;
 use super::live::Live;
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, CodeFields, rfc3339_now};
 use crate::contract::{ExecuteArgs, ExecutionResult, Language, Status};
 use crate::net::FetchAudit;
 use crate::policy::{Caller, Decision, Denial, Question};
@@ -44,22 +44,16 @@ pub struct ApprovalRequest<'a> {
     pub code: &'a str,
 }
 
-/// A call on its way through the pipeline: who, what, and its audit record.
+/// A call on its way through the pipeline: who, what, and what its audit events say of it.
 struct Call<'s> {
     service: &'s Service,
+    /// When the call arrived: every event of the call carries this time.
+    time: String,
     request_id: String,
     grant: String,
     session: String,
     args: ExecuteArgs,
-    event: Event,
-}
-
-/// The decision event's fields that are known before the decision.
-struct Event {
-    language: &'static str,
-    code_sha256: Option<String>,
-    code_bytes: Option<usize>,
-    code: Option<String>,
+    code: Option<CodeFields>,
 }
 
 pub struct PendingApproval<'s> {
@@ -84,33 +78,26 @@ impl Service {
         static REQUESTS: AtomicU64 = AtomicU64::new(1);
         let n = REQUESTS.fetch_add(1, Ordering::Relaxed);
         let request_id = format!("r-{}-{n}", std::process::id());
+        let time = rfc3339_now();
         let args = match parsed {
             Ok(args) => args,
             Err(message) => {
                 let result = ExecutionResult::invalid_arguments(message);
                 let mut event =
-                    AuditEvent::new("decision", &request_id, caller.grant, caller.session);
+                    AuditEvent::at(time, "decision", &request_id, caller.grant, caller.session);
                 event.decision = "invalid_arguments";
                 event.reason = result.error.as_ref().map(|e| e.message.as_str());
                 self.record(&event);
                 return Step::Done(result);
             }
         };
-        let mut described = AuditEvent::new("decision", "", "", "");
-        if let Some(log) = &self.audit {
-            log.describe_code(&mut described, &args.code);
-        }
         let call = Call {
             service: self,
+            time,
             request_id,
             grant: caller.grant.to_string(),
             session: caller.session.to_string(),
-            event: Event {
-                language: args.language.as_str(),
-                code_sha256: described.code_sha256,
-                code_bytes: described.code_bytes,
-                code: described.code,
-            },
+            code: self.audit.as_ref().map(|log| log.code_fields(&args.code)),
             args,
         };
         if cancel.is_cancelled() {
@@ -226,12 +213,18 @@ impl AdmittedCall<'_> {
 
 impl<'s> Call<'s> {
     fn event(&self, decision: &'s str) -> AuditEvent<'_> {
-        let mut event = AuditEvent::new("decision", &self.request_id, &self.grant, &self.session);
+        let mut event = AuditEvent::at(
+            self.time.clone(),
+            "decision",
+            &self.request_id,
+            &self.grant,
+            &self.session,
+        );
         event.decision = decision;
-        event.language = Some(self.event.language);
-        event.code_sha256 = self.event.code_sha256.clone();
-        event.code_bytes = self.event.code_bytes;
-        event.code = self.event.code.clone();
+        event.language = Some(self.args.language.as_str());
+        if let Some(code) = &self.code {
+            event.describe(code);
+        }
         event
     }
 

@@ -71,10 +71,37 @@ enum Ports {
     List(Vec<(u16, u16)>),
 }
 
-/// A request the allowlist does not let out, with the reason shown to the guest.
+/// Why the allowlist does not let a request out; the message is what the guest is shown.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Refusal(pub String);
+pub enum Refusal {
+    #[error("invalid URL \"{url}\": {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("scheme {0} is not supported (http and https only)")]
+    UnsupportedScheme(String),
+    #[error("URLs with user information (user@host) are not allowed; send credentials in headers")]
+    UserInformation,
+    #[error("URL {0} has no valid host")]
+    NoHost(String),
+    #[error("URL {0} has no port")]
+    NoPort(String),
+    #[error("host {0} is not on the allowlist")]
+    Host(String),
+    #[error("scheme {scheme} is not allowed for {host}")]
+    Scheme { scheme: String, host: String },
+    #[error("port {port} is not allowed for {host}")]
+    Port { port: u16, host: String },
+    #[error("path {path} is not allowed for {host}")]
+    Path { path: String, host: String },
+    /// A path a server could read otherwise than the prefix match did.
+    #[error("path {path} {why}, which a server could read as outside the allowed path prefix")]
+    AmbiguousPath { path: String, why: &'static str },
+    #[error("method {method} is not allowed for {host}{path}")]
+    Method {
+        method: String,
+        host: String,
+        path: String,
+    },
+}
 
 /// The parsed parts of a request URL that matching looks at.
 struct Target<'a> {
@@ -120,7 +147,10 @@ impl AllowList {
 
     /// Parses a request URL the way it will be sent, and checks it against the rules.
     pub fn check_str(&self, method: &str, url: &str) -> Result<Url, Refusal> {
-        let parsed = Url::parse(url).map_err(|e| Refusal(format!("invalid URL \"{url}\": {e}")))?;
+        let parsed = Url::parse(url).map_err(|e| Refusal::InvalidUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
         self.check(method, &parsed)?;
         Ok(parsed)
     }
@@ -142,39 +172,39 @@ impl AllowList {
             .filter(|r| r.host_matches(&target.host))
             .collect();
         if candidates.is_empty() {
-            return Err(Refusal(format!("host {host} is not on the allowlist")));
+            return Err(Refusal::Host(host));
         }
         let narrow = |candidates: &mut Vec<&AllowRule>, keep: &dyn Fn(&AllowRule) -> bool| {
             candidates.retain(|r| keep(r));
             candidates.is_empty()
         };
         if narrow(&mut candidates, &|r| r.scheme_matches(target.scheme)) {
-            return Err(Refusal(format!(
-                "scheme {} is not allowed for {host}",
-                target.scheme
-            )));
+            return Err(Refusal::Scheme {
+                scheme: target.scheme.to_string(),
+                host,
+            });
         }
         if narrow(&mut candidates, &|r| {
             r.port_matches(target.scheme, target.port)
         }) {
-            return Err(Refusal(format!(
-                "port {} is not allowed for {host}",
-                target.port
-            )));
+            return Err(Refusal::Port {
+                port: target.port,
+                host,
+            });
         }
         if narrow(&mut candidates, &|r| r.path_matches(target.path)) {
-            return Err(Refusal(format!(
-                "path {} is not allowed for {host}",
-                target.path
-            )));
+            return Err(Refusal::Path {
+                path: target.path.to_string(),
+                host,
+            });
         }
         if candidates.iter().any(|r| r.path_prefix.is_some())
             && let Some(why) = ambiguous_path(target.path)
         {
-            return Err(Refusal(format!(
-                "path {} {why}, which a server could read as outside the allowed path prefix",
-                target.path
-            )));
+            return Err(Refusal::AmbiguousPath {
+                path: target.path.to_string(),
+                why,
+            });
         }
         // TRACE reflects the request (headers with credentials) back; CONNECT opens a tunnel.
         // Only a rule that lists them by name allows them.
@@ -182,10 +212,11 @@ impl AllowList {
         if narrow(&mut candidates, &|r| {
             r.method_matches(&method) && (!explicit_only || r.methods.is_some())
         }) {
-            return Err(Refusal(format!(
-                "method {method} is not allowed for {host}{}",
-                target.path
-            )));
+            return Err(Refusal::Method {
+                method,
+                host,
+                path: target.path.to_string(),
+            });
         }
         Ok(candidates)
     }
@@ -216,23 +247,18 @@ fn ambiguous_path(path: &str) -> Option<&'static str> {
 fn target_of(url: &Url) -> Result<Target<'_>, Refusal> {
     let scheme = url.scheme();
     if !matches!(scheme, "http" | "https") {
-        return Err(Refusal(format!(
-            "scheme {scheme} is not supported (http and https only)"
-        )));
+        return Err(Refusal::UnsupportedScheme(scheme.to_string()));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(Refusal(
-            "URLs with user information (user@host) are not allowed; send credentials in headers"
-                .into(),
-        ));
+        return Err(Refusal::UserInformation);
     }
     let host = url
         .host()
         .and_then(|h| target_host(&h))
-        .ok_or_else(|| Refusal(format!("URL {url} has no valid host")))?;
+        .ok_or_else(|| Refusal::NoHost(url.to_string()))?;
     let port = url
         .port_or_known_default()
-        .ok_or_else(|| Refusal(format!("URL {url} has no port")))?;
+        .ok_or_else(|| Refusal::NoPort(url.to_string()))?;
     Ok(Target {
         scheme,
         host,

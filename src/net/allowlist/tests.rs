@@ -20,7 +20,7 @@ fn allows(list: &AllowList, url: &str) -> bool {
 }
 
 fn refusal(list: &AllowList, method: &str, url: &str) -> String {
-    list.check_str(method, url).unwrap_err().0
+    list.check_str(method, url).unwrap_err().to_string()
 }
 
 #[test]
