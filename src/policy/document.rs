@@ -143,16 +143,11 @@ impl Policy {
                     format!("[tools.{name}]: unknown tool (this server has only `{TOOL_NAME}`)"),
                 ));
             }
-            for (i, language) in tool.languages.iter().flatten().enumerate() {
-                if Language::from_contract_name(language).is_none() {
-                    return Err(Issue::new(
-                        &["tools", name, "languages", &i.to_string()],
-                        format!(
-                            "[tools.{name}] languages: unknown language \"{language}\" (javascript, typescript, python)"
-                        ),
-                    ));
-                }
-            }
+            check_languages(
+                &["tools", name],
+                &format!("[tools.{name}]"),
+                &tool.languages,
+            )?;
             for (i, rule) in tool.rules.iter().enumerate() {
                 Rule::compile(rule).map_err(|e| {
                     Issue::new(
@@ -203,6 +198,28 @@ impl Policy {
         }
         shown.to_normalized_toml()
     }
+}
+
+/// Every name in a `languages` list (at `section`, shown as `shown`) is a contract name.
+pub(super) fn check_languages(
+    section: &[&str],
+    shown: &str,
+    languages: &Option<Vec<String>>,
+) -> Result<(), Issue> {
+    for (i, language) in languages.iter().flatten().enumerate() {
+        if Language::from_contract_name(language).is_none() {
+            let mut path = section.to_vec();
+            let index = i.to_string();
+            path.extend(["languages", index.as_str()]);
+            return Err(Issue::new(
+                &path,
+                format!(
+                    "{shown} languages: unknown language \"{language}\" (javascript, typescript, python)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_limits(section: &[&str], limits: &[LimitSpec]) -> Result<(), Issue> {

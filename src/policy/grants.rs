@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::document::check_languages;
 use super::{Issue, Limits, LimitsOverride, Policy};
 use crate::contract::Language;
 use crate::net::{AllowList, AllowRule};
@@ -109,16 +110,7 @@ impl GrantSpec {
                 ));
             }
         }
-        for (i, language) in self.languages.iter().flatten().enumerate() {
-            if Language::from_contract_name(language).is_none() {
-                return Err(Issue::new(
-                    &["grants", name, "languages", &i.to_string()],
-                    format!(
-                        "{at} languages: unknown language \"{language}\" (javascript, typescript, python)"
-                    ),
-                ));
-            }
-        }
+        check_languages(&["grants", name], &at, &self.languages)?;
         for (i, credential) in self.credentials.iter().flatten().enumerate() {
             if !credentials.contains_key(credential) {
                 return Err(Issue::new(
