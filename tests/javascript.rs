@@ -404,6 +404,48 @@ async fn globals_do_not_leak_between_runs() {
     );
 }
 
+/// A call whose future is dropped mid-run (a client that went away, a server shutting down)
+/// stops its guest at once: the only sandbox is free for the next call, which would otherwise
+/// wait out the abandoned run's 20-second deadline.
+#[tokio::test]
+async fn a_dropped_call_stops_its_guest() {
+    let e = std::sync::Arc::new(executor_with(
+        "[limits]\nfuel = 1000000000000\nmax_concurrent_runs = 1\n",
+    ));
+    let spinning = {
+        let e = e.clone();
+        tokio::spawn(async move {
+            common::call_as(
+                &e,
+                "local",
+                "s",
+                json!({"language": "javascript", "code": "while(true){}", "timeout_ms": 20000}),
+                &tokio_util::sync::CancellationToken::new(),
+            )
+            .await
+        })
+    };
+    let waited = std::time::Instant::now();
+    while e.calls_in_flight() == 0 {
+        assert!(
+            waited.elapsed().as_secs() < 20,
+            "the spinning call never ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    spinning.abort();
+    assert!(spinning.await.unwrap_err().is_cancelled());
+    let next = common::call_as(
+        &e,
+        "local",
+        "s",
+        json!({"language": "javascript", "code": "1+1", "timeout_ms": 5000}),
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(ok(&next), &json!(2));
+}
+
 #[tokio::test]
 async fn queueing_counts_against_the_deadline() {
     let e = std::sync::Arc::new(executor_with(

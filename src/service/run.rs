@@ -107,6 +107,9 @@ impl Service {
             }
             result
         });
+        // A call whose future is dropped (the client went away, the server is shutting down)
+        // stops its guest too: nothing waits for that result any more.
+        let _stop_on_drop = StopOnDrop(flag.clone());
         let joined = tokio::select! {
             joined = &mut run => joined,
             _ = cancel.cancelled() => {
@@ -151,6 +154,15 @@ fn run_limits(limits: &Limits, deadline: Instant) -> RunLimits {
         stderr_bytes: bytes(limits.stderr_bytes),
         max_result_bytes: bytes(limits.max_result_bytes),
         deadline,
+    }
+}
+
+/// Cancels a run when dropped.
+struct StopOnDrop(CancelFlag);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
     }
 }
 
