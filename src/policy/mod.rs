@@ -13,6 +13,8 @@ mod policylayer;
 pub mod ratelimit;
 pub mod rules;
 #[cfg(test)]
+mod section_tests;
+#[cfg(test)]
 mod tests;
 
 pub use document::{Action, AllTools, DEFAULT_POLICY, Policy, PolicyError, ToolPolicy};
