@@ -89,7 +89,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PolicyCommand {
-    /// Validate a policy (TOML, or PolicyLayer JSON by extension) and print the effective policy.
+    /// Validate a policy (TOML; PolicyLayer JSON by `.json`; Intercept YAML by `.yaml`/`.yml`),
+    /// print the effective policy, and note (on stderr) the parts that apply to no call here.
     Check { file: PathBuf },
     /// Print the decision trace for a call's arguments (nothing runs, nothing is counted).
     Explain {
@@ -248,12 +249,18 @@ async fn wait_for_termination() {
 fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
     match command {
         PolicyCommand::Check { file } => {
-            let policy = Policy::load(&file)?;
+            let (policy, notes) = Policy::load_with_notes(&file)?;
             print!("{}", policy.to_redacted_toml().map_err(anyhow::Error::msg)?);
+            for note in notes {
+                eprintln!("note: {note}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Explain { file, args, grant } => {
-            let policy = Policy::load(&file)?;
+            let (policy, notes) = Policy::load_with_notes(&file)?;
+            for note in notes {
+                eprintln!("note: {note}");
+            }
             let raw: serde_json::Value =
                 serde_json::from_str(&args).context("--args is not valid JSON")?;
             let parsed = warden::contract::parse_args(
@@ -295,7 +302,13 @@ enum Audit {
 
 fn service(common: &Common, audit: Audit) -> anyhow::Result<Arc<Service>> {
     let policy = match &common.policy {
-        Some(path) => Policy::load(path)?,
+        Some(path) => {
+            let (policy, notes) = Policy::load_with_notes(path)?;
+            for note in notes {
+                tracing::warn!("policy {}: {note}", path.display());
+            }
+            policy
+        }
         None => Policy::builtin(),
     };
     let audit_log = match audit {

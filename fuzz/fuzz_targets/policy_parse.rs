@@ -1,7 +1,8 @@
-//! Policy documents: TOML (`Policy::parse`) and PolicyLayer-style JSON
-//! (`Policy::from_policylayer`).
+//! Policy documents in every dialect: TOML (`Policy::parse`), PolicyLayer JSON
+//! (`Policy::from_policylayer`) and Intercept YAML (`Policy::from_intercept`).
 //!
-//! Input: one selector byte (even: TOML, odd: PolicyLayer JSON), then the document.
+//! Input: one selector byte (modulo 3: TOML, PolicyLayer JSON, Intercept YAML), then the
+//! document.
 //!
 //! Asserts: parsing never panics, whatever the text; an accepted document renders to its
 //! normalized TOML, which parses back to the very same policy and renders to the very same
@@ -23,10 +24,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(rest) else {
         return;
     };
-    let parsed = if selector % 2 == 0 {
-        Policy::parse(text, "fuzz.toml")
-    } else {
-        Policy::from_policylayer(text, "fuzz.json")
+    let parsed = match selector % 3 {
+        0 => Policy::parse(text, "fuzz.toml"),
+        1 => Policy::from_policylayer(text, "fuzz.json"),
+        _ => Policy::from_intercept(text, "fuzz.yaml").map(|(policy, _notes)| policy),
     };
     let Ok(policy) = parsed else {
         return;
@@ -50,6 +51,8 @@ fuzz_target!(|data: &[u8]| {
         .to_redacted_toml()
         .expect("an accepted policy renders redacted");
 
+    // Notes read every part of an accepted policy; they must never panic.
+    let _notes = policy.notes();
     let engine = PolicyEngine::new(policy, Arc::new(MemoryCounterStore::default()))
         .expect("an accepted policy builds an engine");
     let _ = engine.grant(LOCAL_GRANT).languages(&Language::ALL);
@@ -61,14 +64,12 @@ fuzz_target!(|data: &[u8]| {
             timeout_ms: Some(1000),
             input: Some(input.clone()),
         };
-        let verdict = engine.check(&args);
-        let trace = engine.explain(
-            &args,
-            &Caller {
-                grant: LOCAL_GRANT,
-                session: "fuzz",
-            },
-        );
+        let caller = Caller {
+            grant: LOCAL_GRANT,
+            session: "fuzz",
+        };
+        let verdict = engine.decide(&args, &caller);
+        let trace = engine.explain(&args, &caller);
         let last = trace.last().expect("explain says something");
         assert_eq!(
             last.starts_with("decision: deny"),

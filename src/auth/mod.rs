@@ -7,10 +7,10 @@ pub use tokens::{GrantTokens, MIN_TOKEN_BYTES};
 
 /// The token of an `Authorization: Bearer <token>` header value, if it is one.
 pub fn bearer_token(authorization: &str) -> Option<&str> {
-    authorization
-        .strip_prefix("Bearer ")
-        .or_else(|| authorization.strip_prefix("bearer "))
-        .map(str::trim)
+    // RFC 9110 §11.1: the scheme is case-insensitive, and one or more spaces follow it.
+    let (scheme, token) = authorization.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 #[cfg(test)]
@@ -23,5 +23,9 @@ mod tests {
         assert_eq!(bearer_token("bearer abc"), Some("abc"));
         assert_eq!(bearer_token("Basic abc"), None);
         assert_eq!(bearer_token("Bearerabc"), None);
+        assert_eq!(bearer_token("BEARER abc"), Some("abc"));
+        assert_eq!(bearer_token("bEaReR  abc"), Some("abc"));
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearer"), None);
     }
 }

@@ -300,13 +300,17 @@ impl ServerHandler for WardenServer {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(vec![
-            self.tool(&grant_of(&context)),
-        ]))
+        // A hidden tool is left out; calling it anyway is denied by the policy.
+        let tools = if self.service.tool_hidden() {
+            Vec::new()
+        } else {
+            vec![self.tool(&grant_of(&context))]
+        };
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        (name == TOOL_NAME).then(|| self.tool(LOCAL_GRANT))
+        (name == TOOL_NAME && !self.service.tool_hidden()).then(|| self.tool(LOCAL_GRANT))
     }
 
     async fn call_tool(

@@ -25,9 +25,15 @@ pub struct Policy {
     /// Format version of the document; only 1 exists.
     #[serde(default = "default_version")]
     pub version: u32,
+    /// What the policy is for, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// The action for a tool the document says nothing about.
     #[serde(default)]
     pub default: Action,
+    /// Tools removed from the tool list and denied (`"*"`: all of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hide: Vec<String>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -53,7 +59,8 @@ pub enum Action {
     RequireApproval,
 }
 
-/// `[tools.execute_code]`.
+/// `[tools.<name>]`: this server's tool is `execute_code`; rules for other tools are kept
+/// (a gateway policy names them) but apply to no call.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToolPolicy {
@@ -69,10 +76,13 @@ pub struct ToolPolicy {
     pub limits: Vec<LimitSpec>,
 }
 
-/// `[all_tools]`: limits every tool call counts against.
+/// `[all_tools]`: rules every tool call must pass (after the tool's own) and limits every
+/// tool call counts against.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AllTools {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleSpec>,
     #[serde(default)]
     pub limits: Vec<LimitSpec>,
 }
@@ -100,18 +110,28 @@ impl Policy {
             .unwrap_or_else(|e| panic!("the embedded default policy is invalid: {e}"))
     }
 
-    /// Loads a TOML policy, or a PolicyLayer-style JSON one (by the `.json` extension).
+    /// Loads a policy in the dialect its extension names: TOML, PolicyLayer JSON (`.json`) or
+    /// Intercept YAML (`.yaml`, `.yml`).
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        Policy::load_with_notes(path).map(|(policy, _)| policy)
+    }
+
+    /// [`Self::load`], with what a person should know about the document: parts that apply to
+    /// no call here, keys the dialect ignores ([`Self::notes`] and the translation's).
+    pub fn load_with_notes(path: &Path) -> Result<(Policy, Vec<String>), PolicyError> {
         let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
             path: path.to_path_buf(),
             source,
         })?;
         let origin = path.display().to_string();
-        if path.extension().is_some_and(|e| e == "json") {
-            Policy::from_policylayer(&text, &origin)
-        } else {
-            Policy::parse(&text, &origin)
-        }
+        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        let policy = match extension {
+            "json" => Policy::from_policylayer(&text, &origin)?,
+            "yaml" | "yml" => return Policy::from_intercept(&text, &origin),
+            _ => Policy::parse(&text, &origin)?,
+        };
+        let notes = policy.notes();
+        Ok((policy, notes))
     }
 
     /// Parses and validates a TOML policy. `origin` names the document in error messages.
@@ -133,14 +153,22 @@ impl Policy {
         Ok(policy)
     }
 
-    /// Checks what serde cannot: tool names, languages, rules, limits.
+    /// Checks what serde cannot: languages, rules, limits, hide.
     pub(super) fn validate(&self) -> Result<(), Issue> {
         self.limits.validate()?;
-        for (name, tool) in &self.tools {
-            if name != TOOL_NAME {
+        for (i, name) in self.hide.iter().enumerate() {
+            if name.trim().is_empty() {
                 return Err(Issue::new(
-                    &["tools", name],
-                    format!("[tools.{name}]: unknown tool (this server has only `{TOOL_NAME}`)"),
+                    &["hide", &i.to_string()],
+                    format!("hide[{i}]: entry must not be empty"),
+                ));
+            }
+        }
+        for (name, tool) in &self.tools {
+            if name != TOOL_NAME && tool.languages.is_some() {
+                return Err(Issue::new(
+                    &["tools", name, "languages"],
+                    format!("[tools.{name}] languages: only `{TOOL_NAME}` takes a language"),
                 ));
             }
             check_languages(
@@ -148,16 +176,10 @@ impl Policy {
                 &format!("[tools.{name}]"),
                 &tool.languages,
             )?;
-            for (i, rule) in tool.rules.iter().enumerate() {
-                Rule::compile(rule).map_err(|e| {
-                    Issue::new(
-                        &["tools", name, "rules", &i.to_string()],
-                        format!("[tools.{name}] {e}"),
-                    )
-                })?;
-            }
+            check_rules(&["tools", name], &tool.rules)?;
             check_limits(&["tools", name], &tool.limits)?;
         }
+        check_rules(&["all_tools"], &self.all_tools.rules)?;
         check_limits(&["all_tools"], &self.all_tools.limits)?;
         self.network
             .validate()
@@ -237,15 +259,29 @@ fn check_limits(section: &[&str], limits: &[LimitSpec]) -> Result<(), Issue> {
                 format!("{shown} limits: a limit needs a non-empty `counter`"),
             ));
         }
-        if l.max == 0 {
+        if let Some(path) = &l.increment_from
+            && !path
+                .strip_prefix("args.")
+                .is_some_and(|rest| !rest.is_empty() && rest.split('.').all(|k| !k.is_empty()))
+        {
             return Err(Issue::new(
-                &at("max"),
-                format!(
-                    "{shown} limits: counter `{}` has max = 0 (use action = \"deny\" to refuse every call)",
-                    l.counter
-                ),
+                &at("increment_from"),
+                format!("{shown} limits: increment_from must start with \"args.\", got \"{path}\""),
             ));
         }
+    }
+    Ok(())
+}
+
+fn check_rules(section: &[&str], rules: &[RuleSpec]) -> Result<(), Issue> {
+    let shown = format!("[{}]", section.join("."));
+    for (i, rule) in rules.iter().enumerate() {
+        Rule::compile(rule).map_err(|e| {
+            let index = i.to_string();
+            let mut path = section.to_vec();
+            path.extend(["rules", index.as_str()]);
+            Issue::new(&path, format!("{shown} {e}"))
+        })?;
     }
     Ok(())
 }

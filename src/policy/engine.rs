@@ -1,13 +1,16 @@
-//! The engine: a policy ready to decide. `decide(call, grant)` answers admit, ask a person,
-//! or deny (argument rules, then the tool's action); `admit` counts the call against every
-//! rate limit at once. Knows nothing of MCP or of the sandbox.
+//! The engine: a policy ready to decide. `decide(call, caller)` answers admit, ask a person,
+//! or deny (hide, the tool's action, argument rules, languages); `admit` counts the call
+//! against every rate limit at once. Knows nothing of MCP or of the sandbox.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use serde_json::Value;
 
 use super::document::{Action, Policy, PolicyError};
 use super::grants::Grant;
 use super::ratelimit::{Caller, CounterKey, CounterStore, LimitSpec};
-use super::rules::{Effect, Rule};
+use super::rules::{Counters, Effect, Outcome, Rule};
 use crate::contract::{ExecuteArgs, PolicyDecision, Status, TOOL_NAME};
 
 /// What the policy says about a call before any rate limit is counted.
@@ -46,12 +49,29 @@ impl Denial {
     }
 }
 
+/// What an admitted call counted, to give back if it never runs.
+#[derive(Debug, Clone, Default)]
+pub struct Reservation {
+    counted: Vec<CounterKey>,
+    admitted_ms: u64,
+}
+
+/// Milliseconds since the Unix epoch, the clock counters' windows are aligned to.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// A policy ready to decide: rules compiled, counters attached. Counters live in the store,
 /// not here, so that a reloaded policy keeps them.
 pub struct PolicyEngine {
     policy: Policy,
-    rules: Vec<Rule>,
-    counters: Arc<dyn CounterStore>,
+    /// `execute_code`'s rules, then the rules for every tool (`all_tools`), in order.
+    pub(super) rules: Vec<Rule>,
+    /// Each counter a limit defines, by name, for conditions that read it.
+    limits_by_counter: HashMap<String, LimitSpec>,
+    pub(super) counters: Arc<dyn CounterStore>,
 }
 
 impl PolicyEngine {
@@ -59,21 +79,31 @@ impl PolicyEngine {
         policy: Policy,
         counters: Arc<dyn CounterStore>,
     ) -> Result<PolicyEngine, PolicyError> {
-        let rules = match policy.tool() {
-            Some(tool) => tool
-                .rules
-                .iter()
-                .map(Rule::compile)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|message| PolicyError::Invalid {
-                    origin: "policy".into(),
-                    message,
-                })?,
-            None => Vec::new(),
-        };
+        let tool_rules = policy.tool().map(|t| &t.rules[..]).unwrap_or(&[]);
+        let rules = tool_rules
+            .iter()
+            .chain(&policy.all_tools.rules)
+            .map(Rule::compile)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|message| PolicyError::Invalid {
+                origin: "policy".into(),
+                message,
+            })?;
+        let mut limits_by_counter = HashMap::new();
+        for spec in policy.tools.values().flat_map(|t| &t.limits) {
+            limits_by_counter
+                .entry(spec.counter.clone())
+                .or_insert_with(|| spec.clone());
+        }
+        for spec in &policy.all_tools.limits {
+            limits_by_counter
+                .entry(spec.counter.clone())
+                .or_insert_with(|| spec.clone());
+        }
         Ok(PolicyEngine {
             policy,
             rules,
+            limits_by_counter,
             counters,
         })
     }
@@ -87,9 +117,14 @@ impl PolicyEngine {
         self.policy.grant(grant)
     }
 
-    /// The caller's own language list, then argument rules, then the tool's action. Counts
-    /// nothing.
-    pub fn decide(&self, args: &ExecuteArgs, grant: &Grant<'_>) -> Decision {
+    /// Whether the policy hides the tool (from the tool list, and from every call).
+    pub fn hides_the_tool(&self) -> bool {
+        self.policy.hide.iter().any(|h| h == TOOL_NAME || h == "*")
+    }
+
+    /// The caller's own language list, then [`Self::check`]. Counts nothing.
+    pub fn decide(&self, args: &ExecuteArgs, caller: &Caller<'_>) -> Decision {
+        let grant = self.grant(caller.grant);
         if let Some(allowed) = grant.granted_languages()
             && !allowed.iter().any(|l| l == args.language.as_str())
         {
@@ -103,24 +138,58 @@ impl PolicyEngine {
                 ),
             ));
         }
-        self.check(args)
+        self.check(args, caller)
     }
 
-    /// Argument rules, then the tool's action, for any caller. Counts nothing.
-    pub fn check(&self, args: &ExecuteArgs) -> Decision {
-        let tool = self.policy.tool();
+    /// For any caller, in the gateway's order: hidden, the tool's action (or the default),
+    /// argument rules (the tool's, then every tool's), the tool's languages; then approval.
+    /// Counts nothing; conditions on counters read them as they stand now.
+    pub fn check(&self, args: &ExecuteArgs, caller: &Caller<'_>) -> Decision {
+        let now = now_ms();
+        if self.hides_the_tool() {
+            return Decision::Deny(Denial::new(
+                Status::Denied,
+                "hide",
+                format!("Tool \"{TOOL_NAME}\" is hidden by policy"),
+            ));
+        }
+        let (action, source) = self.action();
+        if action == Action::Deny {
+            return Decision::Deny(Denial::new(
+                Status::Denied,
+                source,
+                format!("the policy denies {TOOL_NAME}"),
+            ));
+        }
+        let reader = Reader {
+            engine: self,
+            caller,
+            now,
+        };
         let mut approval = None;
-        for rule in self.rules.iter().filter(|r| r.matches(args)) {
-            match rule.effect {
-                Effect::Deny => {
+        for rule in &self.rules {
+            let outcome = rule.outcome(args, &reader);
+            match (rule.effect, outcome) {
+                (_, Outcome::Passes) => {}
+                (Effect::Deny, Outcome::AppliesAtCounter(counter)) => {
+                    let mut denial = Denial::new(Status::Denied, &rule.name, &rule.message);
+                    if let Some(spec) = self.limits_by_counter.get(&counter) {
+                        let window = spec.window.millis();
+                        denial.status = Status::RateLimited;
+                        denial.decision.retry_after_ms =
+                            Some((window - now % window.max(1)).max(1));
+                    }
+                    return Decision::Deny(denial);
+                }
+                (Effect::Deny, _) => {
                     return Decision::Deny(Denial::new(Status::Denied, &rule.name, &rule.message));
                 }
-                Effect::RequireApproval => {
+                (Effect::RequireApproval, _) => {
                     approval.get_or_insert_with(|| (rule.name.clone(), rule.message.clone()));
                 }
             }
         }
-        if let Some(allowed) = tool.and_then(|t| t.languages.as_ref())
+        if let Some(allowed) = self.policy.tool().and_then(|t| t.languages.as_ref())
             && !allowed.iter().any(|l| l == args.language.as_str())
         {
             return Decision::Deny(Denial::new(
@@ -133,139 +202,96 @@ impl PolicyEngine {
                 ),
             ));
         }
-        let (action, source) = match tool.and_then(|t| t.action) {
-            Some(a) => (a, format!("tools.{TOOL_NAME}.action")),
-            None => (self.policy.default, "default".to_string()),
-        };
         match (action, approval) {
-            (Action::Deny, _) => Decision::Deny(Denial::new(
-                Status::Denied,
-                source,
-                format!("the policy denies {TOOL_NAME}"),
-            )),
             (_, Some((rule, reason))) => Decision::NeedsApproval(Question { rule, reason }),
             (Action::RequireApproval, None) => Decision::NeedsApproval(Question {
                 rule: source,
                 reason: format!("the policy requires a person to approve every {TOOL_NAME} call"),
             }),
-            (Action::Allow, None) => Decision::Admit,
+            (_, None) => Decision::Admit,
         }
     }
 
-    /// The decision for `args`, step by step, without counting anything: which rules match,
-    /// what the action is, which counters the call would count against.
-    pub fn explain(&self, args: &ExecuteArgs, caller: &Caller<'_>) -> Vec<String> {
-        let mut trace = vec![format!(
-            "caller: grant `{}`, session `{}`; language {}, {} bytes of code",
-            caller.grant,
-            caller.session,
-            args.language,
-            args.code.len()
-        )];
-        for rule in &self.rules {
-            let effect = match rule.effect {
-                Effect::Deny => "deny",
-                Effect::RequireApproval => "require approval",
-            };
-            if rule.matches(args) {
-                trace.push(format!(
-                    "rule `{}` matches: {effect} ({})",
-                    rule.name, rule.message
-                ));
-            } else {
-                trace.push(format!("rule `{}` does not match", rule.name));
-            }
+    /// The tool's action and where it comes from.
+    pub(super) fn action(&self) -> (Action, String) {
+        match self.policy.tool().and_then(|t| t.action) {
+            Some(a) => (a, format!("tools.{TOOL_NAME}.action")),
+            None => (self.policy.default, "default".to_string()),
         }
-        let verdict = self.check(args);
-        trace.push(match &verdict {
-            Decision::Admit => "action: allow".to_string(),
-            Decision::NeedsApproval(Question { rule, reason }) => {
-                format!("action: require approval (rule `{rule}`: {reason})")
-            }
-            Decision::Deny(d) => format!(
-                "action: {} (rule `{}`: {})",
-                d.status.as_str(),
-                d.decision.rule,
-                d.decision.reason
-            ),
-        });
-        if !matches!(verdict, Decision::Deny(_)) {
-            let specs = self
-                .policy
-                .tool()
-                .map(|t| t.limits.iter())
-                .into_iter()
-                .flatten()
-                .chain(self.policy.all_tools.limits.iter());
-            let mut any = false;
-            for spec in specs {
-                any = true;
-                let key = CounterKey::for_caller(spec, caller);
-                trace.push(format!(
-                    "rate limit: counter `{}` allows {} per {:?}",
-                    key.key, spec.max, spec.window
-                ));
-            }
-            if !any {
-                trace.push("rate limits: none apply".to_string());
-            }
-            trace.push(match verdict {
-                Decision::Admit => "decision: allow (if the counters have room)".to_string(),
-                _ => "decision: ask a person, then count and run".to_string(),
-            });
-        } else {
-            trace.push("decision: deny (nothing is counted)".to_string());
-        }
-        trace
     }
 
     /// Counts the call against every rate limit that applies, all or nothing.
-    pub fn admit(&self, caller: &Caller<'_>, now_ms: u64) -> Result<(), Denial> {
-        let (keys, specs) = self.counter_keys(caller);
+    pub fn admit(
+        &self,
+        args: &ExecuteArgs,
+        caller: &Caller<'_>,
+        now_ms: u64,
+    ) -> Result<Reservation, Denial> {
+        let (keys, specs) = self.counter_keys(args, caller)?;
         if keys.is_empty() {
-            return Ok(());
+            return Ok(Reservation::default());
         }
         self.counters.try_admit(&keys, now_ms).map_err(|refusal| {
             let spec = specs[refusal.index.min(specs.len() - 1)];
-            let mut denial = Denial::new(
-                Status::RateLimited,
-                format!("rate_limit.{}", spec.counter),
-                format!(
+            let reason = match &spec.message {
+                Some(message) => message.clone(),
+                None => format!(
                     "at most {} calls per {:?} ({:?} scope); try again in {} ms",
                     spec.max, spec.window, spec.scope, refusal.retry_after_ms
                 )
                 .to_lowercase(),
+            };
+            let mut denial = Denial::new(
+                Status::RateLimited,
+                format!("rate_limit.{}", spec.counter),
+                reason,
             );
             denial.decision.retry_after_ms = Some(refusal.retry_after_ms);
             denial
+        })?;
+        Ok(Reservation {
+            counted: keys,
+            admitted_ms: now_ms,
         })
     }
 
-    /// Gives back a call [`admit`](Self::admit)ted at `admitted_ms` that never started because
-    /// the server was too busy: a caller told to retry is not charged twice.
-    pub fn refund(&self, caller: &Caller<'_>, admitted_ms: u64) {
-        let (keys, _) = self.counter_keys(caller);
-        if !keys.is_empty() {
-            self.counters.refund(&keys, admitted_ms);
+    /// Gives back what an admitted call counted, when it never ran (the server was too busy,
+    /// or could not start it): a failed call consumes no quota.
+    pub fn refund(&self, reservation: &Reservation) {
+        if !reservation.counted.is_empty() {
+            self.counters
+                .refund(&reservation.counted, reservation.admitted_ms);
         }
     }
 
-    /// The counters a call by `caller` counts in, each with the limit it comes from.
-    fn counter_keys(&self, caller: &Caller<'_>) -> (Vec<CounterKey>, Vec<&LimitSpec>) {
-        let specs: Vec<&LimitSpec> = self
-            .policy
+    /// The tool's limits, then every tool's.
+    pub(super) fn limit_specs(&self) -> impl Iterator<Item = &LimitSpec> {
+        self.policy
             .tool()
             .map(|t| t.limits.iter())
             .into_iter()
             .flatten()
             .chain(self.policy.all_tools.limits.iter())
-            .collect();
+    }
+
+    /// The counters a call counts in, each with the limit it comes from.
+    #[allow(clippy::type_complexity)]
+    fn counter_keys(
+        &self,
+        args: &ExecuteArgs,
+        caller: &Caller<'_>,
+    ) -> Result<(Vec<CounterKey>, Vec<&LimitSpec>), Denial> {
         // The same counter named twice (e.g. by the tool and by all_tools) is one counter: the
         // call counts once, against the smaller max.
         let mut keys: Vec<CounterKey> = Vec::new();
         let mut key_specs: Vec<&LimitSpec> = Vec::new();
-        for spec in &specs {
-            let key = CounterKey::for_caller(spec, caller);
+        for spec in self.limit_specs() {
+            let mut key = CounterKey::for_caller(spec, caller);
+            if let Some(path) = &spec.increment_from {
+                key.amount = increment_from(args, path).map_err(|why| {
+                    Denial::new(Status::Denied, format!("rate_limit.{}", spec.counter), why)
+                })?;
+            }
             match keys
                 .iter()
                 .position(|k| k.key == key.key && k.window_ms == key.window_ms)
@@ -281,6 +307,50 @@ impl PolicyEngine {
                 }
             }
         }
-        (keys, key_specs)
+        Ok((keys, key_specs))
     }
+}
+
+/// Counters as a caller's conditions see them now.
+pub(super) struct Reader<'a> {
+    pub(super) engine: &'a PolicyEngine,
+    pub(super) caller: &'a Caller<'a>,
+    pub(super) now: u64,
+}
+
+impl Counters for Reader<'_> {
+    fn current(&self, counter: &str) -> u64 {
+        match self.engine.limits_by_counter.get(counter) {
+            Some(spec) => {
+                let key = CounterKey::for_caller(spec, self.caller);
+                self.engine
+                    .counters
+                    .current(&key.key, key.window_ms, self.now)
+            }
+            None => 0,
+        }
+    }
+}
+
+/// What a call adds to a counter that counts an argument (`increment_from`): the argument's
+/// number, its fraction dropped as PolicyLayer's gateway does. A call without that number, or
+/// with a negative one (which would lower the counter), is refused.
+pub(super) fn increment_from(args: &ExecuteArgs, path: &str) -> Result<u64, String> {
+    let value = super::rules::argument(args, path)
+        .ok_or_else(|| format!("increment_from path \"{path}\" not found in arguments"))?;
+    let number = match &value {
+        Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
+        other => {
+            return Err(format!(
+                "increment_from \"{path}\" is {other}, not a number"
+            ));
+        }
+    };
+    if number < 0.0 || number.is_nan() {
+        return Err(format!(
+            "increment_from \"{path}\" is {number}: a count cannot go down"
+        ));
+    }
+    // `as` saturates: a huge number counts as the most a counter can hold.
+    Ok(number.trunc() as u64)
 }

@@ -4,12 +4,14 @@
 //! deny / require approval) -> rate limits (reserved atomically). Knows nothing of MCP, of
 //! the sandbox or of transports.
 
+mod dialect;
 mod document;
 mod engine;
+mod explain;
 mod grants;
 mod limits;
 mod locate;
-mod policylayer;
+mod notes;
 pub mod ratelimit;
 pub mod rules;
 #[cfg(test)]
@@ -18,9 +20,9 @@ mod section_tests;
 mod tests;
 
 pub use document::{Action, AllTools, DEFAULT_POLICY, Policy, PolicyError, ToolPolicy};
-pub use engine::{Decision, Denial, PolicyEngine, Question};
+pub use engine::{Decision, Denial, PolicyEngine, Question, Reservation, now_ms};
 pub use grants::{Grant, GrantSpec, LOCAL_GRANT};
 pub use limits::{GUEST_THREAD_STACK_BYTES, Limits, LimitsOverride, MAX_WASM_STACK_BYTES};
 pub use locate::Issue;
 pub use ratelimit::{Caller, CounterStore, LimitSpec, MemoryCounterStore, Scope, Window};
-pub use rules::{Effect, Rule, RuleSpec};
+pub use rules::{ConditionSpec, Effect, Operator, Rule, RuleSpec};

@@ -15,8 +15,42 @@ pub struct LimitSpec {
     /// Limits naming the same counter (and scope) share it.
     pub counter: String,
     pub window: Window,
+    /// The most a window may count (0: every call is refused).
     pub max: u64,
     pub scope: Scope,
+    /// What one call adds (default 1).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub increment: u64,
+    /// Adds the value of this argument instead (`args.<key>...`), as PolicyLayer's
+    /// `increment_from` does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub increment_from: Option<String>,
+    /// What the caller sees when the limit refuses a call (default: the limit, in words).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl LimitSpec {
+    /// `max` per `window` of `counter` in `scope`, one per call.
+    pub fn new(counter: impl Into<String>, window: Window, max: u64, scope: Scope) -> LimitSpec {
+        LimitSpec {
+            counter: counter.into(),
+            window,
+            max,
+            scope,
+            increment: 1,
+            increment_from: None,
+            message: None,
+        }
+    }
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn is_one(n: &u64) -> bool {
+    *n == 1
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,9 +97,12 @@ pub struct CounterKey {
     pub key: String,
     pub window_ms: u64,
     pub max: u64,
+    /// What this call adds.
+    pub amount: u64,
 }
 
 impl CounterKey {
+    /// The counter `spec` names for `caller`, counting `spec.increment`.
     pub fn for_caller(spec: &LimitSpec, caller: &Caller<'_>) -> CounterKey {
         let scoped = match spec.scope {
             Scope::Grant => format!("grant/{}", caller.grant),
@@ -76,6 +113,7 @@ impl CounterKey {
             key: format!("{}/{}", spec.counter, scoped),
             window_ms: spec.window.millis(),
             max: spec.max,
+            amount: spec.increment,
         }
     }
 }
@@ -95,6 +133,9 @@ pub trait CounterStore: Send + Sync {
     /// Gives back a call admitted at `admitted_ms` that the server then could not start (it
     /// was refused for load), in every counter whose window is still the one it counted in.
     fn refund(&self, counters: &[CounterKey], admitted_ms: u64);
+
+    /// What `counter` has counted in its window at `now_ms` (0 for a counter never used).
+    fn current(&self, key: &str, window_ms: u64, now_ms: u64) -> u64;
 }
 
 /// The embedded store: one mutex around a map, so admission is atomic.
@@ -124,7 +165,7 @@ impl CounterStore for MemoryCounterStore {
                 .get(&(c.key.clone(), c.window_ms))
                 .filter(|w| w.start_ms == start)
                 .map_or(0, |w| w.count);
-            if used >= c.max {
+            if used.saturating_add(c.amount) > c.max {
                 return Err(Refusal {
                     index,
                     retry_after_ms: (start + c.window_ms).saturating_sub(now_ms).max(1),
@@ -145,7 +186,7 @@ impl CounterStore for MemoryCounterStore {
                     count: 0,
                 };
             }
-            w.count += 1;
+            w.count = w.count.saturating_add(c.amount);
         }
         if windows.len() > PRUNE_ABOVE {
             windows.retain(|(_, window_ms), w| w.start_ms == window_start(now_ms, *window_ms));
@@ -162,9 +203,20 @@ impl CounterStore for MemoryCounterStore {
             if let Some(w) = windows.get_mut(&(c.key.clone(), c.window_ms))
                 && w.start_ms == window_start(admitted_ms, c.window_ms)
             {
-                w.count = w.count.saturating_sub(1);
+                w.count = w.count.saturating_sub(c.amount);
             }
         }
+    }
+
+    fn current(&self, key: &str, window_ms: u64, now_ms: u64) -> u64 {
+        let windows = self
+            .windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        windows
+            .get(&(key.to_string(), window_ms))
+            .filter(|w| w.start_ms == window_start(now_ms, window_ms))
+            .map_or(0, |w| w.count)
     }
 }
 
@@ -182,6 +234,7 @@ mod tests {
             key: name.to_string(),
             window_ms,
             max,
+            amount: 1,
         }
     }
 
@@ -245,14 +298,30 @@ mod tests {
     }
 
     #[test]
+    fn a_call_counts_its_amount_and_a_refund_gives_it_back() {
+        let store = MemoryCounterStore::default();
+        let spend = |amount| CounterKey {
+            amount,
+            ..key("spend", 60_000, 10_000)
+        };
+        assert!(store.try_admit(&[spend(6_000)], 1_000).is_ok());
+        assert_eq!(store.current("spend", 60_000, 2_000), 6_000);
+        assert!(store.try_admit(&[spend(4_001)], 2_000).is_err(), "past max");
+        assert!(store.try_admit(&[spend(4_000)], 2_000).is_ok(), "up to max");
+        store.refund(&[spend(4_000)], 2_000);
+        assert_eq!(store.current("spend", 60_000, 3_000), 6_000);
+        assert_eq!(store.current("spend", 60_000, 61_000), 0, "a new window");
+        assert!(store.try_admit(&[spend(0)], 3_000).is_ok());
+        assert!(
+            store.try_admit(&[key("never", 60_000, 0)], 3_000).is_err(),
+            "max 0 refuses every call"
+        );
+    }
+
+    #[test]
     fn limits_naming_the_same_counter_share_it() {
         let store = MemoryCounterStore::default();
-        let spec = LimitSpec {
-            counter: "runs".into(),
-            window: Window::Minute,
-            max: 2,
-            scope: Scope::Grant,
-        };
+        let spec = LimitSpec::new("runs", Window::Minute, 2, Scope::Grant);
         let alice = Caller {
             grant: "alice",
             session: "s1",

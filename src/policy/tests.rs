@@ -71,12 +71,23 @@ fn args(language: &str, code: &str) -> ExecuteArgs {
     }
 }
 
+/// The stdio caller, for decisions that do not depend on who calls.
+const LOCAL: Caller<'static> = Caller {
+    grant: LOCAL_GRANT,
+    session: "s",
+};
+
+fn any_call() -> ExecuteArgs {
+    args("python", "1")
+}
+
 #[test]
 fn the_builtin_policy_allows() {
     let e = PolicyEngine::new(Policy::builtin(), Arc::new(MemoryCounterStore::default())).unwrap();
-    assert_eq!(e.check(&args("python", "1")), Decision::Admit);
+    assert_eq!(e.check(&args("python", "1"), &LOCAL), Decision::Admit);
     assert!(
         e.admit(
+            &any_call(),
             &Caller {
                 grant: "local",
                 session: "s"
@@ -93,7 +104,7 @@ fn deny_rules_stop_calls_with_their_message() {
         "[[tools.execute_code.rules]]\nname = \"no-eval\"\nmessage = \"eval is not allowed\"\n\
          when = [{ arg = \"code\", op = \"contains\", value = \"eval(\" }]\n",
     );
-    match e.check(&args("javascript", "eval('1')")) {
+    match e.check(&args("javascript", "eval('1')"), &LOCAL) {
         Decision::Deny(d) => {
             assert_eq!(d.status, Status::Denied);
             assert_eq!(d.decision.rule, "no-eval");
@@ -101,22 +112,25 @@ fn deny_rules_stop_calls_with_their_message() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(e.check(&args("javascript", "1")), Decision::Admit);
+    assert_eq!(e.check(&args("javascript", "1"), &LOCAL), Decision::Admit);
 }
 
 #[test]
 fn actions_and_the_default() {
     let deny_all = engine("default = \"deny\"\n");
     assert!(
-        matches!(deny_all.check(&args("python", "1")), Decision::Deny(d) if d.decision.rule == "default")
+        matches!(deny_all.check(&args("python", "1"), &LOCAL), Decision::Deny(d) if d.decision.rule == "default")
     );
     let approve = engine("[tools.execute_code]\naction = \"require_approval\"\n");
     assert!(matches!(
-        approve.check(&args("python", "1")),
+        approve.check(&args("python", "1"), &LOCAL),
         Decision::NeedsApproval(_)
     ));
     let overridden = engine("default = \"deny\"\n[tools.execute_code]\naction = \"allow\"\n");
-    assert_eq!(overridden.check(&args("python", "1")), Decision::Admit);
+    assert_eq!(
+        overridden.check(&args("python", "1"), &LOCAL),
+        Decision::Admit
+    );
 }
 
 #[test]
@@ -128,10 +142,10 @@ fn approval_rules_ask_but_deny_rules_win() {
          when = [{ arg = \"language\", op = \"eq\", value = \"python\" }]\n",
     );
     assert!(
-        matches!(e.check(&args("javascript", "12345")), Decision::NeedsApproval(Question { rule, .. }) if rule == "long")
+        matches!(e.check(&args("javascript", "12345"), &LOCAL), Decision::NeedsApproval(Question { rule, .. }) if rule == "long")
     );
     assert!(
-        matches!(e.check(&args("python", "12345")), Decision::Deny(d) if d.decision.rule == "no-py")
+        matches!(e.check(&args("python", "12345"), &LOCAL), Decision::Deny(d) if d.decision.rule == "no-py")
     );
 }
 
@@ -139,7 +153,7 @@ fn approval_rules_ask_but_deny_rules_win() {
 fn languages_can_be_narrowed() {
     let e = engine("[tools.execute_code]\nlanguages = [\"python\"]\n");
     assert!(
-        matches!(e.check(&args("javascript", "1")), Decision::Deny(d) if d.decision.reason.contains("allowed: python"))
+        matches!(e.check(&args("javascript", "1"), &LOCAL), Decision::Deny(d) if d.decision.reason.contains("allowed: python"))
     );
     use crate::contract::Language;
     assert_eq!(
@@ -161,13 +175,13 @@ fn rate_limits_deny_with_a_retry_hint_and_scopes_apart() {
         grant: "b",
         session: "2",
     };
-    assert!(e.admit(&a, 1_000).is_ok());
-    assert!(e.admit(&a, 2_000).is_ok());
-    let d = e.admit(&a, 3_000).unwrap_err();
+    assert!(e.admit(&any_call(), &a, 1_000).is_ok());
+    assert!(e.admit(&any_call(), &a, 2_000).is_ok());
+    let d = e.admit(&any_call(), &a, 3_000).unwrap_err();
     assert_eq!(d.status, Status::RateLimited);
     assert_eq!(d.decision.rule, "rate_limit.calls");
     assert_eq!(d.decision.retry_after_ms, Some(57_000));
-    assert!(e.admit(&b, 3_000).is_ok());
+    assert!(e.admit(&any_call(), &b, 3_000).is_ok());
 }
 
 #[test]
@@ -180,9 +194,12 @@ fn a_counter_named_twice_counts_once_against_the_smaller_max() {
         grant: "g",
         session: "s",
     };
-    assert!(e.admit(&caller, 0).is_ok());
-    assert!(e.admit(&caller, 1).is_ok());
-    assert!(e.admit(&caller, 2).is_err(), "max 2, counted once per call");
+    assert!(e.admit(&any_call(), &caller, 0).is_ok());
+    assert!(e.admit(&any_call(), &caller, 1).is_ok());
+    assert!(
+        e.admit(&any_call(), &caller, 2).is_err(),
+        "max 2, counted once per call"
+    );
 }
 
 #[test]
@@ -192,10 +209,10 @@ fn a_matching_deny_rule_is_named_even_for_a_disallowed_language() {
          message = \"m\"\nwhen = [{ arg = \"code\", op = \"contains\", value = \"eval\" }]\n",
     );
     assert!(
-        matches!(e.check(&args("javascript", "eval(1)")), Decision::Deny(d) if d.decision.rule == "no-eval")
+        matches!(e.check(&args("javascript", "eval(1)"), &LOCAL), Decision::Deny(d) if d.decision.rule == "no-eval")
     );
     assert!(
-        matches!(e.check(&args("javascript", "1")), Decision::Deny(d) if d.decision.rule.ends_with("languages"))
+        matches!(e.check(&args("javascript", "1"), &LOCAL), Decision::Deny(d) if d.decision.rule.ends_with("languages"))
     );
 }
 
@@ -211,17 +228,17 @@ fn semantic_errors_name_the_line_and_column_of_what_is_wrong() {
             "line 2, column 1: limits.fuel must be greater than 0",
         ),
         (
-            "[[all_tools.limits]]\ncounter = \"x\"\nwindow = \"day\"\nmax = 0\nscope = \"global\"\n",
-            "line 4, column 1: [all_tools] limits: counter `x` has max = 0",
+            "[[all_tools.limits]]\ncounter = \"x\"\nwindow = \"day\"\nmax = 0\nscope = \"global\"\nincrement_from = \"amount\"\n",
+            "line 6, column 1: [all_tools] limits: increment_from must start with \"args.\"",
         ),
         (
-            "[tools.shell]\naction = \"allow\"\n",
-            "line 1, column 8: [tools.shell]: unknown tool",
+            "[tools.shell]\nlanguages = [\"python\"]\n",
+            "line 2, column 1: [tools.shell] languages: only `execute_code` takes a language",
         ),
         (
             "[[tools.execute_code.rules]]\nname = \"ok\"\nmessage = \"m\"\nwhen = [{ arg = \"code\", op = \"contains\", value = \"x\" }]\n\n\
              [[tools.execute_code.rules]]\nname = \"r\"\nmessage = \"m\"\nwhen = [{ arg = \"code\", op = \"regex\", value = \"(\" }]\n",
-            "line 6, column 1: [tools.execute_code] rule `r`, condition 1: invalid regex",
+            "line 6, column 1: [tools.execute_code] rule `r`, `when` condition 1: invalid regex",
         ),
         (
             "[grants.ci]\ntoken_env = \"CI_TOKEN\"\ncredentials = [\"github\"]\n",
@@ -247,8 +264,8 @@ fn semantic_errors_name_the_line_and_column_of_what_is_wrong() {
 fn bad_documents_are_explained() {
     let cases = [
         (
-            "[tools.shell]\naction = \"allow\"\n",
-            "[tools.shell]: unknown tool",
+            "[tools.shell]\nlanguages = [\"python\"]\n",
+            "only `execute_code` takes a language",
         ),
         (
             "[tools.execute_code]\nlanguages = [\"cobol\"]\n",
@@ -259,10 +276,7 @@ fn bad_documents_are_explained() {
             "[[all_tools.limits]]\ncounter = \"x\"\nwindow = \"week\"\nmax = 1\nscope = \"global\"\n",
             "week",
         ),
-        (
-            "[[all_tools.limits]]\ncounter = \"x\"\nwindow = \"day\"\nmax = 0\nscope = \"global\"\n",
-            "max = 0",
-        ),
+        ("hide = [\" \"]\n", "hide[0]: entry must not be empty"),
         (
             "[[tools.execute_code.rules]]\nname = \"r\"\nmessage = \"m\"\nwhen = [{ arg = \"code\", op = \"regex\", value = \"(\" }]\n",
             "invalid regex",
@@ -309,7 +323,7 @@ fn explain_traces_every_step() {
         session: "s",
     };
     let trace = e.explain(&args("javascript", "1"), &caller).join("\n");
-    assert!(trace.contains("rule `no-eval` does not match"), "{trace}");
+    assert!(trace.contains("rule `no-eval` passes"), "{trace}");
     assert!(trace.contains("counter `c/grant/ci` allows 5"), "{trace}");
     assert!(
         trace.ends_with("decision: allow (if the counters have room)"),
@@ -319,7 +333,7 @@ fn explain_traces_every_step() {
         .explain(&args("javascript", "eval(1)"), &caller)
         .join("\n");
     assert!(
-        trace.contains("rule `no-eval` matches")
+        trace.contains("rule `no-eval` applies")
             && trace.ends_with("decision: deny (nothing is counted)"),
         "{trace}"
     );
@@ -337,12 +351,7 @@ fn policylayer_json_is_translated() {
     let limits = &p.tools[TOOL_NAME].limits;
     assert_eq!(
         limits[0],
-        LimitSpec {
-            counter: "runs".into(),
-            window: Window::Minute,
-            max: 10,
-            scope: Scope::Session
-        }
+        LimitSpec::new("runs", Window::Minute, 10, Scope::Session)
     );
     assert_eq!(p.all_tools.limits[0].window, Window::Day);
     assert_eq!(p.default, Action::Allow);
@@ -356,18 +365,40 @@ fn policylayer_json_is_translated() {
 #[test]
 fn untranslatable_policylayer_constructs_are_errors() {
     let cases = [
-        (r#"{"version": 2}"#, "version 2"),
-        (r#"{"rules": []}"#, "`rules`: cannot be translated"),
         (
-            r#"{"tools": {"execute_code": {"conditions": {}}}}"#,
-            "tools.execute_code.conditions: cannot be translated",
+            r#"{"version": 2, "default": "allow"}"#,
+            "line 1, column 13: version: only \"1\" is recognised",
+        ),
+        (r#"{"version": "1"}"#, "default is required"),
+        (
+            r#"{"default": "allow", "rules": []}"#,
+            "`rules`: not a PolicyLayer field",
         ),
         (
-            r#"{"all_tools": {"limits": [{"counter": "x", "window": "fortnight", "max": 1, "scope": "global"}]}}"#,
-            "all_tools.limits[0]",
+            "{\"default\": \"allow\",\n \"tools\": {\"execute_code\": {\"conditions\": {}}}}",
+            "line 2, column 43: tools.execute_code.conditions: not a PolicyLayer field",
         ),
-        (r#"{"tools": {"shell": {"limits": []}}}"#, "unknown tool"),
-        (r#"{"default": "maybe"}"#, "default"),
+        (
+            r#"{"default": "allow", "tools": {"x": {"rules": []}}}"#,
+            "Intercept's YAML form",
+        ),
+        (
+            r#"{"default": "allow", "all_tools": {"limits": [{"counter": "x", "window": "fortnight", "max": 1, "scope": "global"}]}}"#,
+            "all_tools.limits[0]: `window` must be",
+        ),
+        (
+            r#"{"default": "allow", "tools": {"t": {"deny_if": [{"conditions": [{"path": "amount", "op": "gt", "value": 1}]}]}}}"#,
+            "path must start with \"args.\" or \"state.\", got \"amount\"",
+        ),
+        (
+            r#"{"default": "allow", "tools": {"t": {"require": [{"conditions": [{"path": "args.n", "op": "in", "value": 1}]}]}}}"#,
+            "operator \"in\" requires a list value",
+        ),
+        (
+            r#"{"default": "allow", "tools": {"t": {"require": [{"conditions": []}]}}}"#,
+            "a requirement needs at least one condition",
+        ),
+        (r#"{"default": "maybe"}"#, "default: expected"),
         ("[1, 2]", "JSON object"),
         ("{\n  \"version\": }", "line 2"),
     ];

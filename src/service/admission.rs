@@ -15,27 +15,23 @@ use tokio_util::sync::CancellationToken;
 use super::live::Live;
 use crate::contract::{ErrorInfo, ErrorKind, ExecutionResult, Status};
 use crate::metrics::Metrics;
-use crate::policy::{Caller, Denial};
+use crate::policy::{Denial, Reservation};
 
 /// Suggested wait before retrying a call refused for load.
 const BUSY_RETRY_MS: u64 = 250;
 
-/// A call counted in its rate limits under the policy version `live`, at `admitted_ms`.
+/// A call counted in its rate limits under the policy version `live`.
 pub(super) struct Counted {
     live: Arc<Live>,
-    grant: String,
-    session: String,
-    admitted_ms: u64,
+    reservation: Reservation,
     started: bool,
 }
 
 impl Counted {
-    pub fn new(live: Arc<Live>, caller: &Caller<'_>, admitted_ms: u64) -> Counted {
+    pub fn new(live: Arc<Live>, reservation: Reservation) -> Counted {
         Counted {
             live,
-            grant: caller.grant.to_string(),
-            session: caller.session.to_string(),
-            admitted_ms,
+            reservation,
             started: false,
         }
     }
@@ -48,16 +44,18 @@ impl Counted {
     pub fn started(&mut self) {
         self.started = true;
     }
+
+    /// The server failed the call (an internal error: it could not start the run, or lost
+    /// it): as when a gateway's upstream fails, the count goes back.
+    pub fn server_failed(mut self) {
+        self.started = false;
+    }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
         if !self.started {
-            let caller = Caller {
-                grant: &self.grant,
-                session: &self.session,
-            };
-            self.live.engine.refund(&caller, self.admitted_ms);
+            self.live.engine.refund(&self.reservation);
         }
     }
 }

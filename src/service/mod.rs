@@ -73,6 +73,12 @@ impl Service {
         self.policy.reload(policy)
     }
 
+    /// Whether the policy in force hides the tool: it is left out of the tool list (and every
+    /// call is denied).
+    pub fn tool_hidden(&self) -> bool {
+        self.policy.current().engine.hides_the_tool()
+    }
+
     /// The policy in force as `grant` sees it: limits, languages, hosts and credentials.
     pub fn caller_view(&self, grant: &str) -> CallerView {
         let live = self.policy.current();

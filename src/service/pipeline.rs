@@ -14,7 +14,7 @@ use super::live::Live;
 use crate::audit::{AuditEvent, CodeFields, rfc3339_now};
 use crate::contract::{ExecuteArgs, ExecutionResult, Language, Status};
 use crate::net::FetchAudit;
-use crate::policy::{Caller, Decision, Denial, Question};
+use crate::policy::{Caller, Decision, Denial, Question, now_ms};
 
 /// Where a call stands after a step of the pipeline.
 pub enum Step<'s> {
@@ -104,9 +104,7 @@ impl Service {
             return Step::Done(call.cancelled());
         }
         let live = self.policy.current();
-        let decision = live
-            .engine
-            .decide(&call.args, &live.engine.grant(&call.grant));
+        let decision = live.engine.decide(&call.args, caller);
         match decision {
             Decision::Deny(denial) => Step::Done(call.stop(denial)),
             Decision::NeedsApproval(question) => Step::Approve(PendingApproval { call, question }),
@@ -154,7 +152,11 @@ impl<'s> PendingApproval<'s> {
                 // The policy may have been reloaded while a person was deciding: the call
                 // must still pass the one in force now (approval is not asked twice).
                 let live = call.service.policy.current();
-                match live.engine.check(&call.args) {
+                let caller = Caller {
+                    grant: &call.grant,
+                    session: &call.session,
+                };
+                match live.engine.check(&call.args, &caller) {
                     Decision::Deny(denial) => Step::Done(call.stop(denial)),
                     _ => call.admit(live),
                 }
@@ -258,11 +260,11 @@ impl<'s> Call<'s> {
             grant: &self.grant,
             session: &self.session,
         };
-        let admitted_ms = now_ms();
-        if let Err(denial) = live.engine.admit(&caller, admitted_ms) {
-            return Step::Done(self.stop(denial));
-        }
-        let counted = Counted::new(live, &caller, admitted_ms);
+        let reservation = match live.engine.admit(&self.args, &caller, now_ms()) {
+            Ok(reservation) => reservation,
+            Err(denial) => return Step::Done(self.stop(denial)),
+        };
+        let counted = Counted::new(live, reservation);
         if let Some(log) = &self.service.audit
             && let Err(e) = log.record(&self.event("allow"))
         {
@@ -282,10 +284,4 @@ impl<'s> Call<'s> {
             counted,
         })
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

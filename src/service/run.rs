@@ -123,6 +123,12 @@ impl Service {
             Err(e) => ExecutionResult::internal(format!("the run's thread failed: {e}")),
         };
         result.usage.wall_ms = arrived.elapsed().as_millis() as u64;
+        let server_failed = result.error.as_ref().is_some_and(|e| {
+            e.kind == crate::contract::ErrorType::Host(crate::contract::ErrorKind::InternalError)
+        });
+        if server_failed {
+            counted.server_failed();
+        }
         redact_result(&mut result, live.credentials.redactor());
         self.metrics.run_finished(
             language.as_str(),

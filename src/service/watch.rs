@@ -50,7 +50,13 @@ pub async fn watch(path: PathBuf, service: Arc<Service>) {
 }
 
 fn reload(path: &Path, service: &Service, why: &str) {
-    match Policy::load(path)
+    let loaded = Policy::load_with_notes(path).map(|(policy, notes)| {
+        for note in notes {
+            tracing::warn!(path = %path.display(), "{note}");
+        }
+        policy
+    });
+    match loaded
         .map_err(anyhow::Error::from)
         .and_then(|p| service.reload(p))
     {
