@@ -121,6 +121,11 @@ async fn a_missing_or_wrong_token_gets_401_and_is_audited() {
     assert!(near.starts_with("HTTP/1.1 401"), "{near}");
     let right = server.raw(&request(&format!("Authorization: Bearer {CI_TOKEN}\r\n")));
     assert!(!right.starts_with("HTTP/1.1 401"), "{right}");
+    // The scheme is case-insensitive (RFC 9110 §11.1), and more than one space may follow it.
+    for scheme in ["BEARER ", "bEaReR ", "bearer  "] {
+        let other = server.raw(&request(&format!("Authorization: {scheme}{CI_TOKEN}\r\n")));
+        assert!(!other.starts_with("HTTP/1.1 401"), "{scheme}: {other}");
+    }
     // DNS-rebinding protection: a foreign Host or Origin is refused before authentication
     // matters; loopback ones are fine.
     let rebinding = server.raw(
