@@ -234,6 +234,67 @@ fn policy_explain_prints_the_decision_trace() {
     assert!(text(&out.stdout).contains("invalid_arguments"));
 }
 
+#[test]
+fn gateway_policies_check_and_explain_as_at_the_gateway() {
+    // PolicyLayer's recommended policy: the listed tool is allowed, and counted.
+    let out = warden_policy(&[
+        "policy",
+        "explain",
+        "policies/policylayer-seed.json",
+        "--args",
+        r#"{"language": "javascript", "code": "1"}"#,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let trace = text(&out.stdout);
+    assert!(
+        trace.contains("verdict: allow")
+            && trace.contains("counter `execute_code_rate/grant/local` allows 10 per Minute")
+            && trace.ends_with("decision: allow (if the counters have room)\n"),
+        "{trace}"
+    );
+    let out = warden_policy(&[
+        "policy",
+        "explain",
+        "policies/intercept.yaml",
+        "--args",
+        r#"{"language": "python", "code": "eval('1')", "timeout_ms": 1000}"#,
+    ]);
+    let trace = text(&out.stdout);
+    assert!(
+        trace.contains("verdict: denied (rule `no eval`: eval is not allowed)"),
+        "{trace}"
+    );
+    // A published Intercept policy for another server loads; its tools are noted, not dropped.
+    let out = warden_policy(&[
+        "policy",
+        "check",
+        "tests/fixtures/intercept/published/github.yaml",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("[tools.actions_get]"));
+    assert!(
+        text(&out.stderr).contains("note: tools this server does not have"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Errors are listed, each at its line and column.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "version: \"1\"\ntools:\n  t:\n    rules:\n      - action: nope\n",
+    )
+    .unwrap();
+    let out = warden_policy(&["policy", "check", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("line 5, column 9: tools.t.rules[0]: rule must have a name")
+            && e.contains("line 5, column 9: tools.t.rules[0]: action must be \"evaluate\" or \"deny\", got \"nope\""),
+        "{e}"
+    );
+}
+
 /// The largest wasm stack a policy may set: deep recursion in either language still ends in a
 /// clean result (the server's threads are sized for it), and one more byte is refused.
 #[test]

@@ -120,9 +120,7 @@ async fn an_intercept_policy_decides_on_the_arguments_and_counts_an_argument() {
     let path = PathBuf::from(format!("{FIXTURES}/execute_code.yaml"));
     let server = common::start_server_at(&path).await;
     within_one_minute(Duration::from_secs(20)).await;
-    let call = |code: &str, timeout_ms: u64, input: Value| {
-        json!({"language": "python", "code": code, "timeout_ms": timeout_ms, "input": input})
-    };
+    let call = |code: &str, timeout_ms: u64, input: Value| json!({"language": "python", "code": code, "timeout_ms": timeout_ms, "input": input});
     let r = server
         .call(call("1", 9000, json!({"rows": 1, "dataset": "sales"})))
         .await;

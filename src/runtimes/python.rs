@@ -128,6 +128,31 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_lists_exactly_the_importable_modules() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("> abc, ").unwrap();
+        let block: String = readme[start..]
+            .lines()
+            .take_while(|l| l.starts_with('>'))
+            .map(|l| l.trim_start_matches('>').trim())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut listed: Vec<&str> = block.split(", ").map(str::trim).collect();
+        listed.sort_unstable();
+        let mut ours = PYTHON_MODULES.to_vec();
+        ours.sort_unstable();
+        assert_eq!(listed, ours);
+        let unavailable = &readme[readme.find("Anything\nelse (").unwrap()..];
+        let unavailable = &unavailable["Anything\nelse (".len()..unavailable.find(')').unwrap()];
+        for named in unavailable.split(", ").map(str::trim) {
+            assert!(
+                !PYTHON_MODULES.contains(&named),
+                "{named} is listed as unavailable"
+            );
+        }
+    }
+
+    #[test]
     fn guest_is_an_embedded_component() {
         // A component's preamble: magic, then version 0x0d with layer 1.
         assert!(PYTHON_GUEST.wasm.starts_with(b"\0asm\x0d\0\x01\0"));

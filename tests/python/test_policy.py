@@ -2,6 +2,7 @@
 by elicitation, as a second, independent client sees them."""
 
 import asyncio
+import time
 
 import pytest
 from mcp import Client, types
@@ -127,5 +128,61 @@ def test_input_required_round_by_hand():
             )
             assert replay.structured_content["status"] == "denied"
             assert "already used" in replay.structured_content["policy"]["reason"]
+
+    asyncio.run(body())
+
+
+# PolicyLayer's recommended policy for execute_code, unchanged.
+SEED = """{"version": "1", "default": "deny",
+ "tools": {"execute_code": {"limits": [
+   {"counter": "execute_code_rate", "window": "minute", "max": 10, "scope": "grant"}]}}}"""
+
+
+def test_the_policylayer_seed_policy_allows_ten_calls_a_minute():
+    async def body():
+        # All eleven calls in one fixed minute window.
+        into_minute = time.time() % 60
+        if into_minute > 40:
+            await asyncio.sleep(60.5 - into_minute)
+        async with Client(server(SEED, suffix=".json"), mode="legacy") as c:
+            tools = (await c.list_tools()).tools
+            assert [t.name for t in tools] == ["execute_code"]
+            for i in range(10):
+                _, s = await call(c, f"{i} * 2")
+                assert s["status"] == "ok", (i, s)
+                assert s["result"] == i * 2
+            r, s = await call(c, "11")
+            assert r.is_error is True
+            assert s["status"] == "rate_limited"
+            assert s["policy"]["rule"] == "rate_limit.execute_code_rate"
+            assert 0 < s["policy"]["retry_after_ms"] <= 60_000
+
+    asyncio.run(body())
+
+
+INTERCEPT = """
+version: "1"
+default: deny
+hide: [delete_repository]
+tools:
+  execute_code:
+    rules:
+      - name: "python only"
+        conditions:
+          - path: "args.language"
+            op: "eq"
+            value: "python"
+        on_deny: "Only Python here"
+"""
+
+
+def test_an_intercept_policy_decides_as_the_gateway():
+    async def body():
+        async with Client(server(INTERCEPT, suffix=".yaml"), mode="legacy") as c:
+            _, s = await call(c, "1")
+            assert s["status"] == "denied"
+            assert s["policy"] == {"rule": "python only", "reason": "Only Python here"}
+            _, s = await call(c, "6 * 7", language="python")
+            assert s["status"] == "ok" and s["result"] == 42, s
 
     asyncio.run(body())

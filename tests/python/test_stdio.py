@@ -21,10 +21,13 @@ CACHE = os.environ.get("WARDEN_TEST_CACHE_DIR") or str(ROOT / "target" / "warden
 MODES = ["legacy", "auto"]
 
 
-def server(policy: str | None = None, pid_file: str | None = None) -> StdioServerParameters:
+def server(
+    policy: str | None = None, pid_file: str | None = None, suffix: str = ".toml"
+) -> StdioServerParameters:
+    """`warden serve` over stdio; `policy` is written to a file named by `suffix` (its dialect)."""
     args = ["serve", "--cache-dir", CACHE]
     if policy is not None:
-        path = Path(tempfile.mkdtemp()) / "policy.toml"
+        path = Path(tempfile.mkdtemp()) / f"policy{suffix}"
         path.write_text(policy)
         args += ["--policy", str(path)]
     if pid_file is None:

@@ -11,10 +11,10 @@
 
 use serde_json::Value;
 
-use super::super::document::{Action, Policy, PolicyError, ToolPolicy};
-use super::super::ratelimit::{LimitSpec, Scope, Window};
-use super::super::rules::{ConditionSpec, Effect, RuleSpec};
 use super::{Findings, Node, NodeValue, condition};
+use crate::policy::document::{Action, Policy, PolicyError, ToolPolicy};
+use crate::policy::ratelimit::{LimitSpec, Scope, Window};
+use crate::policy::rules::{ConditionSpec, Effect, RuleSpec};
 
 impl Policy {
     /// Translates a PolicyLayer JSON document; every error is listed at its line and column.

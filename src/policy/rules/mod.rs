@@ -306,14 +306,15 @@ impl Condition {
 
     fn gateway_path(path: &str) -> Result<ArgPath, String> {
         let well_formed = |rest: &str| !rest.is_empty() && rest.split('.').all(|k| !k.is_empty());
-        if let Some(rest) = path.strip_prefix("args.") {
-            if well_formed(rest) {
-                return Ok(args_path(rest));
-            }
-        } else if let Some(counter) = path.strip_prefix("state.") {
-            if well_formed(counter) {
-                return Ok(ArgPath::Counter(counter.to_string()));
-            }
+        if let Some(rest) = path.strip_prefix("args.")
+            && well_formed(rest)
+        {
+            return Ok(args_path(rest));
+        }
+        if let Some(counter) = path.strip_prefix("state.")
+            && well_formed(counter)
+        {
+            return Ok(ArgPath::Counter(counter.to_string()));
         }
         Err(format!(
             "path must start with \"args.\" or \"state.\", got \"{path}\" \
