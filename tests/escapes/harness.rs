@@ -449,6 +449,9 @@ pub struct Env {
     pub sink_forbidden: Vec<&'static str>,
     /// The credential files written for this environment, removed with it.
     secret_files: Vec<String>,
+    /// Arguments a health check adds so that the environment's policy admits it, and the
+    /// languages it may use (a gateway policy allows only some).
+    health: (Value, &'static [&'static str]),
 }
 
 impl Drop for Env {
@@ -539,6 +542,29 @@ impl Env {
             sink,
             secrets,
             sink_forbidden,
+            health: (Value::Null, &[JS, TS, PY]),
+        }
+    }
+
+    /// An executor under a gateway (Intercept YAML) policy, without network or credentials;
+    /// health checks run in `languages`, with `health_args` added so that the policy admits
+    /// them.
+    pub fn intercept(yaml: &str, health_args: Value, languages: &'static [&'static str]) -> Env {
+        let (policy, _notes) =
+            warden::policy::Policy::from_intercept(yaml, "escapes.yaml").unwrap();
+        let (_, caps) = limits_table(&[]);
+        Env {
+            executor: Arc::new(
+                warden::service::Service::new(policy, Some(crate::common::cache_dir())).unwrap(),
+            ),
+            secret_files: Vec::new(),
+            caps,
+            ports: Ports::default(),
+            api: None,
+            sink: None,
+            secrets: Vec::new(),
+            sink_forbidden: Vec::new(),
+            health: (health_args, languages),
         }
     }
 
@@ -935,12 +961,22 @@ const HEALTH: [(&str, &str, &str); 3] = [
 ];
 
 async fn healthy(env: &Env, language: &str) -> Result<(), String> {
+    let (health_args, languages) = &env.health;
+    let language = if languages.contains(&language) {
+        language
+    } else {
+        languages[0]
+    };
     let (_, code, expected) = HEALTH
         .iter()
         .find(|(l, _, _)| *l == language)
         .copied()
         .unwrap_or(HEALTH[0]);
-    let r = env.run(language, code).await;
+    let mut args = json!({"language": language, "code": code});
+    for (key, value) in health_args.as_object().into_iter().flatten() {
+        args[key] = value.clone();
+    }
+    let r = env.call(args, CancellationToken::new()).await;
     let expected: Value = serde_json::from_str(expected).unwrap();
     if r.status.as_str() == "ok" && r.result == expected {
         Ok(())

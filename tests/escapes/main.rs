@@ -15,6 +15,7 @@ mod cancellation;
 mod cpu;
 mod credentials;
 mod filesystem;
+mod gateway;
 mod host_bridge;
 mod introspection;
 mod memory;
@@ -41,6 +42,7 @@ fn tables() -> Vec<(&'static str, Vec<harness::Case>)> {
         ("host-bridge abuse", host_bridge::cases(&p)),
         ("introspection escapes", introspection::cases(&p)),
         ("timing of cancellation", cancellation::cases(&p)),
+        ("gateway policy bypasses", gateway::cases(&p)),
     ]
 }
 
