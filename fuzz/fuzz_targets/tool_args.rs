@@ -261,9 +261,7 @@ fuzz_target!(
         }
         Ok(args) => args,
     };
-    let decision = state
-        .engine
-        .decide(&args, &state.engine.grant(LOCAL_GRANT));
+    let decision = state.engine.decide(&args, &caller);
     let expect_run = match decision {
         Decision::Deny(denial) => {
             assert_eq!(result.status, denial.status, "{result:#?}");

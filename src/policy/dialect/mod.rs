@@ -120,14 +120,8 @@ pub(super) fn condition(
         findings.error(shown, format!("{at}: invalid regex \"{pattern}\": {e}"));
         ok = false;
     }
-    // Warden compares nothing with null: TOML (the normalized form) has no null.
-    if value.as_ref().is_some_and(Value::is_null)
-        || (value.is_none() && operator != Operator::Exists && ok)
-    {
-        findings.error(
-            shown,
-            format!("{at}: operator \"{op_name}\" needs a value (not null)"),
-        );
+    if value.is_none() && operator != Operator::Exists && ok {
+        findings.error(shown, format!("{at}: operator \"{op_name}\" needs a value"));
         ok = false;
     }
     ok.then(|| ConditionSpec::at_path(path, operator, value))

@@ -182,10 +182,16 @@ impl Node {
         }
     }
 
-    /// As a JSON value (a condition's operand). NaN and infinities have no JSON form.
+    /// As a JSON value (a condition's operand). NaN and infinities have no JSON form, and
+    /// null (anywhere in it) none in TOML, the policy's normalized form.
     pub fn to_json(&self) -> Result<Value, String> {
         Ok(match &self.value {
-            NodeValue::Null => Value::Null,
+            NodeValue::Null => {
+                return Err(format!(
+                    "{}: null cannot be compared (a condition's value has no null)",
+                    self.location()
+                ));
+            }
             NodeValue::Bool(b) => Value::Bool(*b),
             NodeValue::Int(i) => Value::from(*i),
             NodeValue::Float(f) => serde_json::Number::from_f64(*f)
