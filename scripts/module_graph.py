@@ -12,6 +12,7 @@ import sys
 ALLOWED = {
     "contract": set(),
     "metrics": set(),
+    "workspace": set(),
     "audit": {"contract"},
     "sandbox": {"contract"},
     "runtimes": {"contract", "sandbox"},

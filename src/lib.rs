@@ -6,7 +6,8 @@
 //! [`sandbox`] and [`runtimes`] ; [`net`] (allowlist, blocked networks, the client) ;
 //! [`secrets`] (credentials behind net's trait) ; [`policy`] (document, grants, engine) ;
 //! [`auth`] (callers' tokens) ; [`service`] (the pipeline: decide -> approve -> admit -> run) ;
-//! [`mcp`] (the transports and the approval UX).
+//! [`mcp`] (the transports and the approval UX). [`workspace`] (files under quotas, through
+//! cap-std) is a leaf.
 
 pub mod audit;
 pub mod auth;
@@ -19,3 +20,4 @@ pub mod runtimes;
 pub mod sandbox;
 pub mod secrets;
 pub mod service;
+pub mod workspace;

@@ -405,7 +405,10 @@ fn validation_lists_every_error_at_its_line_and_column() {
         ("- a\n- b\n", "an Intercept policy is a mapping"),
         // Found by the policy_parse fuzz target: a null inside a list (an anchor with no value)
         // was accepted, and the normalized TOML could not render it.
-        ("version: \"1\"\ntools:\n  t:\n    rules:\n      - name: a\n        conditions: [{path: args.x, op: in, value: [&a, \"b\"]}]\n", "null cannot be compared"),
+        (
+            "version: \"1\"\ntools:\n  t:\n    rules:\n      - name: a\n        conditions: [{path: args.x, op: in, value: [&a, \"b\"]}]\n",
+            "null cannot be compared",
+        ),
     ] {
         let e = Policy::from_intercept(doc, "d.yaml")
             .unwrap_err()
