@@ -7,6 +7,7 @@
 //!
 //! Knows nothing of guests, sessions or policies; [`roots`] places workspaces on the host.
 
+pub mod bridge;
 mod error;
 mod inspect;
 mod path;
