@@ -160,7 +160,7 @@ impl Workspace {
                 }
             }
         }
-        self.used.bytes = self.used.bytes - old + new;
+        self.used.bytes = self.used.bytes.saturating_sub(old) + new;
         self.used.entries += u64::from(existing.is_none());
         Ok(())
     }
@@ -197,8 +197,8 @@ impl Workspace {
             Some(Kind::File) => {
                 let size = self.metadata(path)?.len();
                 self.dir.remove_file(path.relative()).map_err(FsError::io)?;
-                self.used.bytes -= size;
-                self.used.entries -= 1;
+                self.used.bytes = self.used.bytes.saturating_sub(size);
+                self.used.entries = self.used.entries.saturating_sub(1);
                 Ok(())
             }
             Some(Kind::Directory) => {
@@ -209,8 +209,8 @@ impl Workspace {
                 self.dir
                     .remove_dir_all(path.relative())
                     .map_err(FsError::io)?;
-                self.used.bytes -= inside.bytes;
-                self.used.entries -= inside.entries + 1;
+                self.used.bytes = self.used.bytes.saturating_sub(inside.bytes);
+                self.used.entries = self.used.entries.saturating_sub(inside.entries + 1);
                 Ok(())
             }
         }
@@ -258,8 +258,8 @@ impl Workspace {
         self.dir
             .rename(from.relative(), &self.dir, to.relative())
             .map_err(FsError::io)?;
-        self.used.bytes -= replaced.bytes;
-        self.used.entries -= replaced.entries;
+        self.used.bytes = self.used.bytes.saturating_sub(replaced.bytes);
+        self.used.entries = self.used.entries.saturating_sub(replaced.entries);
         Ok(())
     }
 
@@ -277,7 +277,8 @@ impl Workspace {
                 max: self.quota.max_file_bytes,
             });
         }
-        if self.used.bytes - old + new > self.quota.max_bytes {
+        // Saturating: the directory may have changed behind the workspace's back.
+        if self.used.bytes.saturating_sub(old).saturating_add(new) > self.quota.max_bytes {
             return Err(FsError::NoSpace {
                 max: self.quota.max_bytes,
             });
