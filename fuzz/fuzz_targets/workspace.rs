@@ -25,9 +25,30 @@ const QUOTA: Quota = Quota {
 
 /// Spellings that try to leave, hide or confuse.
 const NAMES: &[&str] = &[
-    "a", "b", "a/b", "a/b/c", "/workspace/a", "/workspace", "..", "../x", "a/../..", "/etc/passwd",
-    "/proc/self/environ", ".", "./a", "a//b", "a\0b", "a\\b", "x\u{202E}y", ".warden-tmp-1",
-    "/workspace/../x", "c.txt", "d/e.csv", "", "/", "a/b/../../..",
+    "a",
+    "b",
+    "a/b",
+    "a/b/c",
+    "/workspace/a",
+    "/workspace",
+    "..",
+    "../x",
+    "a/../..",
+    "/etc/passwd",
+    "/proc/self/environ",
+    ".",
+    "./a",
+    "a//b",
+    "a\0b",
+    "a\\b",
+    "x\u{202E}y",
+    ".warden-tmp-1",
+    "/workspace/../x",
+    "c.txt",
+    "d/e.csv",
+    "",
+    "/",
+    "a/b/../../..",
 ];
 
 #[derive(Arbitrary, Debug)]
@@ -117,18 +138,33 @@ fuzz_target!(|ops: Vec<Op>| {
         };
         let usage = owned.workspace.usage();
         if refused_write {
-            assert_eq!(usage, before, "a refused write changed the usage after {op:?}");
+            assert_eq!(
+                usage, before,
+                "a refused write changed the usage after {op:?}"
+            );
         }
-        assert!(usage.bytes <= QUOTA.max_bytes && usage.entries <= QUOTA.max_entries, "{usage:?}");
-        assert_eq!(on_disk(owned.path()), usage, "usage out of step after {op:?}");
-        let counted = Workspace::open(owned.path(), QUOTA).expect("reopen").usage();
+        assert!(
+            usage.bytes <= QUOTA.max_bytes && usage.entries <= QUOTA.max_entries,
+            "{usage:?}"
+        );
+        assert_eq!(
+            on_disk(owned.path()),
+            usage,
+            "usage out of step after {op:?}"
+        );
+        let counted = Workspace::open(owned.path(), QUOTA)
+            .expect("reopen")
+            .usage();
         assert_eq!(counted, usage);
         for file in owned.workspace.files().expect("files") {
             assert_eq!(file.kind, Kind::File);
             assert!(file.size <= QUOTA.max_file_bytes);
         }
     }
-    assert_eq!(std::fs::read_to_string(&sentinel).expect("sentinel"), "outside");
+    assert_eq!(
+        std::fs::read_to_string(&sentinel).expect("sentinel"),
+        "outside"
+    );
 });
 
 /// What the host directory holds, counted without the workspace's help; anything but a file
@@ -140,7 +176,11 @@ fn on_disk(dir: &Path) -> Usage {
         for entry in std::fs::read_dir(&at).expect("read_dir") {
             let entry = entry.expect("entry");
             let kind = entry.file_type().expect("file type");
-            assert!(kind.is_file() || kind.is_dir(), "{:?} is neither", entry.path());
+            assert!(
+                kind.is_file() || kind.is_dir(),
+                "{:?} is neither",
+                entry.path()
+            );
             usage.entries += 1;
             if kind.is_dir() {
                 pending.push(entry.path());
