@@ -38,12 +38,14 @@ test-conformance:
 
 lint: setup
 	cargo fmt --all -- --check
+	cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 	python3 scripts/module_graph.py src
 	cargo clippy --release --locked --all-targets -- -D warnings
 	cargo clippy --release --locked --lib --features fuzzing -- -D warnings
 
 fmt:
 	cargo fmt --all
+	cargo fmt --manifest-path fuzz/Cargo.toml
 
 bench: build
 	cargo bench --locked
