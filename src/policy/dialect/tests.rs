@@ -483,3 +483,46 @@ fn translated_policies_render_and_parse_back_unchanged() {
     let toml = seed.to_normalized_toml().unwrap();
     assert_eq!(Policy::parse(&toml, "n.toml").unwrap(), seed);
 }
+
+#[test]
+fn the_eleven_operators_decide_as_the_gateway_documents() {
+    // One evaluate rule per case: the call passes exactly when the condition holds.
+    let input = json!({"amount": 250, "currency": "usd", "tags": ["a", "b"], "note": "feat/x",
+                       "flag": null, "n": "5"});
+    let cases: [(&str, Value, bool); 24] = [
+        ("eq", json!(["args.input.currency", "usd"]), true),
+        ("eq", json!(["args.input.n", 5]), true),
+        ("neq", json!(["args.input.currency", "eur"]), true),
+        ("neq", json!(["args.input.missing", "eur"]), false),
+        ("in", json!(["args.input.currency", ["usd", "eur"]]), true),
+        ("in", json!(["args.input.currency", ["gbp"]]), false),
+        ("not_in", json!(["args.input.currency", ["gbp"]]), true),
+        ("not_in", json!(["args.input.missing", ["gbp"]]), false),
+        ("lt", json!(["args.input.amount", 251]), true),
+        ("lt", json!(["args.input.amount", 250]), false),
+        ("lte", json!(["args.input.amount", 250]), true),
+        ("gt", json!(["args.input.amount", 249.5]), true),
+        ("gte", json!(["args.input.amount", 251]), false),
+        ("gt", json!(["args.input.n", 1]), false),
+        ("regex", json!(["args.input.note", "^feat/"]), true),
+        ("regex", json!(["args.input.amount", "2"]), false),
+        ("contains", json!(["args.input.note", "at/"]), true),
+        ("contains", json!(["args.input.tags", "b"]), true),
+        ("contains", json!(["args.input", "amount"]), false),
+        ("exists", json!(["args.input.amount", true]), true),
+        ("exists", json!(["args.input.flag", false]), true),
+        ("exists", json!(["args.input.missing", true]), false),
+        ("eq", json!(["args.language", "python"]), true),
+        ("exists", json!(["args.timeout_ms", false]), true),
+    ];
+    for (op, operands, passes) in cases {
+        let doc = format!(
+            "version: \"1\"\ntools:\n  execute_code:\n    rules:\n      - name: r\n        conditions:\n          - {{path: {}, op: {op}, value: {}}}\n",
+            operands[0].as_str().unwrap(),
+            operands[1]
+        );
+        let e = engine(intercept(&doc).0);
+        let outcome = run(&e, &call("1", None, input.clone()), 0);
+        assert_eq!(outcome.is_ok(), passes, "{op} {operands}: {outcome:?}");
+    }
+}
