@@ -4,6 +4,8 @@
 //! conditions and operators are shared, with Intercept's validation messages.
 
 mod intercept;
+#[cfg(test)]
+mod intercept_tests;
 mod policylayer;
 #[cfg(test)]
 mod tests;
