@@ -10,7 +10,7 @@ use super::grants::{Grant, GrantSpec, validate_grants};
 use super::limits::Limits;
 use super::locate::{Issue, describe_toml_error};
 use super::ratelimit::LimitSpec;
-use super::rules::{Rule, RuleSpec};
+use super::rules::{Rule, RuleSpec, is_gateway_path};
 use crate::audit::AuditSettings;
 use crate::contract::{Language, TOOL_NAME};
 use crate::net::NetworkPolicy;
@@ -260,9 +260,7 @@ fn check_limits(section: &[&str], limits: &[LimitSpec]) -> Result<(), Issue> {
             ));
         }
         if let Some(path) = &l.increment_from
-            && !path
-                .strip_prefix("args.")
-                .is_some_and(|rest| !rest.is_empty() && rest.split('.').all(|k| !k.is_empty()))
+            && !is_gateway_path(path, true)
         {
             return Err(Issue::new(
                 &at("increment_from"),

@@ -219,3 +219,23 @@ fn the_eleven_operators_decide_as_the_gateway_documents() {
         assert_eq!(outcome.is_ok(), passes, "{op} {operands}: {outcome:?}");
     }
 }
+
+#[test]
+fn a_bare_prefix_is_a_located_error_not_a_translation_bug() {
+    // `args.` and `state.` pass a bare prefix check; they name nothing.
+    for (doc, expected) in [
+        (
+            "version: \"1\"\ntools:\n  t:\n    rules:\n      - name: a\n        conditions: [{path: \"args.\", op: exists, value: true}]\n",
+            "line 6, column 22: tools.t.rules[0].conditions[0]: path must start with",
+        ),
+        (
+            "version: \"1\"\ntools:\n  t:\n    rules:\n      - name: a\n        conditions: [{path: state.t.c, op: lte, value: 1}]\n        state: {counter: c, window: day, increment_from: \"args.\"}\n",
+            "tools.t.rules[0].state: increment_from must start with \"args.\"",
+        ),
+    ] {
+        let e = Policy::from_intercept(doc, "p.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(expected) && !e.contains("Warden's bug"), "{e}");
+    }
+}

@@ -14,7 +14,7 @@ mod tree;
 use serde_json::Value;
 
 use super::document::PolicyError;
-use super::rules::{ConditionSpec, Operator};
+use super::rules::{ConditionSpec, Operator, is_gateway_path};
 pub(super) use tree::{Node, NodeValue};
 
 /// The errors found in a document (all of them, as `intercept validate` lists them), and what
@@ -73,7 +73,7 @@ pub(super) fn condition(
     let path = path.unwrap_or_default();
     let op_name = op.unwrap_or_default();
     let mut ok = true;
-    if !path.starts_with("args.") && !path.starts_with("state.") {
+    if !is_gateway_path(&path, false) {
         findings.error(
             node,
             format!("{at}: path must start with \"args.\" or \"state.\", got \"{path}\""),

@@ -201,6 +201,18 @@ fn args_path(rest: &str) -> ArgPath {
     }
 }
 
+/// What follows `prefix` in `path`, if that is one or more non-empty keys joined by dots.
+fn dotted_after<'p>(path: &'p str, prefix: &str) -> Option<&'p str> {
+    path.strip_prefix(prefix)
+        .filter(|rest| !rest.is_empty() && rest.split('.').all(|k| !k.is_empty()))
+}
+
+/// Whether `path` is a well-formed gateway path: `args.<key>...` or, unless `args_only`,
+/// `state.<counter>`.
+pub fn is_gateway_path(path: &str, args_only: bool) -> bool {
+    dotted_after(path, "args.").is_some() || (!args_only && dotted_after(path, "state.").is_some())
+}
+
 /// The value at an `args.…` path in the call's arguments, if the call has one there.
 pub fn argument(args: &ExecuteArgs, path: &str) -> Option<Value> {
     struct NoCounters;
@@ -305,15 +317,10 @@ impl Condition {
     }
 
     fn gateway_path(path: &str) -> Result<ArgPath, String> {
-        let well_formed = |rest: &str| !rest.is_empty() && rest.split('.').all(|k| !k.is_empty());
-        if let Some(rest) = path.strip_prefix("args.")
-            && well_formed(rest)
-        {
+        if let Some(rest) = dotted_after(path, "args.") {
             return Ok(args_path(rest));
         }
-        if let Some(counter) = path.strip_prefix("state.")
-            && well_formed(counter)
-        {
+        if let Some(counter) = dotted_after(path, "state.") {
             return Ok(ArgPath::Counter(counter.to_string()));
         }
         Err(format!(

@@ -19,7 +19,7 @@ mod read;
 use super::{Findings, Node};
 use crate::policy::document::{Action, Policy, PolicyError, ToolPolicy};
 use crate::policy::ratelimit::{LimitSpec, Scope};
-use crate::policy::rules::{Effect, Operator, RuleSpec};
+use crate::policy::rules::{Effect, Operator, RuleSpec, is_gateway_path};
 use read::{Rule, State, hide_list, ignored, parse_rate_limit, read_rules, window};
 
 impl Policy {
@@ -268,7 +268,7 @@ fn limit_of(
         );
         return None;
     };
-    if !state.increment_from.is_empty() && !state.increment_from.starts_with("args.") {
+    if !state.increment_from.is_empty() && !is_gateway_path(&state.increment_from, true) {
         findings.error(
             state.node,
             format!(
