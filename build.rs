@@ -87,6 +87,7 @@ mod from_source {
         for watched in [
             "guest-runtimes/python/app.py",
             "guest-runtimes/python/warden_net.py",
+            "guest-runtimes/python/warden_fs.py",
             "guest-runtimes/wit/warden.wit",
         ] {
             println!(

@@ -22,6 +22,7 @@ fn request(code: &str) -> RunRequest {
         },
         cancel: CancelFlag::new(),
         fetch: Default::default(),
+        workspace: Default::default(),
     }
 }
 
@@ -30,6 +31,7 @@ fn runs(c: &mut Criterion) {
         wasm_stack_bytes: 1 << 20,
         max_memory_bytes: 128 << 20,
         max_concurrent_runs: 1,
+        kept_instances: 0,
         cache_dir: SandboxConfig::default_cache_dir(),
     };
     let sandbox = Sandbox::new(&config, &[&JAVASCRIPT_GUEST, &PYTHON_GUEST]).expect("sandbox");

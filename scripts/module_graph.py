@@ -18,10 +18,10 @@ ALLOWED = {
     "runtimes": {"contract", "sandbox"},
     "net": {"audit", "sandbox"},
     "secrets": {"net"},
-    "policy": {"contract", "audit", "net", "secrets"},
+    "policy": {"contract", "audit", "net", "secrets", "workspace"},
     "auth": {"policy"},
-    "service": {"contract", "metrics", "audit", "sandbox", "runtimes", "net", "secrets", "policy", "auth"},
-    "mcp": {"contract", "policy", "runtimes", "auth", "service"},
+    "service": {"contract", "metrics", "audit", "sandbox", "runtimes", "net", "secrets", "policy", "auth", "workspace"},
+    "mcp": {"contract", "policy", "runtimes", "auth", "service", "workspace"},
 }
 MAX_LINES = 400
 

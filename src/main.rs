@@ -265,7 +265,7 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
                 serde_json::from_str(&args).context("--args is not valid JSON")?;
             let parsed = warden::contract::parse_args(
                 raw.as_object(),
-                &policy.limits.argument_limits(),
+                &policy.argument_limits(&policy.limits),
                 &Language::ALL,
             );
             let engine = warden::policy::PolicyEngine::new(

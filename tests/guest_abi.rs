@@ -59,6 +59,7 @@ fn request(fuel: u64, timeout: Duration) -> RunRequest {
         },
         cancel: CancelFlag::new(),
         fetch: Default::default(),
+        workspace: Default::default(),
     }
 }
 
@@ -68,6 +69,7 @@ fn run_all(cases: &[(&'static GuestProgram, RunRequest)]) -> Vec<ExecutionResult
         wasm_stack_bytes: 256 * 1024,
         max_memory_bytes: 4 << 20,
         max_concurrent_runs: 1,
+        kept_instances: 0,
         cache_dir: None,
     };
     let sandbox = Sandbox::new(&config, &programs).unwrap();
@@ -288,6 +290,7 @@ fn a_memory_limit_below_the_guests_own_size_fails_at_start_up() {
         wasm_stack_bytes: 256 * 1024,
         max_memory_bytes: 64 * 1024,
         max_concurrent_runs: 1,
+        kept_instances: 0,
         cache_dir: None,
     };
     let e = Sandbox::new(&config, &[guest("two-pages", REPORT_7)])
@@ -307,6 +310,7 @@ fn a_guest_the_sandbox_did_not_load_is_an_error_not_a_panic() {
         wasm_stack_bytes: 256 * 1024,
         max_memory_bytes: 4 << 20,
         max_concurrent_runs: 1,
+        kept_instances: 0,
         cache_dir: None,
     };
     let sandbox = Sandbox::new(&config, &[guest("only", REPORT_7)]).unwrap();

@@ -85,6 +85,7 @@ fn engine(name: &'static str, policy: &Policy) -> Result<Engine, String> {
         wasm_stack_bytes: usize::try_from(limits.wasm_stack_bytes).unwrap(),
         max_memory_bytes: usize::try_from(limits.memory_bytes).unwrap(),
         max_concurrent_runs: limits.concurrency(),
+        kept_instances: 0,
         cache_dir: None,
     };
     let sandbox = Sandbox::new(&config, &[]).map_err(|e| format!("{e:#}"))?;
@@ -229,6 +230,7 @@ fn request(limits: &RunLimits, source: &[u8]) -> RunRequest {
         limits: limits.clone(),
         cancel: CancelFlag::new(),
         fetch: FetchCapability::default(),
+        workspace: Default::default(),
     }
 }
 

@@ -2,7 +2,7 @@
 
 componentize-py runs this module at build time and snapshots the interpreter, so everything
 imported here is ready (and importable) in every run; nothing else from the standard library
-is. A run gets fresh globals, runs the code like a REPL cell (the value of a final expression
+is. A run gets fresh globals (a session's next run: the previous run's), runs the code like a REPL cell (the value of a final expression
 statement is the result), and reports the outcome as JSON. Limits are enforced by the host.
 """
 
@@ -19,20 +19,26 @@ import abc, array, base64, binascii, bisect, calendar, cmath, codecs, collection
 import collections.abc, colorsys, contextlib, copy, csv, dataclasses, datetime  # noqa: E401,F401
 import decimal, difflib, enum, fnmatch, fractions, functools, graphlib, gzip, hashlib  # noqa: E401,F401
 import heapq, hmac, html, html.parser, io, ipaddress, itertools, keyword, math  # noqa: E401,F401
-import numbers, operator, os, pprint, random, re, reprlib, secrets, shlex, statistics  # noqa: E401,F401
-import string, struct, textwrap, time, tomllib, types, typing, unicodedata, uuid  # noqa: E401,F401
-import urllib.parse, warnings, weakref, xml.etree.ElementTree, zlib  # noqa: E401,F401
+import numbers, operator, os, pathlib, pprint, random, re, reprlib, secrets, shlex, statistics  # noqa: E401,F401
+import shutil, string, struct, textwrap, time, tomllib, types, typing, unicodedata, uuid  # noqa: E401,F401
+import urllib.parse, warnings, weakref, xml.etree.ElementTree, zipfile, zlib  # noqa: E401,F401
+
+# Codecs are found by import at first use; the ones files and archives need must be in the
+# snapshot (zipfile's names are cp437, CSV exports are often cp1252 or latin-1).
+import encodings.ascii, encodings.cp437, encodings.cp1252, encodings.latin_1  # noqa: E401,F401
+import encodings.utf_16, encodings.utf_8_sig  # noqa: E401,F401
 
 import wit_world
+import warden_fs
 import warden_net
 
 AVAILABLE = sorted(
     """abc array ast base64 binascii bisect builtins calendar cmath codecs collections
     collections.abc colorsys contextlib copy csv dataclasses datetime decimal difflib enum
     fnmatch fractions functools graphlib gzip hashlib heapq hmac html html.parser io ipaddress
-    itertools json keyword math numbers operator os pprint random re reprlib secrets shlex
-    statistics string struct sys textwrap time tomllib traceback types typing unicodedata uuid
-    urllib.parse warnings weakref xml.etree.ElementTree zlib
+    itertools json keyword math numbers operator os pathlib pprint random re reprlib secrets
+    shlex shutil statistics string struct sys textwrap time tomllib traceback types typing unicodedata uuid
+    urllib.parse warnings weakref xml.etree.ElementTree zipfile zlib
     requests urllib.request urllib.error warden""".split()
 )
 
@@ -76,6 +82,8 @@ sys.meta_path.insert(0, _SandboxImports(blocked_only=True))
 sys.meta_path.append(_SandboxImports(blocked_only=False))
 # The network shims stand in for urllib.request and friends (which would need sockets).
 warden_net.install()
+# open/os/shutil on /workspace go to the host's workspace (quotas, names, no links: host side).
+warden_fs.install(wit_world.workspace)
 
 _json_dumps = json.dumps
 _json_loads = json.loads
@@ -139,14 +147,23 @@ def _failure(error):
     return _json_dumps({"ok": False, "error": error})
 
 
+# The program's globals. A fresh instance starts with none; a session calls `run` again on the
+# same instance, and its next cell finds the globals (and imports) the previous ones left.
+_namespace = None
+
+
+def _globals(input_value):
+    global _namespace
+    if _namespace is None:
+        _namespace = {"__name__": "__main__", "__builtins__": builtins}
+    _namespace["input"] = input_value
+    return _namespace
+
+
 def _run(source, input_json, filename):
     # Tracebacks quote the caller's source lines, as they would for a file.
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace = {
-        "__name__": "__main__",
-        "__builtins__": builtins,
-        "input": _json_loads(input_json) if input_json else None,
-    }
+    namespace = _globals(_json_loads(input_json) if input_json else None)
     try:
         tree = ast.parse(source, filename)
         last = None

@@ -177,6 +177,38 @@ impl<'a> AuthEvent<'a> {
     }
 }
 
+/// A session's life: `open`, `reset`, `restart` (a call trapped), `close`, `expire`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionEvent<'a> {
+    pub time: String,
+    pub event: &'static str,
+    pub action: &'static str,
+    /// The code session's id.
+    pub id: &'a str,
+    pub grant: &'a str,
+    /// The MCP session it was opened from.
+    pub session: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+}
+
+impl<'a> SessionEvent<'a> {
+    pub fn new(action: &'static str, id: &'a str, grant: &'a str, session: &'a str) -> Self {
+        SessionEvent {
+            time: rfc3339_now(),
+            event: "code_session",
+            action,
+            id,
+            grant,
+            session,
+            request_id: None,
+            reason: None,
+        }
+    }
+}
+
 impl<'a> FetchEvent<'a> {
     pub fn new(request_id: &'a str, grant: &'a str, session: &'a str, method: &'a str) -> Self {
         FetchEvent {

@@ -7,6 +7,8 @@
 
 use std::sync::OnceLock;
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
 
 use super::Language;
@@ -24,6 +26,56 @@ pub struct ExecuteArgs {
     pub timeout_ms: Option<u64>,
     /// Any JSON value, visible to the code as the global `input`.
     pub input: Option<Value>,
+    /// Files to put in `/workspace` before the code runs: a path (relative to `/workspace`) -> its text, or `{"base64": ...}` for bytes; at most {max_files_bytes} bytes in all. Files the code writes there come back in the result.
+    pub files: Option<BTreeMap<String, FileInput>>,
+    /// Keep state between calls: "new" opens a session (its id comes back as `session.id`); pass that id to run in the same interpreter, globals and `/workspace` as before. Leave out for a fresh sandbox.
+    pub session: Option<String>,
+    /// With `session`: "reset" starts a fresh interpreter before the code runs (the workspace stays); "close" ends the session after the code ran. Default "continue".
+    pub session_action: Option<SessionAction>,
+}
+
+/// A file given to the code: text, or bytes in base64.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum FileInput {
+    /// The file's text (UTF-8).
+    Text(String),
+    /// The file's bytes.
+    Bytes(Base64File),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Base64File {
+    /// Standard base64 (RFC 4648, with padding).
+    pub base64: String,
+}
+
+impl FileInput {
+    /// The file's bytes, or why the base64 is not.
+    pub fn bytes(&self) -> Result<Vec<u8>, String> {
+        use base64::Engine as _;
+        match self {
+            FileInput::Text(text) => Ok(text.as_bytes().to_vec()),
+            FileInput::Bytes(file) => base64::engine::general_purpose::STANDARD
+                .decode(&file.base64)
+                .map_err(|e| format!("is not valid base64 ({e})")),
+        }
+    }
+}
+
+/// What a call does to its session besides running the code.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionAction {
+    #[default]
+    Continue,
+    Reset,
+    Close,
+}
+
+impl SessionAction {
+    const NAMES: [&'static str; 3] = ["continue", "reset", "close"];
 }
 
 /// The bounds a caller's arguments are checked against (its limits).
@@ -33,6 +85,10 @@ pub struct ArgumentLimits {
     pub max_input_bytes: u64,
     pub default_timeout_ms: u64,
     pub max_timeout_ms: u64,
+    /// Decoded bytes of `files` in all; 0: the server gives runs no workspace.
+    pub max_files_bytes: u64,
+    /// Whether the policy turns sessions on.
+    pub sessions: bool,
 }
 
 /// The schema derived from [`ExecuteArgs`], in the form the contract publishes: JSON Schema
@@ -143,6 +199,16 @@ pub fn input_schema(limits: &ArgumentLimits, languages: &[Language]) -> Value {
     if let Some(language) = schema.pointer_mut("/properties/language") {
         language["enum"] = languages.iter().map(|l| l.as_str()).collect();
     }
+    // What this server does not offer is not advertised.
+    if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        if limits.max_files_bytes == 0 {
+            properties.remove("files");
+        }
+        if !limits.sessions {
+            properties.remove("session");
+            properties.remove("session_action");
+        }
+    }
     fill_in(&mut schema, limits);
     schema
 }
@@ -156,7 +222,8 @@ fn fill_in(value: &mut Value, limits: &ArgumentLimits) {
                     "{default_timeout_ms}",
                     &limits.default_timeout_ms.to_string(),
                 )
-                .replace("{max_timeout_ms}", &limits.max_timeout_ms.to_string());
+                .replace("{max_timeout_ms}", &limits.max_timeout_ms.to_string())
+                .replace("{max_files_bytes}", &limits.max_files_bytes.to_string());
         }
         Value::Object(map) => map.values_mut().for_each(|v| fill_in(v, limits)),
         Value::Array(items) => items.iter_mut().for_each(|v| fill_in(v, limits)),
@@ -248,12 +315,101 @@ pub fn parse_args(
             ));
         }
     }
+    let files = parse_files(raw.get("files"), limits)?;
+    let session = match raw.get("session") {
+        None | Some(Value::Null) => None,
+        Some(_) if !limits.sessions => {
+            return Err(
+                "`session`: this server does not keep sessions (its policy has no [sessions])"
+                    .into(),
+            );
+        }
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 256 => Some(s.clone()),
+        Some(other) => {
+            return Err(format!(
+                "`session` must be \"new\" or the id a previous result gave, not {}",
+                kind_of(other)
+            ));
+        }
+    };
+    let session_action = match raw.get("session_action") {
+        None | Some(Value::Null) => None,
+        Some(_) if session.is_none() => {
+            return Err(
+                "`session_action` needs `session` (the id of the session to act on)".into(),
+            );
+        }
+        Some(Value::String(s)) => Some(match s.as_str() {
+            "continue" => SessionAction::Continue,
+            "reset" => SessionAction::Reset,
+            "close" => SessionAction::Close,
+            _ => {
+                return Err(format!(
+                    "`session_action` must be one of {}, not \"{s}\"",
+                    SessionAction::NAMES.join(", ")
+                ));
+            }
+        }),
+        Some(other) => {
+            return Err(format!(
+                "`session_action` must be a string, not {}",
+                kind_of(other)
+            ));
+        }
+    };
     Ok(ExecuteArgs {
         language,
         code,
         timeout_ms,
         input,
+        files,
+        session,
+        session_action,
     })
+}
+
+/// `files`: an object of path -> text or `{"base64": ...}`, within the size limit. The paths
+/// themselves are the workspace's to check (when the files are written).
+fn parse_files(
+    raw: Option<&Value>,
+    limits: &ArgumentLimits,
+) -> Result<Option<BTreeMap<String, FileInput>>, String> {
+    let entries = match raw {
+        None | Some(Value::Null) => return Ok(None),
+        Some(_) if limits.max_files_bytes == 0 => {
+            return Err("`files`: this server gives runs no workspace".into());
+        }
+        Some(Value::Object(entries)) => entries,
+        Some(other) => {
+            return Err(format!(
+                "`files` must be an object of path -> text or {{\"base64\": ...}}, not {}",
+                kind_of(other)
+            ));
+        }
+    };
+    let mut files = BTreeMap::new();
+    let mut total: u64 = 0;
+    for (path, value) in entries {
+        let file: FileInput = serde_json::from_value(value.clone()).map_err(|_| {
+            format!(
+                "`files.{path}` must be a string (text) or {{\"base64\": \"...\"}}, not {}",
+                kind_of(value)
+            )
+        })?;
+        let size = file
+            .bytes()
+            .map_err(|e| format!("`files.{path}` {e}"))?
+            .len();
+        total = total.saturating_add(size as u64);
+        if total > limits.max_files_bytes {
+            return Err(format!(
+                "`files` holds more than {} bytes; this server accepts at most that many",
+                limits.max_files_bytes
+            ));
+        }
+        files.insert(path.clone(), file);
+    }
+    Ok(Some(files))
 }
 
 fn kind_of(v: &Value) -> &'static str {
@@ -279,6 +435,8 @@ mod tests {
         max_input_bytes: 1_048_576,
         default_timeout_ms: 5_000,
         max_timeout_ms: 30_000,
+        max_files_bytes: 1_000,
+        sessions: false,
     };
 
     fn parse(v: Value) -> Result<ExecuteArgs, String> {
@@ -307,8 +465,14 @@ mod tests {
                 },
                 "input": {
                     "description": "Any JSON value, visible to the code as the global `input`."
+                },
+                "files": {
+                    "type": "object",
+                    "additionalProperties": {"$ref": "#/$defs/FileInput"},
+                    "description": "Files to put in `/workspace` before the code runs: a path (relative to `/workspace`) -> its text, or `{\"base64\": ...}` for bytes; at most 1000 bytes in all. Files the code writes there come back in the result."
                 }
             },
+            "$defs": input_schema(&LIMITS, &JS_TS)["$defs"].clone(),
             "required": ["language", "code"],
             "additionalProperties": false
         });
@@ -319,9 +483,21 @@ mod tests {
     fn parsing_accepts_exactly_the_schema_arguments() {
         assert_eq!(
             argument_names(),
-            ["language", "code", "timeout_ms", "input"]
+            [
+                "language",
+                "code",
+                "timeout_ms",
+                "input",
+                "files",
+                "session",
+                "session_action"
+            ]
         );
-        let properties = input_schema(&LIMITS, &JS_TS)["properties"]
+        let all = ArgumentLimits {
+            sessions: true,
+            ..LIMITS
+        };
+        let properties = input_schema(&all, &JS_TS)["properties"]
             .as_object()
             .unwrap()
             .keys()
@@ -417,7 +593,10 @@ mod tests {
     fn unknown_arguments_are_rejected() {
         let e = parse(json!({"language": "javascript", "code": "1", "cwd": "/"})).unwrap_err();
         assert!(e.contains("unknown argument `cwd`"), "{e}");
-        assert!(e.contains("language, code, timeout_ms, input"), "{e}");
+        assert!(
+            e.contains("language, code, timeout_ms, input, files"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -441,5 +620,95 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("`input` is 12 bytes"), "{e}");
+    }
+
+    #[test]
+    fn files_are_text_or_base64_within_the_limit() {
+        let a = parse(json!({"language": "javascript", "code": "1",
+            "files": {"data.csv": "a,b\n1,2", "img.png": {"base64": "iVBORw=="}}}))
+        .unwrap();
+        let files = a.files.unwrap();
+        assert_eq!(files["data.csv"].bytes().unwrap(), b"a,b\n1,2");
+        assert_eq!(files["img.png"].bytes().unwrap(), b"\x89PNG");
+        for (files, wanted) in [
+            (json!([1]), "must be an object"),
+            (json!({"a": 1}), "`files.a` must be a string"),
+            (json!({"a": {"base64": "%%%"}}), "not valid base64"),
+            (
+                json!({"a": {"base64": "AA==", "mode": 7}}),
+                "`files.a` must be",
+            ),
+            (
+                json!({"a": "x".repeat(600), "b": "y".repeat(600)}),
+                "more than 1000 bytes",
+            ),
+        ] {
+            let e =
+                parse(json!({"language": "javascript", "code": "1", "files": files})).unwrap_err();
+            assert!(e.contains(wanted), "{e}");
+        }
+        let no_workspace = ArgumentLimits {
+            max_files_bytes: 0,
+            ..LIMITS
+        };
+        let e = parse_args(
+            json!({"language": "javascript", "code": "1", "files": {}}).as_object(),
+            &no_workspace,
+            &JS_TS,
+        )
+        .unwrap_err();
+        assert!(e.contains("no workspace"), "{e}");
+        assert!(
+            input_schema(&no_workspace, &JS_TS)["properties"]
+                .get("files")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn sessions_are_offered_only_when_the_policy_keeps_them() {
+        let e =
+            parse(json!({"language": "javascript", "code": "1", "session": "new"})).unwrap_err();
+        assert!(e.contains("does not keep sessions"), "{e}");
+        assert!(
+            input_schema(&LIMITS, &JS_TS)["properties"]
+                .get("session")
+                .is_none()
+        );
+        let on = ArgumentLimits {
+            sessions: true,
+            ..LIMITS
+        };
+        let parse_on = |v: Value| parse_args(v.as_object(), &on, &JS_TS);
+        let a = parse_on(
+            json!({"language": "javascript", "code": "1", "session": "new",
+            "session_action": "reset"}),
+        )
+        .unwrap();
+        assert_eq!(
+            (a.session.as_deref(), a.session_action),
+            (Some("new"), Some(SessionAction::Reset))
+        );
+        for (args, wanted) in [
+            (json!({"session": 7}), "must be \"new\" or the id"),
+            (json!({"session": ""}), "must be \"new\" or the id"),
+            (json!({"session_action": "close"}), "needs `session`"),
+            (
+                json!({"session": "new", "session_action": "drop"}),
+                "one of continue, reset, close",
+            ),
+        ] {
+            let mut raw = json!({"language": "javascript", "code": "1"});
+            raw.as_object_mut()
+                .unwrap()
+                .extend(args.as_object().unwrap().clone());
+            let e = parse_on(raw).unwrap_err();
+            assert!(e.contains(wanted), "{e}");
+        }
+        let schema = input_schema(&on, &JS_TS);
+        assert_eq!(
+            schema["properties"]["session_action"]["enum"],
+            json!(["continue", "reset", "close"])
+        );
     }
 }

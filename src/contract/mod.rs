@@ -9,10 +9,14 @@ mod language;
 mod result;
 mod schema;
 
-pub use args::{ArgumentLimits, ExecuteArgs, argument_names, input_schema, parse_args};
+pub use args::{
+    ArgumentLimits, Base64File, ExecuteArgs, FileInput, SessionAction, argument_names,
+    input_schema, parse_args,
+};
 pub use language::Language;
 pub use result::{
-    ErrorInfo, ErrorKind, ErrorType, ExecutionResult, PolicyDecision, Status, Truncated, Usage,
+    ErrorInfo, ErrorKind, ErrorType, ExecutionResult, FileInfo, PolicyDecision, SessionInfo,
+    Status, Truncated, Usage,
 };
 pub use schema::output_schema;
 

@@ -223,6 +223,43 @@ pub struct PolicyDecision {
     pub retry_after_ms: Option<u64>,
 }
 
+/// A file the run created or changed in its workspace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    /// As the code names it: `/workspace/...`.
+    pub path: String,
+    pub size: u64,
+    pub media_type: String,
+    /// Hex SHA-256 of the content.
+    pub sha256: String,
+    /// Where `resources/read` finds it (files of a session, while the session lives).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// The content, when it is returned in the result's content blocks (within the policy's
+    /// `max_returned_bytes`); never part of `structuredContent`.
+    #[serde(skip)]
+    pub content: Option<std::sync::Arc<[u8]>>,
+}
+
+/// The session a call ran in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// Pass it as `session` to continue.
+    pub id: String,
+    /// This call's number in the session (1 for the call that opened it).
+    pub call: u64,
+    /// The call ran in a new interpreter: the session's first call, or the first after a
+    /// reset or a restart (nothing from earlier calls but the workspace was there).
+    pub fresh: bool,
+    /// The call ended in a trap (timeout, fuel, memory, exit, crash): the interpreter was
+    /// restarted and its state is gone; the workspace is kept.
+    pub restarted: bool,
+    /// Seconds of idleness after which the session ends.
+    pub idle_timeout_s: u64,
+    /// Seconds until the session ends, used or not.
+    pub expires_in_s: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionResult {
     pub status: Status,
@@ -234,6 +271,12 @@ pub struct ExecutionResult {
     pub usage: Usage,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicyDecision>,
+    /// Files the run created or changed in its workspace (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileInfo>,
+    /// Present when the call ran in a session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionInfo>,
 }
 
 impl ExecutionResult {
@@ -248,6 +291,8 @@ impl ExecutionResult {
             error: Some(error),
             usage: Usage::default(),
             policy: None,
+            files: Vec::new(),
+            session: None,
         }
     }
 

@@ -1,8 +1,10 @@
 //! The MCP face of Warden (rmcp): one `execute_code` tool, the same handler for every
 //! transport, one thin entry point per transport (stdio, Streamable HTTP), and the approval
-//! UX (elicitation, or an input-required round on 2026-07-28).
+//! UX (elicitation, or an input-required round on 2026-07-28), and a run's files as content
+//! blocks and resources.
 
 mod approval;
+mod files;
 pub mod http;
 mod server;
 mod stdio;

@@ -239,16 +239,24 @@ pub fn to_call_tool_result(result: &ExecutionResult) -> CallToolResult {
     };
     call_result.content = vec![ContentBlock::text(result.to_text())];
     call_result
+        .content
+        .extend(super::files::file_blocks(result));
+    call_result
 }
 
 impl ServerHandler for WardenServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("warden", env!("CARGO_PKG_VERSION")))
-            .with_instructions(
-                "Warden runs untrusted code in a fresh WebAssembly sandbox per call. Use the \
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new("warden", env!("CARGO_PKG_VERSION")))
+        .with_instructions(
+            "Warden runs untrusted code in a fresh WebAssembly sandbox per call. Use the \
                  execute_code tool; its description lists the languages and limits.",
-            )
+        )
     }
 
     // Logging is not declared (and deprecated by SEP-2577).
@@ -263,8 +271,8 @@ impl ServerHandler for WardenServer {
         >())
     }
 
-    // Warden offers neither prompts nor resources and does not declare them, so their list
-    // methods are unknown too (rmcp would answer with empty lists).
+    // Warden offers no prompts and does not declare them, so their list method is unknown
+    // too (rmcp would answer with an empty list).
     async fn list_prompts(
         &self,
         _request: Option<PaginatedRequestParams>,
@@ -275,14 +283,34 @@ impl ServerHandler for WardenServer {
         >())
     }
 
+    /// The files of the caller's code sessions.
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::ListResourcesResult, ErrorData> {
-        Err(ErrorData::method_not_found::<
-            rmcp::model::ListResourcesRequestMethod,
-        >())
+        let grant = grant_of(&context);
+        let session = session_of(&context, &grant, &self.session);
+        Ok(super::files::list_result(
+            self.service.list_resources(&grant, &session),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: rmcp::model::ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ReadResourceResponse, ErrorData> {
+        let grant = grant_of(&context);
+        let session = session_of(&context, &grant, &self.session);
+        match self.service.read_resource(&request.uri, &grant, &session) {
+            Some(content) => Ok(super::files::read_result(content).into()),
+            // The same answer for a file that is not there and one that is not the caller's.
+            None => Err(ErrorData::resource_not_found(
+                format!("no such resource: {}", request.uri),
+                Some(serde_json::json!({"uri": request.uri})),
+            )),
+        }
     }
 
     async fn list_resource_templates(

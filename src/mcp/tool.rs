@@ -7,18 +7,13 @@ use rmcp::model::{JsonObject, Tool, ToolAnnotations};
 use serde_json::Value;
 
 use crate::contract::{Language, Status, TOOL_NAME, input_schema, output_schema};
-use crate::policy::Limits;
-use crate::service::{CallerView, NetworkSummary};
+use crate::service::CallerView;
 
 pub fn execute_code_tool(view: &CallerView) -> Tool {
-    let (limits, languages) = (&view.limits, view.languages.as_slice());
     Tool::new(
         TOOL_NAME,
-        description(limits, languages, &view.network),
-        Arc::new(as_object(input_schema(
-            &limits.argument_limits(),
-            languages,
-        ))),
+        description(view),
+        Arc::new(as_object(input_schema(&view.arguments, &view.languages))),
     )
     .with_title("Run code in a sandbox")
     .with_raw_output_schema(Arc::new(as_object(output_schema())))
@@ -42,15 +37,21 @@ fn names(languages: &[Language]) -> Vec<&'static str> {
     languages.iter().map(|l| l.as_str()).collect()
 }
 
-pub fn description(limits: &Limits, languages: &[Language], network: &NetworkSummary) -> String {
+pub fn description(view: &CallerView) -> String {
+    let (limits, languages, network) = (&view.limits, view.languages.as_slice(), &view.network);
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let mut text = format!(
         "Run a program in a fresh, isolated WebAssembly sandbox and return its output.\n\n\
          Languages: {langs}. The value of the program's last expression is returned as \
          `result` (JSON). Output to stdout and stderr is captured. The optional `input` \
-         argument is available to the code as the global `input`. There is no filesystem, \
-         no environment, {net}no subprocess and no package installation.\n",
+         argument is available to the code as the global `input`. There is no filesystem \
+         {files}, no environment, {net}no subprocess and no package installation.\n",
         langs = names(languages).join(", "),
+        files = if view.workspace.is_some() {
+            "but /workspace"
+        } else {
+            "at all"
+        },
         net = if network.hosts.is_empty() {
             "no network, "
         } else {
@@ -98,13 +99,49 @@ pub fn description(limits: &Limits, languages: &[Language], network: &NetworkSum
             crate::runtimes::PYTHON_MODULES.join(", ")
         ));
     }
+    if let Some(quota) = &view.workspace {
+        text.push_str(&format!(
+            "\nFiles: the code reads and writes files under /workspace (relative paths resolve \
+             there). Python: open, os, pathlib, shutil, csv, json, zipfile, gzip. \
+             JavaScript/TypeScript: a Node-style `fs` (also `require('fs')`): readFileSync/readFile \
+             (with 'utf8' for text), writeFileSync, appendFileSync, readdirSync, statSync, \
+             mkdirSync, rmSync, unlinkSync, existsSync, renameSync, fs.promises. Up to \
+             {total:.0} MiB and {count} files, {largest:.0} MiB per file (beyond that a write \
+             fails with ENOSPC/EDQUOT/EFBIG). Give the code files with the `files` argument. \
+             Files the code writes are listed in the result's `files` (path, size, media_type, \
+             sha256) and returned as content: PNG/JPEG/GIF/WebP as images, others as \
+             resources. Without a session the workspace is removed when the call ends.\n",
+            total = mib(quota.max_bytes),
+            count = quota.max_files,
+            largest = mib(quota.max_file_bytes),
+        ));
+    }
+    if let Some(sessions) = &view.sessions {
+        text.push_str(&format!(
+            "\nSessions: `session: \"new\"` opens one; pass the result's `session.id` as \
+             `session` to continue in the same interpreter, as in a notebook: Python globals and \
+             imports, JavaScript/TypeScript top-level const/let/function/class and globals \
+             carry over, and /workspace persists. `session_action: \"reset\"` starts a fresh \
+             interpreter first (the workspace stays); `\"close\"` ends the session after the \
+             code. A call that times out or runs out of fuel or memory restarts the interpreter \
+             (its state is lost, the workspace stays; the result says `session.restarted`). A \
+             session ends after {idle} s unused, {life} s in all or {calls} calls; up to {per} \
+             per caller. Calls on one session run one at a time. Without `session` every call \
+             starts fresh.\n",
+            idle = sessions.idle_timeout_s,
+            life = sessions.max_lifetime_s,
+            calls = sessions.max_calls,
+            per = sessions.max_per_grant,
+        ));
+    }
     text.push_str(&format!(
         "\nLimits per call: {timeout} ms wall clock by default (up to {max_timeout} ms via \
          `timeout_ms`), {fuel} units of CPU fuel, {memory:.0} MiB of memory, {stdout:.1} MiB of \
          stdout and of stderr (the rest is cut and `truncated` says so), {code} KiB of code.\n\
          \n\
          The structured result has `status` ({statuses}), `stdout`, `stderr`, `truncated`, \
-         `result`, `error` ({{type, message, traceback}}) and `usage`.",
+         `result`, `error` ({{type, message, traceback}}), `usage`, and `files` and `session` \
+         when they apply.",
         timeout = limits.default_timeout_ms,
         max_timeout = limits.max_timeout_ms,
         fuel = limits.fuel,
@@ -119,23 +156,55 @@ pub fn description(limits: &Limits, languages: &[Language], network: &NetworkSum
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Limits;
     use crate::service::CredentialHint;
+    use crate::service::NetworkSummary;
 
     const LANGS: [Language; 2] = [Language::Javascript, Language::Typescript];
 
+    fn view(languages: &[Language], network: NetworkSummary) -> CallerView {
+        CallerView {
+            limits: Limits::default(),
+            arguments: Limits::default().argument_limits(),
+            languages: languages.to_vec(),
+            network,
+            workspace: None,
+            sessions: None,
+        }
+    }
+
     #[test]
     fn description_lists_languages_and_limits() {
-        let d = description(&Limits::default(), &LANGS, &NetworkSummary::default());
+        let d = description(&view(&LANGS, NetworkSummary::default()));
         assert!(d.contains("javascript, typescript"), "{d}");
         assert!(d.contains("5000 ms"), "{d}");
         assert!(d.contains("128 MiB"), "{d}");
         assert!(!d.contains("Python"), "{d}");
         assert!(d.contains("no network,"), "{d}");
-        let with_python = description(
-            &Limits::default(),
-            &[Language::Javascript, Language::Typescript, Language::Python],
-            &NetworkSummary::default(),
+        assert!(
+            d.contains("no filesystem at all") && !d.contains("Sessions:"),
+            "{d}"
         );
+        let mut full = view(&LANGS, NetworkSummary::default());
+        full.workspace = Some(crate::service::WorkspaceSummary {
+            max_bytes: 64 << 20,
+            max_files: 1000,
+            max_file_bytes: 16 << 20,
+        });
+        full.sessions = Some(crate::policy::SessionSettings::default());
+        let d = description(&full);
+        assert!(
+            d.contains("but /workspace") && d.contains("64 MiB and 1000 files"),
+            "{d}"
+        );
+        assert!(
+            d.contains("`session: \"new\"`") && d.contains("600 s unused"),
+            "{d}"
+        );
+        let with_python = description(&view(
+            &[Language::Javascript, Language::Typescript, Language::Python],
+            NetworkSummary::default(),
+        ));
         assert!(with_python.contains("javascript, typescript, python"));
         assert!(with_python.contains("dataclasses") && with_python.contains("urllib.parse"));
     }
@@ -150,7 +219,7 @@ mod tests {
             }],
             max_fetches: 7,
         };
-        let d = description(&Limits::default(), &LANGS, &network);
+        let d = description(&view(&LANGS, network));
         assert!(d.contains("may go only to: https://api.github.com"), "{d}");
         assert!(d.contains("github (__WARDEN_SECRET_github__)"), "{d}");
         assert!(d.contains("Up to 7 requests"), "{d}");
@@ -158,11 +227,7 @@ mod tests {
 
     #[test]
     fn tool_declares_an_output_schema() {
-        let t = execute_code_tool(&CallerView {
-            limits: Limits::default(),
-            languages: LANGS.to_vec(),
-            network: NetworkSummary::default(),
-        });
+        let t = execute_code_tool(&view(&LANGS, NetworkSummary::default()));
         assert_eq!(t.name, TOOL_NAME);
         assert!(t.output_schema.is_some());
         assert_eq!(

@@ -15,6 +15,9 @@ use crate::audit::AuditSettings;
 use crate::contract::{Language, TOOL_NAME};
 use crate::net::NetworkPolicy;
 use crate::secrets::CredentialSpec;
+use crate::workspace::WorkspaceSettings;
+
+use super::sessions::SessionSettings;
 
 /// The policy compiled into the binary, used when no `--policy` is given.
 pub const DEFAULT_POLICY: &str = include_str!("../../policies/default.toml");
@@ -48,6 +51,11 @@ pub struct Policy {
     pub credentials: BTreeMap<String, CredentialSpec>,
     #[serde(default)]
     pub grants: BTreeMap<String, GrantSpec>,
+    #[serde(default)]
+    pub workspace: WorkspaceSettings,
+    /// Present: calls may open and continue sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<SessionSettings>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,7 +198,27 @@ impl Policy {
                 None => Issue::new(&["credentials", name], e.message),
             })?;
         }
+        if let Some((key, e)) = self.workspace.validate().into_iter().next() {
+            return Err(Issue::new(&["workspace", key], format!("[workspace] {e}")));
+        }
+        if let Some(sessions) = &self.sessions {
+            sessions.validate()?;
+        }
         validate_grants(&self.grants, &self.limits, &self.credentials)
+    }
+
+    /// What a caller's arguments are checked against: `limits` (a grant's) plus what the
+    /// policy's sections offer (a workspace, sessions).
+    pub fn argument_limits(&self, limits: &Limits) -> crate::contract::ArgumentLimits {
+        crate::contract::ArgumentLimits {
+            max_files_bytes: if self.workspace.enabled {
+                self.workspace.max_input_bytes.max(1)
+            } else {
+                0
+            },
+            sessions: self.sessions.is_some(),
+            ..limits.argument_limits()
+        }
     }
 
     /// `name` as a caller of this policy (its grant, if it has one).

@@ -223,6 +223,10 @@ impl Limits {
             max_input_bytes: self.max_input_bytes,
             default_timeout_ms: self.default_timeout_ms,
             max_timeout_ms: self.max_timeout_ms,
+            // The workspace and sessions are the policy's sections, not limits: the caller
+            // that knows the policy fills them in (`Policy::argument_limits`).
+            max_files_bytes: 0,
+            sessions: false,
         }
     }
 

@@ -16,6 +16,7 @@ pub mod ratelimit;
 pub mod rules;
 #[cfg(test)]
 mod section_tests;
+mod sessions;
 #[cfg(test)]
 mod tests;
 
@@ -26,3 +27,4 @@ pub use limits::{GUEST_THREAD_STACK_BYTES, Limits, LimitsOverride, MAX_WASM_STAC
 pub use locate::Issue;
 pub use ratelimit::{Caller, CounterStore, LimitSpec, MemoryCounterStore, Scope, Window};
 pub use rules::{ConditionSpec, Effect, Operator, Rule, RuleSpec};
+pub use sessions::SessionSettings;

@@ -56,12 +56,14 @@ pub const PYTHON_MODULES: &[&str] = &[
     "numbers",
     "operator",
     "os",
+    "pathlib",
     "pprint",
     "random",
     "re",
     "reprlib",
     "secrets",
     "shlex",
+    "shutil",
     "statistics",
     "string",
     "struct",
@@ -82,6 +84,7 @@ pub const PYTHON_MODULES: &[&str] = &[
     "warnings",
     "weakref",
     "xml.etree.ElementTree",
+    "zipfile",
     "zlib",
 ];
 

@@ -1,6 +1,7 @@
-//! What a run may be given beyond computing: the host's `fetch`. The sandbox only carries the
-//! request and the response across the boundary; deciding and sending is the [`Fetcher`]'s job
-//! (`crate::net` implements it), so the sandbox knows nothing of allowlists or credentials.
+//! What a run may be given beyond computing: the host's `fetch` and a workspace of files. The
+//! sandbox only carries requests and answers across the boundary; deciding and doing is the
+//! [`Fetcher`]'s and the [`FileBridge`]'s job (`crate::net` and the service, over
+//! `crate::workspace`), so the sandbox knows nothing of allowlists, credentials or quotas.
 
 use std::sync::Arc;
 
@@ -62,6 +63,39 @@ impl FetchCapability {
     }
 }
 
+/// Answers the guest's file calls (the protocol of `crate::workspace::bridge`: a JSON request
+/// plus bytes in, a JSON answer plus bytes out). Called on the run's blocking thread.
+pub trait FileBridge: Send + Sync {
+    fn call(&self, request: &[u8], data: &[u8]) -> (String, Vec<u8>);
+}
+
+/// A run's workspace (`None`: every file call fails, as if `/workspace` did not exist).
+#[derive(Clone, Default)]
+pub struct WorkspaceCapability(pub Option<Arc<dyn FileBridge>>);
+
+impl std::fmt::Debug for WorkspaceCapability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "WorkspaceCapability(on)"
+        } else {
+            "WorkspaceCapability(off)"
+        })
+    }
+}
+
+impl WorkspaceCapability {
+    pub fn call(&self, request: &[u8], data: &[u8]) -> (String, Vec<u8>) {
+        match &self.0 {
+            Some(bridge) => bridge.call(request, data),
+            None => (
+                r#"{"ok":false,"code":"ENOENT","message":"this server gives runs no workspace"}"#
+                    .to_string(),
+                Vec::new(),
+            ),
+        }
+    }
+}
+
 /// Frames for the core-module ABI: a little-endian u32 length of a JSON head, the head, then
 /// the body bytes.
 pub fn encode_frame(head: &[u8], body: &[u8]) -> Vec<u8> {
@@ -77,11 +111,11 @@ pub fn decode_frame(frame: &[u8]) -> Result<(&[u8], &[u8]), String> {
     let len_bytes: [u8; 4] = frame
         .get(..4)
         .and_then(|b| b.try_into().ok())
-        .ok_or("fetch request frame is shorter than its header")?;
+        .ok_or("the request frame is shorter than its header")?;
     let head_len = u32::from_le_bytes(len_bytes) as usize;
     let rest = &frame[4..];
     if head_len > rest.len() {
-        return Err("fetch request frame is shorter than its head".into());
+        return Err("the request frame is shorter than its head".into());
     }
     Ok(rest.split_at(head_len))
 }

@@ -14,10 +14,10 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::capability::{FetchCapability, HttpRequest as HostRequest};
+use super::capability::{FetchCapability, HttpRequest as HostRequest, WorkspaceCapability};
 use super::ending::finish;
-use super::run::{HasRunCore, RunCore, RunRequest, SharedText, limited_store};
-use super::{CancelFlag, RunLimits};
+use super::run::{HasRunCore, RunCore, RunRequest, SharedText, begin_call, limited_store};
+use super::{CancelFlag, RunLimits, SessionRun};
 use crate::contract::ExecutionResult;
 
 wasmtime::component::bindgen!({ path: "guest-runtimes/wit", world: "guest" });
@@ -43,6 +43,10 @@ impl HasRunCore for ComponentState {
 impl GuestImports for ComponentState {
     fn exiting(&mut self, code: i32) {
         self.run.exit_code = Some(code);
+    }
+
+    fn workspace(&mut self, request: String, data: Vec<u8>) -> (String, Vec<u8>) {
+        self.run.file_call(request.as_bytes(), &data)
     }
 
     fn fetch(&mut self, request: HttpRequest) -> Result<HttpResponse, String> {
@@ -113,30 +117,81 @@ pub fn execute(
     pre: &ComponentPre<ComponentState>,
     request: RunRequest,
 ) -> ExecutionResult {
-    let started = Instant::now();
-    let fuel = request.limits.fuel;
-    let run = RunCore::new(&request.limits, request.cancel, request.fetch);
-    let state = ComponentState {
+    let mut kept = None;
+    execute_in_session(engine, pre, &mut kept, request).result
+}
+
+fn new_state(request: &RunRequest) -> ComponentState {
+    let run = RunCore::new(
+        &request.limits,
+        request.cancel.clone(),
+        request.fetch.clone(),
+        request.workspace.clone(),
+    );
+    ComponentState {
         wasi: wasi_context(&run),
         table: ResourceTable::new(),
         run,
+    }
+}
+
+/// A Python interpreter kept between calls: `run` called again on the same instance runs in
+/// the same globals.
+pub struct ComponentSession {
+    store: wasmtime::Store<ComponentState>,
+    guest: Guest,
+}
+
+/// Runs `request` in `kept` (instantiating first when there is none); an instance whose call
+/// trapped or ran out of memory is dropped (see `core_module::execute_in_session`).
+pub fn execute_in_session(
+    engine: &Engine,
+    pre: &ComponentPre<ComponentState>,
+    kept: &mut Option<ComponentSession>,
+    request: RunRequest,
+) -> SessionRun {
+    let started = Instant::now();
+    let fuel = request.limits.fuel;
+    let fresh = kept.is_none();
+    let mut session = match kept.take() {
+        Some(mut session) => {
+            if let Err(e) = begin_call(&mut session.store, &request) {
+                return SessionRun::failed(format!("continuing the session failed: {e:#}"), fresh);
+            }
+            session
+        }
+        None => {
+            let mut store = match limited_store(engine, new_state(&request), fuel) {
+                Ok(store) => store,
+                Err(e) => {
+                    return SessionRun::failed(format!("setting up the run failed: {e:#}"), fresh);
+                }
+            };
+            match pre.instantiate(&mut store) {
+                Ok(guest) => ComponentSession { store, guest },
+                Err(e) => return SessionRun::ended(finish(&mut store, Err(e), "", started, fuel)),
+            }
+        }
     };
-    let mut store = match limited_store(engine, state, fuel) {
-        Ok(store) => store,
-        Err(e) => return ExecutionResult::internal(format!("setting up the run failed: {e:#}")),
-    };
-    let outcome = match pre.instantiate(&mut store) {
-        Ok(guest) => guest
-            .call_run(
-                &mut store,
-                &request.source,
-                &request.input_json,
-                &request.filename,
-            )
-            .map(|json| store.data_mut().run.report(json.as_bytes())),
-        Err(e) => Err(e),
-    };
-    finish(store, outcome, "", started, fuel)
+    let outcome = session
+        .guest
+        .call_run(
+            &mut session.store,
+            &request.source,
+            &request.input_json,
+            &request.filename,
+        )
+        .map(|json| session.store.data_mut().run.report(json.as_bytes()));
+    let discarded = outcome.is_err() || session.store.data_mut().run.limiter.exhausted();
+    let result = finish(&mut session.store, outcome, "", started, fuel);
+    if !discarded {
+        *kept = Some(session);
+    }
+    SessionRun {
+        result,
+        fresh,
+        discarded,
+    }
 }
 
 /// See [`super::run::check_instantiates`].
@@ -145,7 +200,12 @@ pub fn check_instantiates(
     pre: &ComponentPre<ComponentState>,
     limits: &RunLimits,
 ) -> wasmtime::Result<()> {
-    let run = RunCore::new(limits, CancelFlag::new(), FetchCapability::default());
+    let run = RunCore::new(
+        limits,
+        CancelFlag::new(),
+        FetchCapability::default(),
+        WorkspaceCapability::default(),
+    );
     let state = ComponentState {
         wasi: wasi_context(&run),
         table: ResourceTable::new(),

@@ -9,10 +9,10 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
-use super::capability::{FetchCapability, HttpRequest, encode_frame};
+use super::capability::{FetchCapability, HttpRequest, WorkspaceCapability, encode_frame};
 use super::ending::finish;
-use super::run::{HasRunCore, RunCore, RunRequest, limited_store};
-use super::{CancelFlag, RunLimits};
+use super::run::{HasRunCore, RunCore, RunRequest, begin_call, limited_store};
+use super::{CancelFlag, RunLimits, SessionRun};
 use crate::contract::ExecutionResult;
 
 /// Guest-side stderr (not the program's `console.error`, which goes through `warden.output`)
@@ -26,8 +26,8 @@ const ERRNO_NOTSUP: u32 = 58;
 pub struct CoreState {
     wasi: WasiP1Ctx,
     request_fields: [Vec<u8>; 3],
-    /// The last fetch's response frame, until the guest reads it.
-    fetch_response: Vec<u8>,
+    /// The last fetch's or file call's answer frame, until the guest reads it.
+    reply: Vec<u8>,
     run: RunCore,
 }
 
@@ -58,7 +58,9 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<CoreState>> {
         .and_then(|l| l.func_wrap("warden", "output", host_output))
         .and_then(|l| l.func_wrap("warden", "set_result", host_set_result))
         .and_then(|l| l.func_wrap("warden", "fetch", host_fetch))
-        .and_then(|l| l.func_wrap("warden", "fetch_read", host_fetch_read))
+        .and_then(|l| l.func_wrap("warden", "fetch_read", host_read_reply))
+        .and_then(|l| l.func_wrap("warden", "workspace", host_workspace))
+        .and_then(|l| l.func_wrap("warden", "workspace_read", host_read_reply))
         .context("defining the warden host imports")?;
     Ok(linker)
 }
@@ -155,7 +157,7 @@ fn host_fetch(mut caller: Caller<'_, CoreState>, ptr: u32, len: u32) -> wasmtime
             Ok(request)
         })
         .and_then(|request| state.run.fetch(request));
-    state.fetch_response = match response {
+    state.reply = match response {
         Ok(response) => {
             let mut head = serde_json::to_value(&response).unwrap_or_default();
             head["ok"] = serde_json::Value::Bool(true);
@@ -168,18 +170,37 @@ fn host_fetch(mut caller: Caller<'_, CoreState>, ptr: u32, len: u32) -> wasmtime
             &[],
         ),
     };
-    u32::try_from(state.fetch_response.len())
+    u32::try_from(state.reply.len())
         .map_err(|_| wasmtime::format_err!("fetch: the response is too large"))
 }
 
-fn host_fetch_read(mut caller: Caller<'_, CoreState>, dst: u32) -> wasmtime::Result<()> {
+/// A file call: the frame at `ptr..ptr+len` is the request's JSON head and the bytes of a
+/// write; the answer frame (JSON head, bytes of a read) waits for `workspace_read`.
+fn host_workspace(mut caller: Caller<'_, CoreState>, ptr: u32, len: u32) -> wasmtime::Result<u32> {
     let memory = guest_memory(&mut caller)?;
     let (data, state) = memory.data_and_store_mut(&mut caller);
-    let frame = std::mem::take(&mut state.fetch_response);
+    let range = guest_bytes(data, ptr, len, "workspace")?;
+    let (answer, bytes) = match super::capability::decode_frame(&data[range]) {
+        Ok((head, body)) => state.run.file_call(head, body),
+        Err(e) => (
+            serde_json::json!({"ok": false, "code": "EINVAL", "message": e}).to_string(),
+            Vec::new(),
+        ),
+    };
+    state.reply = encode_frame(answer.as_bytes(), &bytes);
+    u32::try_from(state.reply.len())
+        .map_err(|_| wasmtime::format_err!("workspace: the answer is too large"))
+}
+
+/// Copies the pending answer frame (of `fetch` or `workspace`) to `dst`.
+fn host_read_reply(mut caller: Caller<'_, CoreState>, dst: u32) -> wasmtime::Result<()> {
+    let memory = guest_memory(&mut caller)?;
+    let (data, state) = memory.data_and_store_mut(&mut caller);
+    let frame = std::mem::take(&mut state.reply);
     let start = dst as usize;
     let target = data
         .get_mut(start..start.saturating_add(frame.len()))
-        .ok_or_else(|| wasmtime::format_err!("fetch_read: destination out of bounds"))?;
+        .ok_or_else(|| wasmtime::format_err!("reading a reply: destination out of bounds"))?;
     target.copy_from_slice(&frame);
     Ok(())
 }
@@ -214,17 +235,7 @@ pub fn execute_and_inspect(
     let started = Instant::now();
     let fuel = request.limits.fuel;
     let diagnostics = MemoryOutputPipe::new(GUEST_DIAGNOSTICS_BYTES);
-    let state = CoreState {
-        wasi: wasi_context(&request.filename, &diagnostics),
-        run: RunCore::new(&request.limits, request.cancel, request.fetch),
-        fetch_response: Vec::new(),
-        request_fields: [
-            request.source.into_bytes(),
-            request.input_json.into_bytes(),
-            request.filename.into_bytes(),
-        ],
-    };
-    let mut store = match limited_store(engine, state, fuel) {
+    let mut store = match limited_store(engine, new_state(request, &diagnostics), fuel) {
         Ok(store) => store,
         Err(e) => return ExecutionResult::internal(format!("setting up the run failed: {e:#}")),
     };
@@ -239,7 +250,97 @@ pub fn execute_and_inspect(
         Err(e) => Err(e),
     };
     let detail = String::from_utf8_lossy(&diagnostics.contents()).into_owned();
-    finish(store, outcome, &detail, started, fuel)
+    finish(&mut store, outcome, &detail, started, fuel)
+}
+
+fn new_state(request: RunRequest, diagnostics: &MemoryOutputPipe) -> CoreState {
+    CoreState {
+        wasi: wasi_context(&request.filename, diagnostics),
+        run: RunCore::new(
+            &request.limits,
+            request.cancel,
+            request.fetch,
+            request.workspace,
+        ),
+        reply: Vec::new(),
+        request_fields: [
+            request.source.into_bytes(),
+            request.input_json.into_bytes(),
+            request.filename.into_bytes(),
+        ],
+    }
+}
+
+/// The guest's export that runs one more program in the same interpreter (a session's cell);
+/// `_start` runs only once per instance.
+const CELL_EXPORT: &str = "warden-run";
+
+/// A JavaScript interpreter kept between calls.
+pub struct CoreSession {
+    store: Store<CoreState>,
+    instance: Instance,
+    diagnostics: MemoryOutputPipe,
+}
+
+/// Runs `request` in `kept` (instantiating first when there is none). An instance whose call
+/// trapped or ran out of memory is in an unknown state: it is dropped, and the next call
+/// starts a fresh one.
+pub fn execute_in_session(
+    engine: &Engine,
+    pre: &InstancePre<CoreState>,
+    kept: &mut Option<CoreSession>,
+    request: RunRequest,
+) -> SessionRun {
+    let started = Instant::now();
+    let fuel = request.limits.fuel;
+    let fresh = kept.is_none();
+    let mut session = match kept.take() {
+        Some(mut session) => {
+            let [source, input, filename] = &mut session.store.data_mut().request_fields;
+            *source = request.source.as_bytes().to_vec();
+            *input = request.input_json.as_bytes().to_vec();
+            *filename = request.filename.as_bytes().to_vec();
+            if let Err(e) = begin_call(&mut session.store, &request) {
+                return SessionRun::failed(format!("continuing the session failed: {e:#}"), fresh);
+            }
+            session
+        }
+        None => {
+            let diagnostics = MemoryOutputPipe::new(GUEST_DIAGNOSTICS_BYTES);
+            let mut store = match limited_store(engine, new_state(request, &diagnostics), fuel) {
+                Ok(store) => store,
+                Err(e) => {
+                    return SessionRun::failed(format!("setting up the run failed: {e:#}"), fresh);
+                }
+            };
+            match pre.instantiate(&mut store) {
+                Ok(instance) => CoreSession {
+                    store,
+                    instance,
+                    diagnostics,
+                },
+                Err(e) => {
+                    let detail = String::from_utf8_lossy(&diagnostics.contents()).into_owned();
+                    return SessionRun::ended(finish(&mut store, Err(e), &detail, started, fuel));
+                }
+            }
+        }
+    };
+    let outcome = session
+        .instance
+        .get_typed_func::<(), ()>(&mut session.store, CELL_EXPORT)
+        .and_then(|cell| cell.call(&mut session.store, ()));
+    let discarded = outcome.is_err() || session.store.data_mut().run.limiter.exhausted();
+    let detail = String::from_utf8_lossy(&session.diagnostics.contents()).into_owned();
+    let result = finish(&mut session.store, outcome, &detail, started, fuel);
+    if !discarded {
+        *kept = Some(session);
+    }
+    SessionRun {
+        result,
+        fresh,
+        discarded,
+    }
 }
 
 /// See [`super::run::check_instantiates`].
@@ -250,8 +351,13 @@ pub fn check_instantiates(
 ) -> wasmtime::Result<()> {
     let state = CoreState {
         wasi: wasi_context("check", &MemoryOutputPipe::new(0)),
-        run: RunCore::new(limits, CancelFlag::new(), FetchCapability::default()),
-        fetch_response: Vec::new(),
+        run: RunCore::new(
+            limits,
+            CancelFlag::new(),
+            FetchCapability::default(),
+            WorkspaceCapability::default(),
+        ),
+        reply: Vec::new(),
         request_fields: Default::default(),
     };
     super::run::check_instantiates(engine, state, limits, |store| pre.instantiate(store))

@@ -11,7 +11,7 @@ use crate::contract::{ErrorInfo, ErrorKind, ExecutionResult, Status, Truncated, 
 /// Turns the end of a run into its result. `diagnostics` is what the guest runtime itself
 /// printed (e.g. a panic message), used to explain a crash.
 pub fn finish<S: HasRunCore>(
-    mut store: Store<S>,
+    store: &mut Store<S>,
     outcome: wasmtime::Result<()>,
     diagnostics: &str,
     started: Instant,
@@ -30,7 +30,6 @@ pub fn finish<S: HasRunCore>(
     let reported = core.reported.take();
     let (stdout, stdout_truncated) = core.stdout.take();
     let (stderr, stderr_truncated) = core.stderr.take();
-    drop(store);
 
     let mut result = ExecutionResult {
         status: Status::Ok,
@@ -44,6 +43,8 @@ pub fn finish<S: HasRunCore>(
         error: None,
         usage,
         policy: None,
+        files: Vec::new(),
+        session: None,
     };
 
     let exit_code = match &outcome {

@@ -78,6 +78,7 @@ mod tests {
             },
             cancel: CancelFlag::new(),
             fetch: FetchCapability::default(),
+            workspace: Default::default(),
         }
     }
 
@@ -86,6 +87,7 @@ mod tests {
             wasm_stack_bytes: 256 * 1024,
             max_memory_bytes: 4 << 20,
             max_concurrent_runs: 1,
+            kept_instances: 0,
             cache_dir: None,
         };
         Sandbox::new(&config, &[]).unwrap()

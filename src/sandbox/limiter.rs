@@ -34,6 +34,13 @@ impl TotalMemoryLimiter {
         self.peak as u64
     }
 
+    /// A new call on an instance kept between calls (a session): memory already grown stays
+    /// counted; the peak and the refusal are this call's.
+    pub fn begin_call(&mut self) {
+        self.peak = self.total;
+        self.refused = false;
+    }
+
     /// Whether a memory growth was refused during the run.
     pub fn exhausted(&self) -> bool {
         self.refused

@@ -18,6 +18,7 @@ mod ending;
 mod fuzzing;
 mod limiter;
 mod run;
+mod session;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -34,10 +35,14 @@ use wasmtime::{
 
 use crate::contract::ExecutionResult;
 
-pub use capability::{FetchCapability, FetchFailure, Fetcher, HttpRequest, HttpResponse};
+pub use capability::{
+    FetchCapability, FetchFailure, Fetcher, FileBridge, HttpRequest, HttpResponse,
+    WorkspaceCapability,
+};
 #[cfg(feature = "fuzzing")]
 pub use fuzzing::{CoreModuleGuest, CoreModuleRun};
 pub use run::RunRequest;
+pub use session::{KeptGuest, SessionRun};
 
 /// How often the epoch advances; a deadline or a cancellation is noticed within one tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
@@ -83,6 +88,8 @@ pub struct SandboxConfig {
     pub max_memory_bytes: usize,
     /// Runs that may execute at once; sizes the instance pool.
     pub max_concurrent_runs: usize,
+    /// Interpreters kept between calls (live sessions); each holds its pool slots while idle.
+    pub kept_instances: usize,
     /// Where precompiled guests are kept; `None` compiles in memory at every start.
     pub cache_dir: Option<PathBuf>,
 }
@@ -228,7 +235,10 @@ fn engine_config(config: &SandboxConfig) -> Config {
 /// to the kernel, so the next run does not page-fault its way through the guest's snapshot:
 /// this alone takes an in-process `1+1` from ~215 µs to ~45 µs (docs/benchmarks.md).
 fn pooling_config(config: &SandboxConfig) -> PoolingAllocationConfig {
-    let runs = config.max_concurrent_runs.max(1);
+    let runs = config
+        .max_concurrent_runs
+        .max(1)
+        .saturating_add(config.kept_instances);
     let total = |per_run: usize| u32::try_from(runs * per_run).unwrap_or(u32::MAX);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(total(1))
@@ -307,6 +317,7 @@ mod tests {
             wasm_stack_bytes: 1 << 20,
             max_memory_bytes: 64 << 20,
             max_concurrent_runs: 3,
+            kept_instances: 0,
             cache_dir: None,
         };
         // An engine with this configuration must build (the pool reserves address space).

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use wasmtime::{Engine, Store, UpdateDeadline};
 
-use super::capability::{FetchCapability, HttpRequest, HttpResponse};
+use super::capability::{FetchCapability, HttpRequest, HttpResponse, WorkspaceCapability};
 use super::limiter::TotalMemoryLimiter;
 use super::{CancelFlag, RunLimits};
 
@@ -23,6 +23,7 @@ pub struct RunRequest {
     pub limits: RunLimits,
     pub cancel: CancelFlag,
     pub fetch: FetchCapability,
+    pub workspace: WorkspaceCapability,
 }
 
 /// The part of a run's store data that does not depend on the guest's form.
@@ -37,12 +38,18 @@ pub struct RunCore {
     /// The guest's door out, and how often it was used.
     pub fetch: FetchCapability,
     pub fetches: u32,
+    workspace: WorkspaceCapability,
     deadline: Instant,
     cancel: CancelFlag,
 }
 
 impl RunCore {
-    pub fn new(limits: &RunLimits, cancel: CancelFlag, fetch: FetchCapability) -> RunCore {
+    pub fn new(
+        limits: &RunLimits,
+        cancel: CancelFlag,
+        fetch: FetchCapability,
+        workspace: WorkspaceCapability,
+    ) -> RunCore {
         RunCore {
             limiter: TotalMemoryLimiter::new(limits.memory_bytes),
             stdout: SharedText::new(limits.stdout_bytes),
@@ -52,9 +59,26 @@ impl RunCore {
             exit_code: None,
             fetch,
             fetches: 0,
+            workspace,
             deadline: limits.deadline,
             cancel,
         }
+    }
+
+    /// Makes this core the next call's, on an instance kept between calls (a session): its
+    /// output, result, usage and doors are that call's alone.
+    fn begin_call(&mut self, request: &RunRequest) {
+        self.limiter.begin_call();
+        self.stdout.reset(request.limits.stdout_bytes);
+        self.stderr.reset(request.limits.stderr_bytes);
+        self.reported = None;
+        self.max_result_bytes = request.limits.max_result_bytes;
+        self.exit_code = None;
+        self.fetch = request.fetch.clone();
+        self.fetches = 0;
+        self.workspace = request.workspace.clone();
+        self.deadline = request.limits.deadline;
+        self.cancel = request.cancel.clone();
     }
 
     /// The guest's fetch, counted in the run's usage.
@@ -64,6 +88,17 @@ impl RunCore {
         }
         self.fetches = self.fetches.saturating_add(1);
         self.fetch.fetch(request)
+    }
+
+    /// The guest's file call (see [`WorkspaceCapability`]).
+    pub fn file_call(&mut self, request: &[u8], data: &[u8]) -> (String, Vec<u8>) {
+        if self.cancel.is_cancelled() {
+            return (
+                r#"{"ok":false,"code":"EINTR","message":"the run was cancelled"}"#.to_string(),
+                Vec::new(),
+            );
+        }
+        self.workspace.call(request, data)
     }
 
     /// Keeps the guest's outcome, unless it is larger than the limit.
@@ -117,6 +152,18 @@ pub fn limited_store<S: HasRunCore>(
         Ok(UpdateDeadline::Continue(1))
     });
     Ok(store)
+}
+
+/// Gives a kept store the next call's limits: its fuel, its deadline and a fresh [`RunCore`]
+/// state (see [`RunCore::begin_call`]).
+pub fn begin_call<S: HasRunCore>(
+    store: &mut Store<S>,
+    request: &RunRequest,
+) -> wasmtime::Result<()> {
+    store.data_mut().run_core().begin_call(request);
+    store.set_fuel(request.limits.fuel)?;
+    store.set_epoch_deadline(1);
+    Ok(())
 }
 
 /// A byte buffer that keeps at most `cap` bytes and remembers that it dropped some.
@@ -198,6 +245,11 @@ impl SharedText {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(data)
+    }
+
+    /// Empties the buffer and gives it a new cap (the next call of a session).
+    pub fn reset(&self, cap: usize) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = CappedText::new(cap);
     }
 
     /// Room left before the cap.

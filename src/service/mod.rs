@@ -4,9 +4,13 @@
 //! The MCP server and `warden run` both go through it.
 
 mod admission;
+mod files;
 mod live;
 mod pipeline;
+mod place;
+mod resources;
 mod run;
+mod sessions;
 mod view;
 pub mod watch;
 
@@ -14,6 +18,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
+
+use anyhow::Context as _;
 
 use crate::audit::{AuditLog, AuthEvent};
 use crate::contract::{ExecuteArgs, Language, parse_args};
@@ -23,11 +29,15 @@ use crate::policy::{Limits, Policy};
 use crate::runtimes::Runtimes;
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::secrets::placeholder;
+use crate::workspace::roots::WorkspaceRoot;
 
 use admission::Admission;
+pub use files::is_text_file;
 use live::PolicyInForce;
 pub use pipeline::{AdmittedCall, Approval, ApprovalRequest, PendingApproval, Step};
-pub use view::{CallerView, CredentialHint, NetworkSummary};
+pub use resources::{ResourceContent, ResourceEntry};
+use sessions::Sessions;
+pub use view::{CallerView, CredentialHint, NetworkSummary, WorkspaceSummary};
 
 pub struct Service {
     sandbox: Arc<Sandbox>,
@@ -36,6 +46,11 @@ pub struct Service {
     admission: Admission,
     audit: Option<Arc<AuditLog>>,
     metrics: Arc<Metrics>,
+    /// Where workspaces are made (`None`: the policy turns them off).
+    workspaces: Option<Arc<WorkspaceRoot>>,
+    sessions: Sessions,
+    /// Sessions the sandbox's instance pool was sized for at start.
+    session_capacity: u32,
 }
 
 impl Service {
@@ -43,10 +58,22 @@ impl Service {
     pub fn new(policy: Policy, cache_dir: Option<PathBuf>) -> anyhow::Result<Service> {
         let runtimes = Runtimes::builtin();
         let limits = &policy.limits;
+        let session_capacity = policy.sessions.as_ref().map_or(0, |s| s.max_sessions);
+        let workspaces = if policy.workspace.enabled {
+            let base = policy.workspace.base_dir().ok_or_else(|| {
+                anyhow::anyhow!("no directory for workspaces: set [workspace] directory")
+            })?;
+            let root = WorkspaceRoot::open(&base)
+                .with_context(|| format!("opening the workspace directory {}", base.display()))?;
+            Some(Arc::new(root))
+        } else {
+            None
+        };
         let config = SandboxConfig {
             wasm_stack_bytes: usize::try_from(limits.wasm_stack_bytes)?,
             max_memory_bytes: usize::try_from(limits.memory_bytes)?,
             max_concurrent_runs: limits.concurrency(),
+            kept_instances: usize::try_from(session_capacity)?,
             cache_dir,
         };
         let sandbox = Sandbox::new(&config, &runtimes.guests())?;
@@ -58,6 +85,9 @@ impl Service {
             policy: PolicyInForce::new(policy)?,
             audit: None,
             metrics,
+            workspaces,
+            sessions: Sessions::default(),
+            session_capacity,
         })
     }
 
@@ -112,9 +142,19 @@ impl Service {
                 placeholder: placeholder(name),
             })
             .collect();
+        let policy = live.policy();
+        let limits = caller.limits();
+        let workspace = &policy.workspace;
         CallerView {
-            limits: caller.limits(),
+            arguments: policy.argument_limits(&limits),
+            limits,
             languages: caller.languages(&self.runtimes.languages()),
+            workspace: workspace.enabled.then_some(WorkspaceSummary {
+                max_bytes: workspace.max_bytes,
+                max_files: workspace.max_files,
+                max_file_bytes: workspace.max_file_bytes,
+            }),
+            sessions: policy.sessions.clone(),
             network: NetworkSummary {
                 hosts,
                 credentials,
@@ -140,9 +180,11 @@ impl Service {
         grant: &str,
         raw: Option<&Map<String, Value>>,
     ) -> Result<ExecuteArgs, String> {
+        let live = self.policy.current();
+        let limits = live.engine.grant(grant).limits();
         parse_args(
             raw,
-            &self.limits(grant).argument_limits(),
+            &live.policy().argument_limits(&limits),
             &self.runtimes.languages(),
         )
     }

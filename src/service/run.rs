@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 use crate::net::{FetchAudit, Narrowing, RunFetcher};
 use crate::policy::Limits;
 use crate::runtimes::remap_traceback;
-use crate::sandbox::{CancelFlag, FetchCapability, RunLimits, RunRequest};
+use crate::sandbox::{CancelFlag, FetchCapability, RunLimits, RunRequest, WorkspaceCapability};
 use crate::secrets::Redactor;
 
 impl Service {
@@ -29,12 +29,40 @@ impl Service {
         cancel: &CancellationToken,
     ) -> ExecutionResult {
         let live = counted.live().clone();
+        let policy = live.policy();
         let grant = live.engine.grant(&audit.grant);
         let limits = grant.limits();
         let arrived = Instant::now();
         let timeout = Duration::from_millis(limits.timeout_ms(args.timeout_ms));
         // Limits cap timeouts at an hour, so this addition cannot overflow in practice.
         let deadline = arrived.checked_add(timeout).unwrap_or(arrived);
+        let Some(runtime) = self.runtimes.get(args.language) else {
+            return ExecutionResult::internal("the language's runtime is not loaded");
+        };
+        let guest_name = runtime.guest().name;
+
+        // Until the run starts, a refusal gives the call's rate-limit count back (`counted`
+        // is dropped unstarted).
+        let place = match self.place(&args, policy, &audit) {
+            Ok(place) => place,
+            Err(refused) => return refused,
+        };
+        let files = self.run_files(&place, policy);
+        let interpreter = match place.session() {
+            None => None,
+            Some(session) => match self
+                .turn_on(session, guest_name, &args, &audit, deadline, cancel)
+                .await
+            {
+                Ok(turn) => Some(turn),
+                Err(refused) => return self.abandon(&place, refused),
+            },
+        };
+        if let (Some(given), Some(files)) = (&args.files, &files)
+            && let Err(message) = files.put(given)
+        {
+            return self.abandon(&place, ExecutionResult::invalid_arguments(message));
+        }
 
         let slot = match self
             .admission
@@ -48,9 +76,10 @@ impl Service {
             .await
         {
             Ok(slot) => slot,
-            Err(refused) => return refused,
+            Err(refused) => return self.abandon(&place, refused),
         };
         counted.started();
+        let call_number = place.session().map_or(0, |s| s.begin_call());
         self.metrics.active().inc();
         let _active = ActiveRun(&self.metrics);
 
@@ -66,7 +95,7 @@ impl Service {
             narrowing,
             deadline,
             flag.clone(),
-            audit,
+            audit.clone(),
             tokio::runtime::Handle::current(),
         );
         let language = args.language;
@@ -80,32 +109,56 @@ impl Service {
             limits: run_limits(&limits, deadline),
             cancel: flag.clone(),
             fetch: FetchCapability(Some(Arc::new(fetcher))),
+            workspace: WorkspaceCapability(
+                files
+                    .clone()
+                    .map(|f| f as Arc<dyn crate::sandbox::FileBridge>),
+            ),
         };
         let (sandbox, runtimes) = (self.sandbox.clone(), self.runtimes.clone());
         let permit = slot.permit;
+        let code = args.code.clone();
         let mut run = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let Some(runtime) = runtimes.get(language) else {
-                return ExecutionResult::internal("the language's runtime is not loaded");
+                return Ran::fresh(ExecutionResult::internal(
+                    "the language's runtime is not loaded",
+                ));
             };
-            let prepared = match runtime.prepare(&args.code) {
+            let prepared = match runtime.prepare(&code) {
                 Ok(p) => p,
-                Err(e) => return ExecutionResult::without_run(crate::contract::Status::Error, e),
+                Err(e) => {
+                    return Ran::fresh(ExecutionResult::without_run(
+                        crate::contract::Status::Error,
+                        e,
+                    ));
+                }
             };
             let request = RunRequest {
                 source: prepared.source,
                 filename: runtime.filename().to_string(),
                 ..request
             };
-            let mut result = sandbox.run(runtime.guest(), request);
-            if let (Some(map), Some(error)) = (&prepared.positions, result.error.as_mut()) {
+            let mut ran = match interpreter {
+                None => Ran::fresh(sandbox.run(runtime.guest(), request)),
+                Some(mut turn) => {
+                    let run = sandbox.run_kept(runtime.guest(), &mut turn.kept, request);
+                    turn.guest = Some(runtime.guest().name);
+                    Ran {
+                        result: run.result,
+                        fresh: run.fresh,
+                        restarted: run.discarded,
+                    }
+                }
+            };
+            if let (Some(map), Some(error)) = (&prepared.positions, ran.result.error.as_mut()) {
                 let file = runtime.filename();
                 error.message = remap_traceback(&error.message, file, map);
                 if let Some(tb) = &error.traceback {
                     error.traceback = Some(remap_traceback(tb, file, map));
                 }
             }
-            result
+            ran
         });
         // A call whose future is dropped (the client went away, the server is shutting down)
         // stops its guest too: nothing waits for that result any more.
@@ -118,9 +171,15 @@ impl Service {
                 run.await
             }
         };
-        let mut result = match joined {
-            Ok(result) => result,
-            Err(e) => ExecutionResult::internal(format!("the run's thread failed: {e}")),
+        let Ran {
+            mut result,
+            fresh,
+            restarted,
+        } = match joined {
+            Ok(ran) => ran,
+            Err(e) => Ran::fresh(ExecutionResult::internal(format!(
+                "the run's thread failed: {e}"
+            ))),
         };
         result.usage.wall_ms = arrived.elapsed().as_millis() as u64;
         let server_failed = result.error.as_ref().is_some_and(|e| {
@@ -130,6 +189,19 @@ impl Service {
             counted.server_failed();
         }
         redact_result(&mut result, live.credentials.redactor());
+        self.settle_session(
+            &place,
+            call_number,
+            fresh,
+            restarted,
+            &args,
+            policy,
+            &audit,
+            &mut result,
+        );
+        if let Some(files) = &files {
+            result.files = files.outputs(&self.returned(&place, policy));
+        }
         self.metrics.run_finished(
             language.as_str(),
             result.status.as_str(),
@@ -147,6 +219,23 @@ impl Service {
             "run finished"
         );
         result
+    }
+}
+
+/// A run's result, and what became of a session's interpreter.
+struct Ran {
+    result: ExecutionResult,
+    fresh: bool,
+    restarted: bool,
+}
+
+impl Ran {
+    fn fresh(result: ExecutionResult) -> Ran {
+        Ran {
+            result,
+            fresh: true,
+            restarted: false,
+        }
     }
 }
 

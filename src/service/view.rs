@@ -1,16 +1,30 @@
 //! What a caller may do, as one value: the tool description and the input schema are made
 //! from it (never secret values, only credential names and their placeholders).
 
-use crate::contract::Language;
-use crate::policy::Limits;
+use crate::contract::{ArgumentLimits, Language};
+use crate::policy::{Limits, SessionSettings};
 
 /// The policy in force as `grant` sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallerView {
     pub limits: Limits,
+    /// What the caller's arguments are checked against (the input schema's numbers).
+    pub arguments: ArgumentLimits,
     /// The languages the server runs, narrowed by the policy and the grant.
     pub languages: Vec<Language>,
     pub network: NetworkSummary,
+    /// `None`: runs get no `/workspace`.
+    pub workspace: Option<WorkspaceSummary>,
+    /// `None`: no sessions.
+    pub sessions: Option<SessionSettings>,
+}
+
+/// The workspace's quotas, for the tool description.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkspaceSummary {
+    pub max_bytes: u64,
+    pub max_files: u64,
+    pub max_file_bytes: u64,
 }
 
 /// Allowed hosts and credentials, for the tool description.

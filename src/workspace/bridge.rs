@@ -64,60 +64,81 @@ enum Mode {
     CreateNew,
 }
 
-/// Carries out one request; never fails (a refusal is an answer). Returns the JSON answer and
-/// the bytes read, if any.
-pub fn handle(workspace: &mut Workspace, request: &[u8], data: &[u8]) -> (String, Vec<u8>) {
+/// The answer to one request.
+#[derive(Debug)]
+pub struct Reply {
+    /// `{"ok": true, ...}` or `{"ok": false, "code", "message"}`.
+    pub answer: String,
+    /// The bytes of a read.
+    pub bytes: Vec<u8>,
+    /// What the request created or changed (a written file, a new directory, a rename's
+    /// target), so the caller can tell which files a run produced.
+    pub changed: Option<WorkspacePath>,
+}
+
+/// Carries out one request; never fails (a refusal is an answer).
+pub fn handle(workspace: &mut Workspace, request: &[u8], data: &[u8]) -> Reply {
     match serve(workspace, request, data) {
-        Ok((answer, bytes)) => (answer.to_string(), bytes),
-        Err(e) => (
-            json!({"ok": false, "code": e.code(), "message": e.to_string()}).to_string(),
-            Vec::new(),
-        ),
+        Ok((answer, bytes, changed)) => Reply {
+            answer: answer.to_string(),
+            bytes,
+            changed,
+        },
+        Err(e) => Reply {
+            answer: json!({"ok": false, "code": e.code(), "message": e.to_string()}).to_string(),
+            bytes: Vec::new(),
+            changed: None,
+        },
     }
 }
 
-fn serve(
-    workspace: &mut Workspace,
-    request: &[u8],
-    data: &[u8],
-) -> Result<(Value, Vec<u8>), FsError> {
+type Served = (Value, Vec<u8>, Option<WorkspacePath>);
+
+fn serve(workspace: &mut Workspace, request: &[u8], data: &[u8]) -> Result<Served, FsError> {
     if request.len() > MAX_REQUEST_BYTES {
         return Err(FsError::Invalid("the request is too large".into()));
     }
     let request: Request = serde_json::from_slice(request)
         .map_err(|e| FsError::Invalid(format!("malformed request: {e}")))?;
     let path = |text: &str| WorkspacePath::parse(text).map_err(FsError::from);
-    let done = json!({"ok": true});
+    let done = || json!({"ok": true});
     Ok(match request {
-        Request::Read { path: p } => (done, workspace.read(&path(&p)?)?),
+        Request::Read { path: p } => (done(), workspace.read(&path(&p)?)?, None),
         Request::Write { path: p, mode } => {
             let mode = match mode {
                 Mode::Replace => WriteMode::Replace,
                 Mode::Append => WriteMode::Append,
                 Mode::CreateNew => WriteMode::CreateNew,
             };
-            workspace.write(&path(&p)?, data, mode)?;
-            (done, Vec::new())
+            let target = path(&p)?;
+            workspace.write(&target, data, mode)?;
+            (done(), Vec::new(), Some(target))
         }
         Request::Mkdir { path: p, parents } => {
-            workspace.mkdir(&path(&p)?, parents)?;
-            (done, Vec::new())
+            let target = path(&p)?;
+            workspace.mkdir(&target, parents)?;
+            (done(), Vec::new(), Some(target))
         }
         Request::Remove { path: p, recursive } => {
             workspace.remove(&path(&p)?, recursive)?;
-            (done, Vec::new())
+            (done(), Vec::new(), None)
         }
         Request::Rename { path: p, to } => {
-            workspace.rename(&path(&p)?, &path(&to)?)?;
-            (done, Vec::new())
+            let target = path(&to)?;
+            workspace.rename(&path(&p)?, &target)?;
+            (done(), Vec::new(), Some(target))
         }
         Request::Stat { path: p } => {
             let entry = workspace.stat(&path(&p)?)?;
-            (json!({"ok": true, "entry": describe(&entry)}), Vec::new())
+            (
+                json!({"ok": true, "entry": describe(&entry)}),
+                Vec::new(),
+                None,
+            )
         }
         Request::List { path: p } => {
             let entries: Vec<Value> = workspace.list(&path(&p)?)?.iter().map(describe).collect();
-            (json!({"ok": true, "entries": entries}), Vec::new())
+            (json!({"ok": true, "entries": entries}), Vec::new(), None)
         }
     })
 }
@@ -141,7 +162,7 @@ mod tests {
     use super::*;
 
     fn ask(ws: &mut Workspace, request: Value, data: &[u8]) -> (Value, Vec<u8>) {
-        let (answer, bytes) = handle(ws, request.to_string().as_bytes(), data);
+        let Reply { answer, bytes, .. } = handle(ws, request.to_string().as_bytes(), data);
         (serde_json::from_str(&answer).unwrap(), bytes)
     }
 
@@ -199,9 +220,9 @@ mod tests {
             assert_eq!(a["ok"], false, "{request}");
             assert_eq!(a["code"], code, "{request}: {a}");
         }
-        let (answer, _) = handle(ws, &[b'{'; MAX_REQUEST_BYTES + 1], b"");
+        let answer = handle(ws, &[b'{'; MAX_REQUEST_BYTES + 1], b"").answer;
         assert!(answer.contains("too large"));
-        let (answer, _) = handle(ws, b"\xff\xfe", b"");
+        let answer = handle(ws, b"\xff\xfe", b"").answer;
         assert!(answer.contains("EINVAL"));
     }
 }

@@ -10,8 +10,10 @@
 pub mod bridge;
 mod error;
 mod inspect;
+mod media;
 mod path;
 pub mod roots;
+mod settings;
 
 use std::io::Write;
 use std::path::Path;
@@ -22,7 +24,9 @@ use serde::{Deserialize, Serialize};
 
 pub use error::FsError;
 use inspect::path_prefix;
+pub use media::{is_raster_image, is_text, media_type};
 pub use path::{MOUNT, PathError, WorkspacePath};
+pub use settings::{SettingsError, WorkspaceSettings};
 
 /// What a workspace may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -889,6 +889,7 @@ fn run_wat(guest: &WatGuest) -> Result<(ExecutionResult, usize), String> {
         wasm_stack_bytes: 256 * 1024,
         max_memory_bytes: 4 << 20,
         max_concurrent_runs: 1,
+        kept_instances: 0,
         cache_dir: None,
     };
     let sandbox =
@@ -908,6 +909,7 @@ fn run_wat(guest: &WatGuest) -> Result<(ExecutionResult, usize), String> {
         },
         cancel: CancelFlag::new(),
         fetch,
+        workspace: Default::default(),
     };
     let capability = if guest.fetcher {
         FetchCapability(Some(fetcher.clone() as Arc<dyn Fetcher>))

@@ -4,7 +4,8 @@
 // `[answerJson, bytes]`. Errors are Node's: an Error with `code` ('ENOENT', 'ENOSPC', ...),
 // `errno`, `syscall` and `path`.
 //
-// Issue 14: included in the prelude once the host offers the call (`makeFs(call)`).
+// The guest's prelude calls `makeFs(natives.workspace)` and offers the result as the global `fs`
+// and through `require('fs')` / `require('fs/promises')`.
 'use strict';
 
 function makeFs(call) {
@@ -158,6 +159,16 @@ function makeFs(call) {
     };
   }
   fs.promises = promises;
+  // Node's callback forms: the callback runs as a microtask, with (error) or (null, value).
+  for (const name of Object.keys(promises)) {
+    fs[name] = (...args) => {
+      const callback = args.pop();
+      if (typeof callback !== 'function') {
+        throw new TypeError('The "cb" argument must be of type function');
+      }
+      promises[name](...args).then((value) => callback(null, value), (error) => callback(error));
+    };
+  }
   return fs;
 }
 

@@ -32,6 +32,10 @@ unsafe extern "C" {
     fn fetch(ptr: *const u8, len: usize) -> u32;
     /// Copies the response frame of the last `fetch` to `dst`.
     fn fetch_read(dst: *mut u8);
+    /// A file call on the workspace (request frame in); returns the answer frame's length.
+    fn workspace(ptr: *const u8, len: usize) -> u32;
+    /// Copies the answer frame of the last `workspace` call to `dst`.
+    fn workspace_read(dst: *mut u8);
 }
 
 #[link(wasm_import_module = "wasi_snapshot_preview1")]
@@ -48,6 +52,8 @@ const FIELD_FILENAME: u32 = 2;
 const JS_MAX_STACK_BYTES: usize = 768 * 1024;
 
 const PRELUDE: &str = include_str!("prelude.js");
+/// The workspace's Node-style `fs`, as an expression evaluating to its `makeFs(call)`.
+const FS_MODULE: &str = concat!("(function () {\n", include_str!("fs.js"), "\nreturn makeFs;\n})()");
 
 struct Engine {
     runtime: Runtime,
@@ -213,10 +219,13 @@ fn url_op(op: String, a: String, b: Opt<String>) -> Option<Vec<String>> {
     Some(url_components(&url))
 }
 
-/// The host's fetch: `head` is the request as JSON, `body` its bytes. Returns
-/// [response head JSON, body ArrayBuffer] (see ABI.md).
-fn host_fetch<'js>(
+/// One exchange with the host through a pair of imports (`fetch`/`fetch_read` or
+/// `workspace`/`workspace_read`): a frame of a JSON head and bytes out, a frame back. Returns
+/// [answer head JSON, body ArrayBuffer] (see ABI.md).
+fn exchange<'js>(
     ctx: Ctx<'js>,
+    send: unsafe extern "C" fn(*const u8, usize) -> u32,
+    read: unsafe extern "C" fn(*mut u8),
     head: String,
     body: TypedArray<'js, u8>,
 ) -> rquickjs::Result<Array<'js>> {
@@ -229,10 +238,10 @@ fn host_fetch<'js>(
     // SAFETY: the host reads `frame` and then writes exactly the returned number of bytes
     // into the buffer we allocate for it.
     let response = unsafe {
-        let len = fetch(frame.as_ptr(), frame.len()) as usize;
+        let len = send(frame.as_ptr(), frame.len()) as usize;
         drop(frame);
         let mut response = vec![0u8; len];
-        fetch_read(response.as_mut_ptr());
+        read(response.as_mut_ptr());
         response
     };
     let head_len = response
@@ -244,6 +253,24 @@ fn host_fetch<'js>(
     answer.set(0, String::from_utf8_lossy(head).into_owned())?;
     answer.set(1, ArrayBuffer::new(ctx, body.to_vec())?)?;
     Ok(answer)
+}
+
+/// The host's fetch: `head` is the request as JSON, `body` its bytes.
+fn host_fetch<'js>(
+    ctx: Ctx<'js>,
+    head: String,
+    body: TypedArray<'js, u8>,
+) -> rquickjs::Result<Array<'js>> {
+    exchange(ctx, fetch, fetch_read, head, body)
+}
+
+/// A file call: `request` is the JSON request, `data` the bytes of a write.
+fn host_workspace<'js>(
+    ctx: Ctx<'js>,
+    request: String,
+    data: TypedArray<'js, u8>,
+) -> rquickjs::Result<Array<'js>> {
+    exchange(ctx, workspace, workspace_read, request, data)
 }
 
 fn build_engine() -> Result<Engine, String> {
@@ -266,6 +293,9 @@ fn build_engine() -> Result<Engine, String> {
             )?;
             natives.set("url", Function::new(ctx.clone(), url_op)?)?;
             natives.set("fetch", Function::new(ctx.clone(), host_fetch)?)?;
+            natives.set("workspace", Function::new(ctx.clone(), host_workspace)?)?;
+            let make_fs: Function = ctx.eval(FS_MODULE)?;
+            natives.set("makeFs", make_fs)?;
             let setup: Function = ctx.eval(PRELUDE)?;
             let internals: Object = setup.call((natives,))?;
             Ok::<_, rquickjs::Error>(Persistent::save(&ctx, internals))
@@ -436,7 +466,9 @@ fn run_program(engine: &Engine, code: Vec<u8>, input_json: Vec<u8>, filename: St
     })
 }
 
-fn main() {
+/// One program, from the request the host holds: the first of a fresh instance (`_start`)
+/// or the next cell of a session (`warden-run`, on an instance kept between calls).
+fn run_request() {
     let code = read_request(FIELD_CODE);
     let input_json = read_request(FIELD_INPUT);
     let filename = String::from_utf8_lossy(&read_request(FIELD_FILENAME)).into_owned();
@@ -455,6 +487,17 @@ fn main() {
     let Some(engine) = guard.as_ref() else { return };
     // The snapshot was taken at another stack depth: re-anchor QuickJS's stack check here.
     engine.runtime.set_max_stack_size(JS_MAX_STACK_BYTES);
+    UNHANDLED.with(|list| list.borrow_mut().clear());
     let outcome = run_program(engine, code, input_json, filename);
     report(&outcome);
+}
+
+/// A session's next program, in the globals the previous ones left.
+#[unsafe(export_name = "warden-run")]
+pub extern "C" fn warden_run() {
+    run_request();
+}
+
+fn main() {
+    run_request();
 }

@@ -657,6 +657,17 @@
 
   defineGlobal('global', globalThis);
 
+  // ---------------------------------------------------------------- workspace and require
+  const fs = natives.makeFs(natives.workspace);
+  defineGlobal('fs', fs);
+  const MODULES = { fs, 'node:fs': fs, 'fs/promises': fs.promises, 'node:fs/promises': fs.promises };
+  defineGlobal('require', function require(name) {
+    if (Object.prototype.hasOwnProperty.call(MODULES, name)) return MODULES[name];
+    const error = new Error(`Cannot find module '${StringOf(name)}': the sandbox has no packages (fs is built in)`);
+    error.code = 'MODULE_NOT_FOUND';
+    throw error;
+  });
+
   // ---------------------------------------------------------------- call sites
   // QuickJS's CallSite.getFunction() returns the function of every frame, strict or not, so a
   // program setting Error.prepareStackTrace would reach the helpers below. V8 answers
