@@ -276,7 +276,7 @@ pub struct ExecutionResult {
     pub files: Vec<FileInfo>,
     /// Present when the call ran in a session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session: Option<SessionInfo>,
+    pub session: Option<Box<SessionInfo>>,
 }
 
 impl ExecutionResult {

@@ -107,14 +107,14 @@ mod tests {
             uri: Some("warden://sessions/s/files/a.png".into()),
             content: None,
         }];
-        r.session = Some(SessionInfo {
+        r.session = Some(Box::new(SessionInfo {
             id: "s".into(),
             call: 1,
             fresh: true,
             restarted: false,
             idle_timeout_s: 1,
             expires_in_s: 1,
-        });
+        }));
         let v = serde_json::to_value(&r).unwrap();
         for (field, part) in [("files", &v["files"][0]), ("session", &v["session"])] {
             let properties = &schema["properties"][field];

@@ -68,6 +68,9 @@ fn args(language: &str, code: &str) -> ExecuteArgs {
         code: code.to_string(),
         timeout_ms: None,
         input: None,
+        files: None,
+        session: None,
+        session_action: None,
     }
 }
 

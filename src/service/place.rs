@@ -22,6 +22,16 @@ use crate::policy::Policy;
 /// What `session` says to open rather than continue.
 const NEW_SESSION: &str = "new";
 
+/// How a session's call went, for its part of the result.
+pub(super) struct Turn {
+    /// The call's number in the session.
+    pub call: u64,
+    /// It ran in a new interpreter.
+    pub fresh: bool,
+    /// The interpreter was dropped after it (a trap).
+    pub restarted: bool,
+}
+
 pub(super) enum Place {
     Fresh,
     Session {
@@ -63,15 +73,15 @@ impl Service {
         args: &ExecuteArgs,
         policy: &Policy,
         audit: &FetchAudit,
-    ) -> Result<Place, ExecutionResult> {
+    ) -> Result<Place, Box<ExecutionResult>> {
         self.sweep_sessions(policy);
         let Some(id) = args.session.as_deref() else {
             return Ok(Place::Fresh);
         };
         let Some(settings) = &policy.sessions else {
-            return Err(ExecutionResult::invalid_arguments(
+            return Err(Box::new(ExecutionResult::invalid_arguments(
                 "`session`: this server does not keep sessions",
-            ));
+            )));
         };
         if id != NEW_SESSION {
             return match self
@@ -82,7 +92,7 @@ impl Service {
                     session,
                     opened: false,
                 }),
-                None => Err(no_such_session(id)),
+                None => Err(Box::new(no_such_session(id))),
             };
         }
         let workspace = self
@@ -113,14 +123,14 @@ impl Service {
                     OpenRefused::Total(_) => "sessions.max_sessions",
                     OpenRefused::NoRandomness => "sessions",
                 };
-                Err(ExecutionResult::stopped(
+                Err(Box::new(ExecutionResult::stopped(
                     Status::RateLimited,
                     PolicyDecision {
                         rule: rule.into(),
                         reason: refused.to_string(),
                         retry_after_ms: None,
                     },
-                ))
+                )))
             }
         }
     }
@@ -130,9 +140,7 @@ impl Service {
     pub(super) fn settle_session(
         &self,
         place: &Place,
-        call: u64,
-        fresh: bool,
-        restarted: bool,
+        turn: &Turn,
         args: &ExecuteArgs,
         policy: &Policy,
         audit: &FetchAudit,
@@ -147,7 +155,7 @@ impl Service {
             event.reason = reason;
             self.record(&event);
         };
-        if restarted {
+        if turn.restarted {
             event("restart", Some(result.status.as_str()));
         }
         let closing = if args.session_action == Some(SessionAction::Close) {
@@ -161,18 +169,18 @@ impl Service {
             self.sessions.close(&session.id);
             event("close", Some(why));
         }
-        result.session = Some(SessionInfo {
+        result.session = Some(Box::new(SessionInfo {
             id: session.id.clone(),
-            call,
-            fresh,
-            restarted,
+            call: turn.call,
+            fresh: turn.fresh,
+            restarted: turn.restarted,
             idle_timeout_s: settings.idle_timeout_s,
             expires_in_s: if closing.is_some() {
                 0
             } else {
                 session.expires_in_s(settings)
             },
-        });
+        }));
     }
 
     /// Ends sessions that are over, audited.

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Service;
 use super::admission::Counted;
+use super::place::Turn;
 use crate::contract::{ExecuteArgs, ExecutionResult};
 use crate::metrics::Metrics;
 use crate::net::{FetchAudit, Narrowing, RunFetcher};
@@ -45,7 +46,7 @@ impl Service {
         // is dropped unstarted).
         let place = match self.place(&args, policy, &audit) {
             Ok(place) => place,
-            Err(refused) => return refused,
+            Err(refused) => return *refused,
         };
         let files = self.run_files(&place, policy);
         let interpreter = match place.session() {
@@ -189,16 +190,12 @@ impl Service {
             counted.server_failed();
         }
         redact_result(&mut result, live.credentials.redactor());
-        self.settle_session(
-            &place,
-            call_number,
+        let turn = Turn {
+            call: call_number,
             fresh,
             restarted,
-            &args,
-            policy,
-            &audit,
-            &mut result,
-        );
+        };
+        self.settle_session(&place, &turn, &args, policy, &audit, &mut result);
         if let Some(files) = &files {
             result.files = files.outputs(&self.returned(&place, policy));
         }

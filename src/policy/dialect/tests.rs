@@ -39,6 +39,9 @@ pub(super) fn call(code: &str, timeout_ms: Option<u64>, input: Value) -> Execute
         code: code.into(),
         timeout_ms,
         input: (!input.is_null()).then_some(input),
+        files: None,
+        session: None,
+        session_action: None,
     }
 }
 

@@ -18,6 +18,9 @@ fn call(code: &str, timeout_ms: Option<u64>, input: Option<&Value>) -> ExecuteAr
         code: code.to_string(),
         timeout_ms,
         input: input.cloned(),
+        files: None,
+        session: None,
+        session_action: None,
     }
 }
 
