@@ -96,7 +96,9 @@ pub struct ArgumentLimits {
 fn derived_schema() -> &'static Map<String, Value> {
     static SCHEMA: OnceLock<Map<String, Value>> = OnceLock::new();
     SCHEMA.get_or_init(|| {
-        let settings = schemars::generate::SchemaSettings::draft2020_12();
+        // Inline: a model reads the enum and the file shapes where they are used.
+        let mut settings = schemars::generate::SchemaSettings::draft2020_12();
+        settings.inline_subschemas = true;
         let schema = settings
             .into_generator()
             .into_root_schema_for::<ExecuteArgs>();
@@ -120,6 +122,9 @@ fn strip_annotations(value: &mut Value) {
         map.remove("$schema");
         map.remove("title");
         map.remove("format");
+        if let Some(Value::Array(values)) = map.get_mut("enum") {
+            values.retain(|v| !v.is_null());
+        }
         if let Some(Value::Array(types)) = map.get("type")
             && let [single] = types
                 .iter()
@@ -468,11 +473,10 @@ mod tests {
                 },
                 "files": {
                     "type": "object",
-                    "additionalProperties": {"$ref": "#/$defs/FileInput"},
+                    "additionalProperties": input_schema(&LIMITS, &JS_TS)["properties"]["files"]["additionalProperties"].clone(),
                     "description": "Files to put in `/workspace` before the code runs: a path (relative to `/workspace`) -> its text, or `{\"base64\": ...}` for bytes; at most 1000 bytes in all. Files the code writes there come back in the result."
                 }
             },
-            "$defs": input_schema(&LIMITS, &JS_TS)["$defs"].clone(),
             "required": ["language", "code"],
             "additionalProperties": false
         });
@@ -710,5 +714,10 @@ mod tests {
             schema["properties"]["session_action"]["enum"],
             json!(["continue", "reset", "close"])
         );
+        assert_eq!(schema["properties"]["session"]["type"], "string");
+        // A file is text or {"base64"}, said where it is used.
+        let file = &schema["properties"]["files"]["additionalProperties"]["anyOf"];
+        assert_eq!(file[0]["type"], "string");
+        assert_eq!(file[1]["required"], json!(["base64"]));
     }
 }

@@ -1,7 +1,8 @@
 //! Filesystem, environment and process access: the guests get no preopened directory, no
 //! environment variable, no arguments beyond the program name and no way to start a process,
 //! whether asked through the language (Python's `open`/`os`, JavaScript's missing `std`/`os`
-//! modules and `import`) or through raw WASI calls from a hand-written guest.
+//! modules and `import`) or through raw WASI calls from a hand-written guest. The one place for
+//! files is the run's own `/workspace`, a host service (the "workspace and sessions" category).
 
 use serde_json::json;
 
@@ -51,10 +52,9 @@ pub fn cases(_: &Ports) -> Vec<Case> {
             .must("the root directory cannot be listed")
             .status(&["error"])
             .error_type(not_found),
-        Case::py("Python os.listdir('.') (the working directory)", "import os\nos.listdir('.')")
-            .must("there is no working directory to list")
-            .status(&["error"])
-            .error_type(not_found),
+        Case::py("Python os.listdir('.') (the working directory)", "import os\n[os.getcwd(), os.listdir('.')]")
+            .must("the working directory is the run's own, empty /workspace (issue 14), nothing of the host")
+            .ok_with(json!(["/workspace", []])),
         Case::py("Python os.walk('/') over the whole tree", "import os\nlist(os.walk('/'))")
             .must("the walk finds nothing")
             .ok_with(json!([])),
@@ -116,8 +116,8 @@ pub fn cases(_: &Ports) -> Vec<Case> {
             "Python imports pathlib, shutil, tempfile and glob to reach files another way",
             "out = []\nfor m in ('pathlib', 'shutil', 'tempfile', 'glob'):\n    try:\n        __import__(m)\n        out.append(m + ' imported')\n    except ImportError as e:\n        out.append(type(e).__name__)\nout",
         )
-        .must("the file helpers are not in the sandbox")
-        .ok_with(json!(vec!["ModuleNotFoundError"; 4])),
+        .must("tempfile and glob are not in the sandbox; pathlib and shutil are, and reach only /workspace (see the workspace category)")
+        .ok_with(json!(["pathlib imported", "shutil imported", "ModuleNotFoundError", "ModuleNotFoundError"])),
         // ------------------------------------------------------------ Python: environment
         Case::py(
             "Python reads the environment (os.environ, os.getenv of HOME, PATH and Warden's own variables)",
@@ -170,11 +170,11 @@ pub fn cases(_: &Ports) -> Vec<Case> {
         .ok_with(json!([])),
         // ------------------------------------------------------------ JavaScript / TypeScript
         Case::js(
-            "JavaScript probes for host runtimes' globals (require, process, Deno, Bun, std, os, scriptArgs, print, __loadScript, bjson, module, exports)",
-            "[typeof require, typeof process, typeof Deno, typeof Bun, typeof std, typeof os, typeof scriptArgs, typeof print, typeof __loadScript, typeof bjson, typeof module, typeof exports]",
+            "JavaScript probes for host runtimes' globals (process, Deno, Bun, std, os, scriptArgs, print, __loadScript, bjson, module, exports)",
+            "[typeof process, typeof Deno, typeof Bun, typeof std, typeof os, typeof scriptArgs, typeof print, typeof __loadScript, typeof bjson, typeof module, typeof exports]",
         )
-        .must("none exists")
-        .ok_with(json!(vec!["undefined"; 12])),
+        .must("none exists (`require` does, for the workspace's fs only: see the workspace category)")
+        .ok_with(json!(vec!["undefined"; 11])),
         Case::js(
             "JavaScript dynamic import() of QuickJS's std/os modules and of Node's fs/child_process",
             "const out = [];\nfor (const m of ['std', 'os', 'qjs:std', 'qjs:os', 'bjson', 'fs', 'node:fs', 'child_process']) {\n  try { await import(m); out.push('loaded ' + m) } catch (e) { out.push('refused') }\n}\nout",
@@ -196,12 +196,12 @@ pub fn cases(_: &Ports) -> Vec<Case> {
             .status(&["error"])
             .error_type(&["SyntaxError"]),
         Case::ts(
-            "TypeScript `declare const require` and calls it",
+            "TypeScript `declare const require` and reads /etc/passwd through it",
             "declare const require: (m: string) => any;\nrequire('fs').readFileSync('/etc/passwd')",
         )
-        .must("the declaration is only a type: require does not exist")
+        .must("require gives only the workspace's fs, which refuses any path outside /workspace")
         .status(&["error"])
-        .error_type(&["ReferenceError"]),
+        .error_has("EACCES"),
         Case::js(
             "JavaScript looks for browser and worker capabilities (navigator, location, document, Worker, XMLHttpRequest, WebSocket, importScripts)",
             "[typeof navigator, typeof location, typeof document, typeof Worker, typeof XMLHttpRequest, typeof WebSocket, typeof importScripts]",

@@ -23,6 +23,7 @@ mod network;
 mod output;
 mod ssrf;
 mod stack;
+mod workspace;
 
 use harness::Ports;
 
@@ -43,6 +44,7 @@ fn tables() -> Vec<(&'static str, Vec<harness::Case>)> {
         ("introspection escapes", introspection::cases(&p)),
         ("timing of cancellation", cancellation::cases(&p)),
         ("gateway policy bypasses", gateway::cases(&p)),
+        ("workspace and sessions", workspace::cases(&p)),
     ]
 }
 
