@@ -52,6 +52,7 @@ bench: build
 	$(PYTHON) bench/startup.py
 	$(PYTHON) bench/instance_rss.py --language python
 	$(PYTHON) bench/instance_rss.py --language javascript
+	$(PYTHON) bench/sessions.py
 
 clean:
 	cargo clean

@@ -361,8 +361,11 @@ async fn oversize_result_is_an_error() {
 
 #[tokio::test]
 async fn the_sandbox_has_no_files_environment_or_network() {
-    let r = js("[typeof require, typeof process, typeof Deno, typeof XMLHttpRequest, typeof WebSocket, typeof std, typeof os, typeof scriptArgs]").await;
-    assert_eq!(ok(&r), &json!(vec!["undefined"; 8]));
+    let r = js("[typeof process, typeof Deno, typeof XMLHttpRequest, typeof WebSocket, typeof std, typeof os, typeof scriptArgs]").await;
+    assert_eq!(ok(&r), &json!(vec!["undefined"; 7]));
+    // `require` exists for the workspace's fs only.
+    let r = js("try { require('child_process') } catch (e) { e.code }").await;
+    assert_eq!(ok(&r), &json!("MODULE_NOT_FOUND"));
     // The one door out is the host's fetch, and the default policy allows no host.
     let r = js("try { await fetch('https://example.com/'); 'sent' } catch (e) { e.name + ': ' + e.message }").await;
     assert_eq!(

@@ -128,7 +128,7 @@ async fn errors_limits_and_recovery_through_mcp() {
         ("function f() { return f() }\nf()", &["error"]),
         ("console.log('x'.repeat(10 * 1024 * 1024))", &["ok"]),
         (
-            "[typeof require, typeof process, typeof Deno, typeof std]",
+            "[typeof module, typeof process, typeof Deno, typeof std]",
             &["ok"],
         ),
     ];

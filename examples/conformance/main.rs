@@ -1,5 +1,6 @@
 //! The conformance test server: Warden's Streamable HTTP server with the fixture tools the
-//! official MCP conformance suite calls (`test_*`) beside `execute_code`. A cargo example, so
+//! official MCP conformance suite calls (`test_*`) beside `execute_code`, and its fixture
+//! resources (`test://…`) beside the files of Warden's code sessions. A cargo example, so
 //! that the fixtures are built for `tests/conformance/run.sh` and never ship in the `warden`
 //! binary. Usage: `conformance --http ADDR [--policy FILE] [--cache-dir DIR]`.
 
@@ -9,6 +10,7 @@
 
 mod fixtures;
 mod input_required;
+mod resources;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,8 +18,10 @@ use std::sync::Arc;
 
 use clap::Parser;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, ListToolsResult, PaginatedRequestParams,
-    ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, ErrorCode, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerConfig, SubscribeRequestParams,
+    SubscriptionFilter, Tool, UnsubscribeRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -37,17 +41,20 @@ struct Args {
     cache_dir: Option<PathBuf>,
 }
 
-/// Warden's handler with the fixtures around it.
+/// Warden's handler with the fixtures around it, one per MCP session.
 #[derive(Clone)]
-struct WithFixtures(WardenServer);
+struct WithFixtures(WardenServer, resources::Subscriptions);
 
 impl ServerHandler for WithFixtures {
     fn get_info(&self) -> ServerConfig {
         let mut info = self.0.get_info();
-        // The logging fixture needs the logging capability.
+        // The logging fixture needs the logging capability, the resource fixtures
+        // subscriptions (Warden's own resources offer none).
         info.capabilities = ServerCapabilities::builder()
             .enable_tools()
             .enable_logging()
+            .enable_resources()
+            .enable_resources_subscribe()
             .build();
         info
     }
@@ -68,20 +75,68 @@ impl ServerHandler for WithFixtures {
         self.0.list_prompts(request, context).await
     }
 
+    /// The fixture resources, then Warden's (the files of the caller's code sessions).
     async fn list_resources(
         &self,
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
-    ) -> Result<rmcp::model::ListResourcesResult, ErrorData> {
-        self.0.list_resources(request, context).await
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let mut result = self.0.list_resources(request, context).await?;
+        result.resources.splice(0..0, resources::list());
+        Ok(result)
     }
 
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        match resources::read(&request.uri) {
+            Some(result) => Ok(result.into()),
+            None => self.0.read_resource(request, context).await,
+        }
+    }
+
+    /// The fixture templates, and Warden's if it comes to offer any.
     async fn list_resource_templates(
         &self,
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
-    ) -> Result<rmcp::model::ListResourceTemplatesResult, ErrorData> {
-        self.0.list_resource_templates(request, context).await
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let mut templates = resources::templates();
+        match self.0.list_resource_templates(request, context).await {
+            Ok(own) => templates.extend(own.resource_templates),
+            Err(e) if e.code == ErrorCode::METHOD_NOT_FOUND => {}
+            Err(e) => return Err(e),
+        }
+        Ok(ListResourceTemplatesResult::with_all_items(templates))
+    }
+
+    // Up to 2025-11-25; rmcp answers both as unknown methods in 2026-07-28 requests.
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.1.subscribe(&request.uri)
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.1.unsubscribe(&request.uri);
+        Ok(())
+    }
+
+    // 2026-07-28: `subscriptions/listen` for fixture resources; the default `listen` holds
+    // the stream open until the client cancels it.
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(resources::accepted_filter(requested))
     }
 
     async fn list_tools(
@@ -138,6 +193,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         allowed_origins: Vec::new(),
         grace: std::time::Duration::from_secs(1),
     };
-    tracing::warn!("test server: the conformance suite's fixture tools are offered");
-    serve_http_with(service, options, CancellationToken::new(), WithFixtures).await
+    tracing::warn!("test server: the conformance suite's fixture tools and resources are offered");
+    serve_http_with(service, options, CancellationToken::new(), |server| {
+        WithFixtures(server, resources::Subscriptions::default())
+    })
+    .await
 }

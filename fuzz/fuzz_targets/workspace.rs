@@ -1,5 +1,6 @@
 //! The workspace's path and quota layer: a sequence of operations (write, append, mkdir,
-//! remove, rename, read, list) with paths drawn from hostile spellings, on a real directory.
+//! remove, rename, read, list, and the guests' one call with built or raw requests) with paths
+//! drawn from hostile spellings, on a real directory.
 //!
 //! Asserts: nothing panics; every path that `WorkspacePath::parse` accepts stays under the
 //! workspace, and every refusal is an `FsError`; after every operation the usage the workspace
@@ -14,6 +15,7 @@ use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
+use warden::workspace::bridge;
 use warden::workspace::roots::WorkspaceRoot;
 use warden::workspace::{Kind, Quota, Usage, Workspace, WorkspacePath, WriteMode};
 
@@ -53,12 +55,67 @@ const NAMES: &[&str] = &[
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Write { path: Name, len: u16, mode: u8 },
-    Mkdir { path: Name, parents: bool },
-    Remove { path: Name, recursive: bool },
-    Rename { from: Name, to: Name },
-    Read { path: Name },
-    List { path: Name },
+    Write {
+        path: Name,
+        len: u16,
+        mode: u8,
+    },
+    Mkdir {
+        path: Name,
+        parents: bool,
+    },
+    Remove {
+        path: Name,
+        recursive: bool,
+    },
+    Rename {
+        from: Name,
+        to: Name,
+    },
+    Read {
+        path: Name,
+    },
+    List {
+        path: Name,
+    },
+    /// The guests' one call, with a request built from parts or raw bytes.
+    Bridge {
+        request: Request,
+        len: u16,
+    },
+}
+
+#[derive(Arbitrary, Debug)]
+enum Request {
+    Parts {
+        op: u8,
+        path: Name,
+        to: Name,
+        flag: bool,
+    },
+    Raw(Vec<u8>),
+}
+
+const OPS: &[&str] = &[
+    "read", "write", "mkdir", "remove", "rename", "stat", "list", "chmod",
+];
+
+impl Request {
+    fn bytes(&self) -> Vec<u8> {
+        match self {
+            Request::Parts { op, path, to, flag } => serde_json::json!({
+                "op": OPS[*op as usize % OPS.len()],
+                "path": path.text(),
+                "to": to.text(),
+                "parents": flag,
+                "recursive": flag,
+                "mode": if *flag { "append" } else { "replace" },
+            })
+            .to_string()
+            .into_bytes(),
+            Request::Raw(bytes) => bytes.clone(),
+        }
+    }
 }
 
 #[derive(Arbitrary, Debug)]
@@ -133,6 +190,20 @@ fuzz_target!(|ops: Vec<Op>| {
                 if let Ok(path) = parse(path) {
                     let _ = ws.list(&path);
                 }
+                false
+            }
+            Op::Bridge { request, len } => {
+                let data = vec![b'y'; usize::from(*len) % 3000];
+                let reply = bridge::handle(ws, &request.bytes(), &data);
+                let answer: serde_json::Value =
+                    serde_json::from_str(&reply.answer).expect("every answer is JSON");
+                let ok = answer["ok"].as_bool().expect("every answer says ok or not");
+                assert!(
+                    ok || answer["code"].as_str().is_some_and(|c| c.starts_with('E')),
+                    "a refusal carries an errno code: {answer}"
+                );
+                // `mkdir -p` may make some directories before a quota stops it: only the
+                // invariants below (usage = disk, within the quota) hold for every request.
                 false
             }
         };

@@ -2,8 +2,9 @@
 
 componentize-py runs this module at build time and snapshots the interpreter, so everything
 imported here is ready (and importable) in every run; nothing else from the standard library
-is. A run gets fresh globals (a session's next run: the previous run's), runs the code like a REPL cell (the value of a final expression
-statement is the result), and reports the outcome as JSON. Limits are enforced by the host.
+is. A run gets fresh globals (a session's next run: the previous run's), runs the code like a
+REPL cell (the value of a final expression statement is the result), and reports the outcome as
+JSON. Limits are enforced by the host.
 """
 
 import ast
@@ -17,7 +18,7 @@ import traceback
 # list in step with this one.
 import abc, array, base64, binascii, bisect, calendar, cmath, codecs, collections  # noqa: E401,F401
 import collections.abc, colorsys, contextlib, copy, csv, dataclasses, datetime  # noqa: E401,F401
-import decimal, difflib, enum, fnmatch, fractions, functools, graphlib, gzip, hashlib  # noqa: E401,F401
+import decimal, difflib, enum, fnmatch, fractions, functools, glob, graphlib, gzip, hashlib  # noqa: E401,F401
 import heapq, hmac, html, html.parser, io, ipaddress, itertools, keyword, math  # noqa: E401,F401
 import numbers, operator, os, pathlib, pprint, random, re, reprlib, secrets, shlex, statistics  # noqa: E401,F401
 import shutil, string, struct, textwrap, time, tomllib, types, typing, unicodedata, uuid  # noqa: E401,F401
@@ -35,7 +36,7 @@ import warden_net
 AVAILABLE = sorted(
     """abc array ast base64 binascii bisect builtins calendar cmath codecs collections
     collections.abc colorsys contextlib copy csv dataclasses datetime decimal difflib enum
-    fnmatch fractions functools graphlib gzip hashlib heapq hmac html html.parser io ipaddress
+    fnmatch fractions functools glob graphlib gzip hashlib heapq hmac html html.parser io ipaddress
     itertools json keyword math numbers operator os pathlib pprint random re reprlib secrets
     shlex shutil statistics string struct sys textwrap time tomllib traceback types typing unicodedata uuid
     urllib.parse warnings weakref xml.etree.ElementTree zipfile zlib

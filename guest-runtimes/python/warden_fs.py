@@ -86,6 +86,14 @@ class _WorkspaceFile(io.BytesIO):
             self.seek(0, io.SEEK_END)
             if not content:
                 _ask({"op": "write", "path": path, "mode": "replace"}, b"")
+        self._limits = None
+        if self._writable:
+            # Writes are kept until flush or close; the quota is checked as they come, so that
+            # a write past it fails where it is made (a file that is never closed explicitly
+            # would otherwise lose the error in its finalizer).
+            usage = _ask({"op": "usage"})[0]
+            room = usage["max_bytes"] - usage["bytes"] + (len(content) if "w" not in mode else 0)
+            self._limits = (usage["max_file_bytes"], room)
 
     def readable(self):
         return self._readable
@@ -108,6 +116,13 @@ class _WorkspaceFile(io.BytesIO):
             raise io.UnsupportedOperation("not writable")
         if "a" in self.mode:
             self.seek(0, io.SEEK_END)
+        with self.getbuffer() as held:
+            size = max(self.tell() + memoryview(data).nbytes, held.nbytes)
+        largest, room = self._limits
+        if size > largest:
+            raise OSError(errno.EFBIG, f"File too large: the workspace allows {largest} bytes per file", self._path)
+        if size > room:
+            raise OSError(errno.ENOSPC, "No space left: the workspace's quota is used up", self._path)
         self._dirty = True
         return super().write(data)
 

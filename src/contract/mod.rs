@@ -5,14 +5,13 @@
 //! A leaf: it knows nothing of the policy, the sandbox or MCP.
 
 mod args;
+mod call_scope;
 mod language;
 mod result;
 mod schema;
 
-pub use args::{
-    ArgumentLimits, Base64File, ExecuteArgs, FileInput, SessionAction, argument_names,
-    input_schema, parse_args,
-};
+pub use args::{ArgumentLimits, ExecuteArgs, argument_names, input_schema, parse_args};
+pub use call_scope::{Base64File, FileInput, SessionAction};
 pub use language::Language;
 pub use result::{
     ErrorInfo, ErrorKind, ErrorType, ExecutionResult, FileInfo, PolicyDecision, SessionInfo,

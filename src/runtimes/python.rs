@@ -40,6 +40,7 @@ pub const PYTHON_MODULES: &[&str] = &[
     "fnmatch",
     "fractions",
     "functools",
+    "glob",
     "graphlib",
     "gzip",
     "hashlib",

@@ -10,6 +10,8 @@
 //! {"op": "rename", "path": P, "to": Q}               -> {"ok": true}
 //! {"op": "stat",   "path": P}                        -> {"ok": true, "entry": E}
 //! {"op": "list",   "path": P}                        -> {"ok": true, "entries": [E]}
+//! {"op": "usage"}                                    -> {"ok": true, "max_bytes", "max_files",
+//!                                                        "max_file_bytes", "bytes", "files"}
 //! anything refused                                   -> {"ok": false, "code": "ENOENT", "message": ...}
 //! E = {"name", "path", "kind": "file" | "directory", "size", "modified_ms"}
 //! ```
@@ -53,6 +55,8 @@ enum Request {
     List {
         path: String,
     },
+    /// The quota and what is used of it (a shim that buffers writes checks them as it goes).
+    Usage,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +144,13 @@ fn serve(workspace: &mut Workspace, request: &[u8], data: &[u8]) -> Result<Serve
             let entries: Vec<Value> = workspace.list(&path(&p)?)?.iter().map(describe).collect();
             (json!({"ok": true, "entries": entries}), Vec::new(), None)
         }
+        Request::Usage => {
+            let (quota, used) = (workspace.quota(), workspace.usage());
+            let answer = json!({"ok": true, "max_bytes": quota.max_bytes,
+                "max_files": quota.max_entries, "max_file_bytes": quota.max_file_bytes,
+                "bytes": used.bytes, "files": used.entries});
+            (answer, Vec::new(), None)
+        }
     })
 }
 
@@ -199,6 +210,12 @@ mod tests {
         assert_eq!(a["entries"][0]["size"], 6);
         let (a, _) = ask(ws, json!({"op": "stat", "path": "out"}), b"");
         assert_eq!(a["entry"]["kind"], "directory");
+        let (a, _) = ask(ws, json!({"op": "usage"}), b"");
+        assert_eq!(
+            a,
+            json!({"ok": true, "max_bytes": 100, "max_files": 10, "max_file_bytes": 50,
+                "bytes": 6, "files": 2})
+        );
         for (request, data, code) in [
             (json!({"op": "read", "path": "missing"}), &b""[..], "ENOENT"),
             (

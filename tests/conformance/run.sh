@@ -2,7 +2,8 @@
 # Runs the official MCP conformance suite (@modelcontextprotocol/conformance, installed with
 # Node 22 into .tools by scripts/setup.sh) against Warden's HTTP server for both requirement
 # sets. The server is the `conformance` example (examples/conformance): `warden serve --http`
-# plus the suite's fixture tools (test_*), which the `warden` binary never contains. Scenarios Warden is known to fail are listed, each with its reason, in the
+# plus the suite's fixture tools (test_*) and resources (test://...), which the `warden` binary
+# never contains. Scenarios Warden is known to fail are listed, each with its reason, in the
 # expected-failures files beside this script; anything else failing, or a listed scenario
 # starting to pass, fails the run.
 set -euo pipefail

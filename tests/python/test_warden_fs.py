@@ -2,7 +2,7 @@
 CPython, against an in-memory stand-in for the host's workspace call that speaks the bridge's
 protocol (src/workspace/bridge.rs) with a byte quota. The libraries agents use on files
 (csv, json, pathlib, zipfile, gzip, os.walk) must work through it unchanged; the real host
-call is exercised once the guest is wired (issue 14). Runs in a subprocess: the shim patches
+call is exercised through the MCP tool (test_sessions.py, tests/escapes/workspace.rs). Runs in a subprocess: the shim patches
 `open` and `os` for the whole interpreter."""
 
 import subprocess
@@ -25,6 +25,9 @@ def fail(code, message):
 def call(request, data):
     r = json.loads(request)
     op, path = r["op"], r.get("path")
+    if op == "usage":
+        return json.dumps({"ok": True, "max_bytes": QUOTA, "max_files": 100, "max_file_bytes": 2 * QUOTA,
+                           "bytes": sum(map(len, files.values())), "files": len(files) + len(dirs) - 1}), b""
     parent = posixpath.dirname(path)
     if op == "read":
         if path in dirs: return fail("EISDIR", path)

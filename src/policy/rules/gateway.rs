@@ -10,6 +10,18 @@ use serde_json::Value;
 
 use super::Test;
 
+/// What follows `prefix` in `path`, if that is one or more non-empty keys joined by dots.
+pub(super) fn dotted_after<'p>(path: &'p str, prefix: &str) -> Option<&'p str> {
+    path.strip_prefix(prefix)
+        .filter(|rest| !rest.is_empty() && rest.split('.').all(|k| !k.is_empty()))
+}
+
+/// Whether `path` is a well-formed gateway path: `args.<key>...` or, unless `args_only`,
+/// `state.<counter>`.
+pub fn is_gateway_path(path: &str, args_only: bool) -> bool {
+    dotted_after(path, "args.").is_some() || (!args_only && dotted_after(path, "state.").is_some())
+}
+
 pub(super) fn holds(test: &Test, value: Option<Value>) -> bool {
     let value = match (test, value) {
         // The gateway's `exists` is "present and not null".

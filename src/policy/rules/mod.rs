@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::contract::ExecuteArgs;
+use gateway::dotted_after;
+pub use gateway::is_gateway_path;
 
 /// A rule as written in the policy (`[[tools.execute_code.rules]]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,6 +116,10 @@ enum ArgPath {
     TimeoutMs,
     /// `input` (empty) or a path of object keys into it.
     Input(Vec<String>),
+    /// `session` ("new" or an id), absent for a call without one.
+    Session,
+    /// The names of the `files` given (an array), absent without any.
+    Files,
     /// An argument `execute_code` does not have: always absent.
     Absent,
     /// A counter's value in its current window.
@@ -196,21 +202,11 @@ fn args_path(rest: &str) -> ArgPath {
         (Some("language"), false) => ArgPath::Language,
         (Some("code"), false) => ArgPath::Code,
         (Some("timeout_ms"), false) => ArgPath::TimeoutMs,
+        (Some("session"), false) => ArgPath::Session,
+        (Some("files"), false) => ArgPath::Files,
         (Some("input"), _) => ArgPath::Input(keys.map(str::to_string).collect()),
         _ => ArgPath::Absent,
     }
-}
-
-/// What follows `prefix` in `path`, if that is one or more non-empty keys joined by dots.
-fn dotted_after<'p>(path: &'p str, prefix: &str) -> Option<&'p str> {
-    path.strip_prefix(prefix)
-        .filter(|rest| !rest.is_empty() && rest.split('.').all(|k| !k.is_empty()))
-}
-
-/// Whether `path` is a well-formed gateway path: `args.<key>...` or, unless `args_only`,
-/// `state.<counter>`.
-pub fn is_gateway_path(path: &str, args_only: bool) -> bool {
-    dotted_after(path, "args.").is_some() || (!args_only && dotted_after(path, "state.").is_some())
 }
 
 /// The value at an `args.…` path in the call's arguments, if the call has one there.
@@ -301,6 +297,8 @@ impl Condition {
             "code" => ArgPath::Code,
             "code_length" => ArgPath::CodeLength,
             "timeout_ms" => ArgPath::TimeoutMs,
+            "session" => ArgPath::Session,
+            "files" => ArgPath::Files,
             "input" => ArgPath::Input(Vec::new()),
             other => match other.strip_prefix("input.") {
                 Some(rest) if !rest.is_empty() && rest.split('.').all(|k| !k.is_empty()) => {
@@ -309,7 +307,7 @@ impl Condition {
                 _ => {
                     return Err(format!(
                         "unknown `arg` \"{other}\" (expected language, code, code_length, \
-                         timeout_ms, input or input.<key>)"
+                         timeout_ms, session, files, input or input.<key>)"
                     ));
                 }
             },
@@ -370,6 +368,11 @@ impl ArgPath {
             ArgPath::Code => Some(Value::from(args.code.as_str())),
             ArgPath::CodeLength => Some(Value::from(args.code.len())),
             ArgPath::TimeoutMs => args.timeout_ms.map(Value::from),
+            ArgPath::Session => args.session.as_deref().map(Value::from),
+            ArgPath::Files => args
+                .files
+                .as_ref()
+                .map(|files| files.keys().map(|k| Value::from(k.as_str())).collect()),
             ArgPath::Input(keys) => {
                 let mut v = args.input.as_ref()?;
                 for key in keys {

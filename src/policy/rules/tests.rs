@@ -358,3 +358,23 @@ fn a_counter_bound_that_fails_says_which_counter() {
         "require": [{"path": "state.tool.calls", "op": "gte", "value": 1}]}));
     assert_eq!(r.outcome(&args, &At(0)), Outcome::Applies);
 }
+
+#[test]
+fn rules_see_the_session_and_the_names_of_the_files() {
+    let mut args = call("", None, None);
+    assert!(!check("session", "exists", Some(json!(true)), &args));
+    args.session = Some("new".into());
+    args.files = Some(
+        [(
+            "data.csv".to_string(),
+            crate::contract::FileInput::Text("a".into()),
+        )]
+        .into(),
+    );
+    assert!(check("session", "eq", Some(json!("new")), &args));
+    assert!(check("files", "contains", Some(json!("data.csv")), &args));
+    let gateway: RuleSpec = serde_json::from_value(json!({"name": "r", "message": "m",
+        "when": [{"path": "args.session", "op": "exists", "value": true}]}))
+    .unwrap();
+    assert!(Rule::compile(&gateway).unwrap().matches(&args));
+}
