@@ -5,7 +5,6 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
@@ -15,8 +14,8 @@ use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::capability::{FetchCapability, HttpRequest as HostRequest, WorkspaceCapability};
-use super::ending::finish;
-use super::run::{HasRunCore, RunCore, RunRequest, SharedText, begin_call, limited_store};
+use super::run::{HasRunCore, RunCore, RunRequest, SharedText, limited_store};
+use super::session::{Kept, KeptForm, run_kept};
 use super::{CancelFlag, RunLimits, SessionRun};
 use crate::contract::ExecutionResult;
 
@@ -137,61 +136,35 @@ fn new_state(request: &RunRequest) -> ComponentState {
 
 /// A Python interpreter kept between calls: `run` called again on the same instance runs in
 /// the same globals.
-pub struct ComponentSession {
-    store: wasmtime::Store<ComponentState>,
-    guest: Guest,
-}
+pub type ComponentSession = Kept<ComponentState, Guest>;
 
-/// Runs `request` in `kept` (instantiating first when there is none); an instance whose call
-/// trapped or ran out of memory is dropped (see `core_module::execute_in_session`).
+/// Runs `request` in `kept` (see `session::run_kept`).
 pub fn execute_in_session(
     engine: &Engine,
     pre: &ComponentPre<ComponentState>,
     kept: &mut Option<ComponentSession>,
     request: RunRequest,
 ) -> SessionRun {
-    let started = Instant::now();
-    let fuel = request.limits.fuel;
-    let fresh = kept.is_none();
-    let mut session = match kept.take() {
-        Some(mut session) => {
-            if let Err(e) = begin_call(&mut session.store, &request) {
-                return SessionRun::failed(format!("continuing the session failed: {e:#}"), fresh);
-            }
-            session
-        }
-        None => {
-            let mut store = match limited_store(engine, new_state(&request), fuel) {
-                Ok(store) => store,
-                Err(e) => {
-                    return SessionRun::failed(format!("setting up the run failed: {e:#}"), fresh);
-                }
-            };
-            match pre.instantiate(&mut store) {
-                Ok(guest) => ComponentSession { store, guest },
-                Err(e) => return SessionRun::ended(finish(&mut store, Err(e), "", started, fuel)),
-            }
-        }
+    let form = KeptForm {
+        start: || {
+            let mut store = limited_store(engine, new_state(&request), request.limits.fuel)?;
+            let guest = pre.instantiate(&mut store);
+            Ok((store, guest))
+        },
+        refresh: |_: &mut ComponentState| {},
+        call: |store: &mut wasmtime::Store<ComponentState>, guest: &Guest| {
+            let json = guest.call_run(
+                &mut *store,
+                &request.source,
+                &request.input_json,
+                &request.filename,
+            )?;
+            store.data_mut().run.report(json.as_bytes());
+            Ok(())
+        },
+        diagnose: |_: &ComponentState| String::new(),
     };
-    let outcome = session
-        .guest
-        .call_run(
-            &mut session.store,
-            &request.source,
-            &request.input_json,
-            &request.filename,
-        )
-        .map(|json| session.store.data_mut().run.report(json.as_bytes()));
-    let discarded = outcome.is_err() || session.store.data_mut().run.limiter.exhausted();
-    let result = finish(&mut session.store, outcome, "", started, fuel);
-    if !discarded {
-        *kept = Some(session);
-    }
-    SessionRun {
-        result,
-        fresh,
-        discarded,
-    }
+    run_kept(kept, &request, form)
 }
 
 /// See [`super::run::check_instantiates`].

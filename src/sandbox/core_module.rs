@@ -11,7 +11,8 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use super::capability::{FetchCapability, HttpRequest, WorkspaceCapability, encode_frame};
 use super::ending::finish;
-use super::run::{HasRunCore, RunCore, RunRequest, begin_call, limited_store};
+use super::run::{HasRunCore, RunCore, RunRequest, limited_store};
+use super::session::{Kept, KeptForm, run_kept};
 use super::{CancelFlag, RunLimits, SessionRun};
 use crate::contract::ExecutionResult;
 
@@ -28,6 +29,8 @@ pub struct CoreState {
     request_fields: [Vec<u8>; 3],
     /// The last fetch's or file call's answer frame, until the guest reads it.
     reply: Vec<u8>,
+    /// The guest runtime's own stderr (a panic message), to explain a crash.
+    diagnostics: MemoryOutputPipe,
     run: RunCore,
 }
 
@@ -256,6 +259,7 @@ pub fn execute_and_inspect(
 fn new_state(request: RunRequest, diagnostics: &MemoryOutputPipe) -> CoreState {
     CoreState {
         wasi: wasi_context(&request.filename, diagnostics),
+        diagnostics: diagnostics.clone(),
         run: RunCore::new(
             &request.limits,
             request.cancel,
@@ -276,71 +280,40 @@ fn new_state(request: RunRequest, diagnostics: &MemoryOutputPipe) -> CoreState {
 const CELL_EXPORT: &str = "warden-run";
 
 /// A JavaScript interpreter kept between calls.
-pub struct CoreSession {
-    store: Store<CoreState>,
-    instance: Instance,
-    diagnostics: MemoryOutputPipe,
-}
+pub type CoreSession = Kept<CoreState, Instance>;
 
-/// Runs `request` in `kept` (instantiating first when there is none). An instance whose call
-/// trapped or ran out of memory is in an unknown state: it is dropped, and the next call
-/// starts a fresh one.
+/// Runs `request` in `kept` (see `session::run_kept`): the first call instantiates without
+/// `_start`; every call runs the guest's `warden-run`.
 pub fn execute_in_session(
     engine: &Engine,
     pre: &InstancePre<CoreState>,
     kept: &mut Option<CoreSession>,
     request: RunRequest,
 ) -> SessionRun {
-    let started = Instant::now();
-    let fuel = request.limits.fuel;
-    let fresh = kept.is_none();
-    let mut session = match kept.take() {
-        Some(mut session) => {
-            let [source, input, filename] = &mut session.store.data_mut().request_fields;
-            *source = request.source.as_bytes().to_vec();
-            *input = request.input_json.as_bytes().to_vec();
-            *filename = request.filename.as_bytes().to_vec();
-            if let Err(e) = begin_call(&mut session.store, &request) {
-                return SessionRun::failed(format!("continuing the session failed: {e:#}"), fresh);
-            }
-            session
-        }
-        None => {
+    let fields = [
+        request.source.as_bytes().to_vec(),
+        request.input_json.as_bytes().to_vec(),
+        request.filename.as_bytes().to_vec(),
+    ];
+    let form = KeptForm {
+        start: || {
             let diagnostics = MemoryOutputPipe::new(GUEST_DIAGNOSTICS_BYTES);
-            let mut store = match limited_store(engine, new_state(request, &diagnostics), fuel) {
-                Ok(store) => store,
-                Err(e) => {
-                    return SessionRun::failed(format!("setting up the run failed: {e:#}"), fresh);
-                }
-            };
-            match pre.instantiate(&mut store) {
-                Ok(instance) => CoreSession {
-                    store,
-                    instance,
-                    diagnostics,
-                },
-                Err(e) => {
-                    let detail = String::from_utf8_lossy(&diagnostics.contents()).into_owned();
-                    return SessionRun::ended(finish(&mut store, Err(e), &detail, started, fuel));
-                }
-            }
-        }
+            let state = new_state(request.clone(), &diagnostics);
+            let mut store = limited_store(engine, state, request.limits.fuel)?;
+            let instance = pre.instantiate(&mut store);
+            Ok((store, instance))
+        },
+        refresh: |state: &mut CoreState| state.request_fields = fields,
+        call: |store: &mut Store<CoreState>, instance: &Instance| {
+            instance
+                .get_typed_func::<(), ()>(&mut *store, CELL_EXPORT)
+                .and_then(|cell| cell.call(&mut *store, ()))
+        },
+        diagnose: |state: &CoreState| {
+            String::from_utf8_lossy(&state.diagnostics.contents()).into_owned()
+        },
     };
-    let outcome = session
-        .instance
-        .get_typed_func::<(), ()>(&mut session.store, CELL_EXPORT)
-        .and_then(|cell| cell.call(&mut session.store, ()));
-    let discarded = outcome.is_err() || session.store.data_mut().run.limiter.exhausted();
-    let detail = String::from_utf8_lossy(&session.diagnostics.contents()).into_owned();
-    let result = finish(&mut session.store, outcome, &detail, started, fuel);
-    if !discarded {
-        *kept = Some(session);
-    }
-    SessionRun {
-        result,
-        fresh,
-        discarded,
-    }
+    run_kept(kept, &request, form)
 }
 
 /// See [`super::run::check_instantiates`].
@@ -351,6 +324,7 @@ pub fn check_instantiates(
 ) -> wasmtime::Result<()> {
     let state = CoreState {
         wasi: wasi_context("check", &MemoryOutputPipe::new(0)),
+        diagnostics: MemoryOutputPipe::new(0),
         run: RunCore::new(
             limits,
             CancelFlag::new(),

@@ -4,8 +4,14 @@
 //! memory leaves the interpreter in a state nobody can vouch for, so the instance is dropped
 //! and the next call starts a fresh one.
 
+use std::time::Instant;
+
+use wasmtime::Store;
+
 use super::component::{self, ComponentSession};
 use super::core_module::{self, CoreSession};
+use super::ending::finish;
+use super::run::{HasRunCore, begin_call};
 use super::{GuestProgram, PreparedGuest, RunRequest, Sandbox};
 use crate::contract::ExecutionResult;
 
@@ -35,6 +41,75 @@ impl SessionRun {
             fresh: true,
             discarded: true,
         }
+    }
+}
+
+/// An instance kept between calls, in its store.
+pub(super) struct Kept<S: 'static, I> {
+    pub store: Store<S>,
+    pub instance: I,
+}
+
+/// How a guest form starts, continues and calls a kept instance.
+pub(super) struct KeptForm<Start, Refresh, Call, Diagnose> {
+    /// A new store, and the instance made in it (or why it could not be made).
+    pub start: Start,
+    /// Gives a kept store the next request (beyond `run::begin_call`'s part).
+    pub refresh: Refresh,
+    /// Runs the request in the instance.
+    pub call: Call,
+    /// What the guest runtime itself printed, to explain a crash.
+    pub diagnose: Diagnose,
+}
+
+/// Runs `request` in `kept` (instantiating first when there is none). An instance whose call
+/// trapped or ran out of memory is in an unknown state: it is dropped, and the next call
+/// starts a fresh one.
+pub(super) fn run_kept<S, I, Start, Refresh, Call, Diagnose>(
+    kept: &mut Option<Kept<S, I>>,
+    request: &RunRequest,
+    form: KeptForm<Start, Refresh, Call, Diagnose>,
+) -> SessionRun
+where
+    S: HasRunCore,
+    Start: FnOnce() -> wasmtime::Result<(Store<S>, wasmtime::Result<I>)>,
+    Refresh: FnOnce(&mut S),
+    Call: FnOnce(&mut Store<S>, &I) -> wasmtime::Result<()>,
+    Diagnose: Fn(&S) -> String,
+{
+    let started = Instant::now();
+    let fuel = request.limits.fuel;
+    let fresh = kept.is_none();
+    let mut session = match kept.take() {
+        Some(mut session) => {
+            (form.refresh)(session.store.data_mut());
+            if let Err(e) = begin_call(&mut session.store, request) {
+                return SessionRun::failed(format!("continuing the session failed: {e:#}"), fresh);
+            }
+            session
+        }
+        None => match (form.start)() {
+            Err(e) => {
+                return SessionRun::failed(format!("setting up the run failed: {e:#}"), fresh);
+            }
+            Ok((store, Ok(instance))) => Kept { store, instance },
+            Ok((mut store, Err(e))) => {
+                let detail = (form.diagnose)(store.data());
+                return SessionRun::ended(finish(&mut store, Err(e), &detail, started, fuel));
+            }
+        },
+    };
+    let outcome = (form.call)(&mut session.store, &session.instance);
+    let discarded = outcome.is_err() || session.store.data_mut().run_core().limiter.exhausted();
+    let detail = (form.diagnose)(session.store.data());
+    let result = finish(&mut session.store, outcome, &detail, started, fuel);
+    if !discarded {
+        *kept = Some(session);
+    }
+    SessionRun {
+        result,
+        fresh,
+        discarded,
     }
 }
 

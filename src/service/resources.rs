@@ -8,6 +8,8 @@ use super::Service;
 use crate::workspace::{WorkspacePath, media_type};
 
 const SCHEME_PREFIX: &str = "warden://sessions/";
+/// The caller's sessions themselves, as JSON.
+const SESSIONS_URI: &str = "warden://sessions";
 
 /// Everything but unreserved characters is escaped in a path segment.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -57,7 +59,12 @@ impl Service {
         let Some(settings) = &policy.sessions else {
             return Vec::new();
         };
-        let mut entries = Vec::new();
+        let mut entries = vec![ResourceEntry {
+            uri: SESSIONS_URI.to_string(),
+            name: "your code sessions".to_string(),
+            size: 0,
+            media_type: "application/json".to_string(),
+        }];
         for session in self.sessions.of(settings, grant, mcp_session) {
             let Some(workspace) = &session.workspace else {
                 continue;
@@ -83,6 +90,9 @@ impl Service {
         grant: &str,
         mcp_session: &str,
     ) -> Option<ResourceContent> {
+        if uri == SESSIONS_URI {
+            return self.sessions_listing(grant, mcp_session);
+        }
         let rest = uri.strip_prefix(SCHEME_PREFIX)?;
         let (id, encoded) = rest.split_once("/files/")?;
         let decoded: Vec<String> = encoded
@@ -102,6 +112,34 @@ impl Service {
             uri: uri.to_string(),
             media_type: media_type(&path.relative(), &bytes).to_string(),
             bytes,
+        })
+    }
+}
+
+impl Service {
+    /// `warden://sessions`: the caller's open sessions (id, calls, seconds idle and left).
+    fn sessions_listing(&self, grant: &str, mcp_session: &str) -> Option<ResourceContent> {
+        let live = self.policy.current();
+        let policy = live.policy();
+        self.sweep_sessions(policy);
+        let settings = policy.sessions.as_ref()?;
+        let listed: Vec<serde_json::Value> = self
+            .sessions
+            .of(settings, grant, mcp_session)
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "id": s.id,
+                    "calls": s.calls(),
+                    "idle_s": s.idle_s(),
+                    "expires_in_s": s.expires_in_s(settings),
+                })
+            })
+            .collect();
+        Some(ResourceContent {
+            uri: SESSIONS_URI.to_string(),
+            media_type: "application/json".to_string(),
+            bytes: serde_json::Value::Array(listed).to_string().into_bytes(),
         })
     }
 }

@@ -45,6 +45,15 @@ impl CodeSession {
         self.calls.load(Ordering::Relaxed)
     }
 
+    /// Seconds since the last call began.
+    pub fn idle_s(&self) -> u64 {
+        self.last_used
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .elapsed()
+            .as_secs()
+    }
+
     /// Why the session is over at `now`, if it is.
     fn expired(&self, settings: &SessionSettings, now: Instant) -> Option<&'static str> {
         let idle = *self
@@ -210,4 +219,73 @@ fn new_id() -> Option<String> {
         "s-{}",
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(bind: bool) -> SessionSettings {
+        SessionSettings {
+            max_sessions: 3,
+            max_per_grant: 2,
+            bind_to_mcp_session: bind,
+            ..SessionSettings::default()
+        }
+    }
+
+    #[test]
+    fn sessions_belong_to_their_grant_and_count_against_the_limits() {
+        let sessions = Sessions::default();
+        let s = settings(false);
+        let a = sessions.open(&s, 3, "alice", "m1", None).unwrap();
+        assert!(a.id.starts_with("s-") && a.id.len() == 34);
+        assert!(
+            sessions.find(&s, &a.id, "alice", "m2").is_some(),
+            "any MCP session of the grant"
+        );
+        assert!(sessions.find(&s, &a.id, "bob", "m1").is_none());
+        assert!(
+            sessions
+                .find(&settings(true), &a.id, "alice", "m2")
+                .is_none(),
+            "bound"
+        );
+        sessions.open(&s, 3, "alice", "m1", None).unwrap();
+        assert_eq!(
+            sessions.open(&s, 3, "alice", "m1", None).err(),
+            Some(OpenRefused::PerGrant(2))
+        );
+        sessions.open(&s, 3, "bob", "m1", None).unwrap();
+        assert_eq!(
+            sessions.open(&s, 3, "carol", "m1", None).err(),
+            Some(OpenRefused::Total(3))
+        );
+        assert_eq!(
+            sessions.open(&s, 2, "dave", "m1", None).err(),
+            Some(OpenRefused::Total(2)),
+            "never more than the pool was sized for"
+        );
+        assert!(sessions.close(&a.id).is_some());
+        assert!(!sessions.is_open(&a.id));
+        assert_eq!(sessions.of(&s, "alice", "m1").len(), 1);
+    }
+
+    #[test]
+    fn a_sweep_ends_what_is_over() {
+        let sessions = Sessions::default();
+        let s = settings(false);
+        let a = sessions.open(&s, 3, "alice", "m1", None).unwrap();
+        assert!(sessions.sweep(Some(&s)).is_empty());
+        *a.last_used.lock().unwrap() = Instant::now() - Duration::from_secs(601);
+        let swept = sessions.sweep(Some(&s));
+        assert_eq!(swept.len(), 1);
+        assert_eq!(swept[0].1, "it was idle too long");
+        let b = sessions.open(&s, 3, "alice", "m1", None).unwrap();
+        assert!(b.id != a.id);
+        assert_eq!(
+            sessions.sweep(None)[0].1,
+            "the policy no longer has sessions"
+        );
+    }
 }

@@ -6,6 +6,7 @@ TypeScript; reset, close, restart after a trap, quotas, and sessions bound to th
 import asyncio
 import base64
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -147,12 +148,15 @@ def notebook(language, cells, mode):
             blob = (await c.read_resource(pngs[0]["uri"])).contents[0]
             assert hashlib.sha256(base64.b64decode(blob.blob)).hexdigest() == pngs[0]["sha256"]
             assert len(workspaces(base)) == 1
+            mine = json.loads((await c.read_resource("warden://sessions")).contents[0].text)
+            assert [(m["id"], m["calls"]) for m in mine] == [(sid, 3)], mine
             _, s = await call(c, "1", language, session=sid, session_action="close")
             assert s["status"] == "ok" and s["session"]["expires_in_s"] == 0, s
             assert workspaces(base) == [], "a closed session's workspace is removed"
             _, s = await call(c, "1", language, session=sid)
             assert s["status"] == "invalid_arguments" and "no such session" in s["error"]["message"]
-            assert (await c.list_resources()).resources == []
+            assert [r.uri for r in (await c.list_resources()).resources] == ["warden://sessions"]
+            assert json.loads((await c.read_resource("warden://sessions")).contents[0].text) == []
 
     asyncio.run(body())
 
@@ -168,9 +172,12 @@ def test_a_typescript_notebook_keeps_state_files_and_returns_charts(mode):
 
 
 def test_reset_and_a_trap_lose_the_state_but_keep_the_workspace():
+    audit = Path(tempfile.mkdtemp()) / "audit.jsonl"
+
     async def body():
         base = tempfile.mkdtemp()
-        async with Client(server(policy(base)), mode="legacy") as c:
+        extra = f'[audit]\npath = "{audit}"\n'
+        async with Client(server(extra + policy(base)), mode="legacy") as c:
             for language, setup, probe, spin in [
                 ("python", "x = 1\nopen('keep.txt','w').write('kept')", "'x' in globals(), open('keep.txt').read()", "while True: pass"),
                 ("javascript", "var x = 1; fs.writeFileSync('keep.txt', 'kept')", "[typeof x !== 'undefined', fs.readFileSync('keep.txt', 'utf8')]", "while (true) {}"),
@@ -191,6 +198,12 @@ def test_reset_and_a_trap_lose_the_state_but_keep_the_workspace():
                 await call(c, "0", language, session=sid, session_action="close")
 
     asyncio.run(body())
+    # Every step of a session's life is an audit event, tied to the session and the call.
+    events = [json.loads(line) for line in audit.read_text().splitlines()]
+    lives = [(e["action"], e["reason"] if e["action"] == "restart" else None)
+             for e in events if e["event"] == "code_session"]
+    assert lives == [("open", None), ("reset", None), ("restart", "timeout"), ("close", None)] * 2, lives
+    assert all(e["request_id"].startswith("r-") for e in events if e["event"] == "code_session")
 
 
 def test_quotas_are_ordinary_errors_in_the_guest():
@@ -259,7 +272,10 @@ token_sha256 = "{hashlib.sha256(OTHER.encode()).hexdigest()}"
                 forged = "s-" + "0" * 32
                 _, f = await call(theirs, "1", session=forged)
                 assert s["error"]["message"].replace(sid, "ID") == f["error"]["message"].replace(forged, "ID")
-                assert (await theirs.list_resources()).resources == []
+                listed = (await theirs.list_resources()).resources
+                assert [r.uri for r in listed] == ["warden://sessions"], listed
+                theirs_listing = (await theirs.read_resource("warden://sessions")).contents[0].text
+                assert json.loads(theirs_listing) == []
                 uri = f"warden://sessions/{sid}/files/s.txt"
                 with pytest.raises(Exception) as refused:
                     await theirs.read_resource(uri)

@@ -166,9 +166,10 @@ def test_typescript_syntax_error_has_position(mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_no_files_environment_or_sockets(mode):
+    # `require` exists, for the workspace's fs only (test_sessions.py); no host runtime does.
     probes = """
     const found = [];
-    for (const name of ['require', 'process', 'Deno', 'Bun', 'XMLHttpRequest', 'WebSocket', 'std', 'os'])
+    for (const name of ['process', 'Deno', 'Bun', 'XMLHttpRequest', 'WebSocket', 'std', 'os'])
       if (typeof globalThis[name] !== 'undefined') found.push(name);
     let imported = 'no';
     try { await import('fs'); imported = 'yes'; } catch (e) { imported = e.name; }
