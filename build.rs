@@ -104,7 +104,7 @@ mod from_source {
             println!("cargo:rerun-if-env-changed={var}");
         }
 
-        let raw = build_javascript_guest(&guest_dir, &guest_target_dir(out_dir))?;
+        let raw = build_javascript_guest(&guest_dir, &guest_target_dir(out_dir, &manifest_dir))?;
         let wizened = wizen(&raw)?;
         let dest = out_dir.join("javascript.wasm");
         std::fs::write(&dest, &wizened).map_err(|e| format!("writing {}: {e}", dest.display()))?;
@@ -147,15 +147,22 @@ mod from_source {
         Ok(())
     }
 
-    /// `<target>/wasm-guests`, shared by all profiles and by every checkout using the same target
-    /// directory, so that the C part of QuickJS is not rebuilt for each.
-    fn guest_target_dir(out_dir: &Path) -> PathBuf {
+    /// `<target>/wasm-guests/<checkout>`, shared by all profiles and builds of one checkout, so
+    /// that the C part of QuickJS is not rebuilt for each. Per checkout: two checkouts sharing
+    /// a target directory would otherwise share the guest's fingerprint and artifact, and one
+    /// would embed the other's guest (seen when benchmarking against an older tree).
+    fn guest_target_dir(out_dir: &Path, manifest_dir: &Path) -> PathBuf {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        manifest_dir.hash(&mut hasher);
+        let checkout = format!("{:016x}", hasher.finish());
         // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out.
         out_dir
             .ancestors()
             .nth(4)
             .map(|target| target.join("wasm-guests"))
             .unwrap_or_else(|| out_dir.join("wasm-guests"))
+            .join(checkout)
     }
 
     fn build_javascript_guest(guest_dir: &Path, target_dir: &Path) -> anyhow_like::Result<Vec<u8>> {

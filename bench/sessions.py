@@ -7,8 +7,11 @@
    machine's speed is the same for both; the ratio is session / fresh.
 2. Memory: RSS per idle session: open K sessions (each has run one cell and holds its
    interpreter), RSS delta / K.
+3. With `--before BIN` (a build of the commit before sessions and workspaces): a call without
+   a session on this build versus on BIN, both with the built-in policy, calls alternating
+   between the two servers; the ratio is this / before.
 
-Usage: bench/sessions.py [--calls N] [--sessions K]   (WARDEN_BIN names the binary)
+Usage: bench/sessions.py [--calls N] [--sessions K] [--before BIN]   (WARDEN_BIN names the binary)
 """
 import argparse
 import json
@@ -27,11 +30,11 @@ DEFAULT = (ROOT / "policies" / "default.toml").read_text()
 
 
 class Server:
-    def __init__(self, policy: str):
+    def __init__(self, policy: str, binary: str = WARDEN):
         path = Path(tempfile.mkdtemp()) / "policy.toml"
         path.write_text(policy)
         self.proc = subprocess.Popen(
-            [WARDEN, "serve", "--policy", str(path)],
+            [binary, "serve", "--policy", str(path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env={**os.environ, "WARDEN_LOG": "error"}, text=True, bufsize=1,
         )
@@ -108,11 +111,33 @@ def idle_rss(language, sessions):
           f"{(after - before) / sessions:.2f} MiB per idle session ({closed:.1f} MiB after closing them)")
 
 
+def against_before(before, calls):
+    now, then = Server(DEFAULT), Server(DEFAULT, before)
+    for language in ("javascript", "python"):
+        samples = {"now": [], "before": []}
+        for _ in range(20):
+            now.call({"language": language, "code": CODE[language]})
+            then.call({"language": language, "code": CODE[language]})
+        for _ in range(calls):
+            for name, server in (("now", now), ("before", then)):
+                t = time.perf_counter()
+                server.call({"language": language, "code": CODE[language]})
+                samples[name].append((time.perf_counter() - t) * 1e6)
+        n50, b50 = statistics.median(samples["now"]), statistics.median(samples["before"])
+        print(f"{language} without a session: this build p50 {n50:.0f} µs | before p50 {b50:.0f} µs "
+              f"| this/before {n50 / b50:.2f}")
+    now.close()
+    then.close()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=300)
     ap.add_argument("--sessions", type=int, default=16)
+    ap.add_argument("--before", help="a warden binary from before sessions, to compare with")
     args = ap.parse_args()
+    if args.before:
+        against_before(args.before, args.calls)
     server = Server(f"{DEFAULT}\n[sessions]\n")
     for language in ("javascript", "python"):
         latency(server, language, args.calls)

@@ -63,6 +63,9 @@ fuzz_target!(|data: &[u8]| {
             code: text.get(..64).unwrap_or(text).to_string(),
             timeout_ms: Some(1000),
             input: Some(input.clone()),
+            files: None,
+            session: None,
+            session_action: None,
         };
         let caller = Caller {
             grant: LOCAL_GRANT,

@@ -457,6 +457,9 @@ fuzz_target!(
         code,
         timeout_ms,
         input: input.input.as_ref().map(|j| j.value(0)),
+        files: None,
+        session: None,
+        session_action: None,
     };
     SANDBOX.run_and_check(args);
 });

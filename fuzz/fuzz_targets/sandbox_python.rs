@@ -446,6 +446,9 @@ fuzz_target!(
             .input
             .as_ref()
             .map(|(k, n)| serde_json::json!({ k.clone(): n, "x": [1, 2] })),
+        files: None,
+        session: None,
+        session_action: None,
     };
     SANDBOX.run_and_check(args);
 });

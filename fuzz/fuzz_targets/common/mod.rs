@@ -235,6 +235,9 @@ pub fn check_next_run_works(
             code: code.to_string(),
             timeout_ms: None,
             input: None,
+            files: None,
+            session: None,
+            session_action: None,
         },
     );
     assert!(
