@@ -128,11 +128,13 @@ impl Service {
             };
             let prepared = match runtime.prepare(&code) {
                 Ok(p) => p,
+                // Nothing ran: a session's interpreter is as it was.
                 Err(e) => {
-                    return Ran::fresh(ExecutionResult::without_run(
-                        crate::contract::Status::Error,
-                        e,
-                    ));
+                    return Ran {
+                        result: ExecutionResult::without_run(crate::contract::Status::Error, e),
+                        fresh: interpreter.as_ref().is_none_or(|turn| !turn.kept.is_live()),
+                        restarted: false,
+                    };
                 }
             };
             let request = RunRequest {
