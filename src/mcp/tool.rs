@@ -104,7 +104,7 @@ pub fn description(view: &CallerView) -> String {
             "\nFiles: the code reads and writes files under /workspace (relative paths resolve \
              there). Python: open, os, pathlib, shutil, csv, json, zipfile, gzip. \
              JavaScript/TypeScript: a Node-style `fs` (also `require('fs')`): readFileSync/readFile \
-             (with 'utf8' for text), writeFileSync, appendFileSync, readdirSync, statSync, \
+             (with an encoding such as 'utf8', 'base64' or 'hex' for text), writeFileSync, appendFileSync, readdirSync, statSync, \
              mkdirSync, rmSync, unlinkSync, existsSync, renameSync, fs.promises. Up to \
              {total:.0} MiB and {count} files, {largest:.0} MiB per file (beyond that a write \
              fails with ENOSPC/EDQUOT/EFBIG). Give the code files with the `files` argument. \

@@ -56,15 +56,19 @@ impl Service {
     pub(super) fn run_files(&self, place: &Place, policy: &Policy) -> Option<Arc<RunFiles>> {
         let workspace = match place {
             Place::Session { session, .. } => session.workspace.clone()?,
-            Place::Fresh => {
-                let root = self.workspaces.clone()?;
-                policy
-                    .workspace
-                    .enabled
-                    .then(|| Arc::new(LazyWorkspace::new(root, policy.workspace.quota())))?
-            }
+            Place::Fresh => Arc::new(self.new_workspace(policy)?),
         };
         Some(Arc::new(RunFiles::new(workspace)))
+    }
+
+    /// A workspace under the policy's quota, made on first use (none when the policy turns
+    /// workspaces off).
+    fn new_workspace(&self, policy: &Policy) -> Option<LazyWorkspace> {
+        let root = self
+            .workspaces
+            .clone()
+            .filter(|_| policy.workspace.enabled)?;
+        Some(LazyWorkspace::new(root, policy.workspace.quota()))
     }
 
     /// Finds or opens the call's session; the result says why not.
@@ -95,11 +99,7 @@ impl Service {
                 None => Err(Box::new(no_such_session(id))),
             };
         }
-        let workspace = self
-            .workspaces
-            .clone()
-            .filter(|_| policy.workspace.enabled)
-            .map(|root| LazyWorkspace::new(root, policy.workspace.quota()));
+        let workspace = self.new_workspace(policy);
         match self.sessions.open(
             settings,
             self.session_capacity,

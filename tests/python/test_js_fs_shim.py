@@ -2,7 +2,7 @@
 one `make setup` installs), against an in-memory stand-in for the host's workspace call that
 speaks the bridge's protocol (src/workspace/bridge.rs) with a byte quota. Node's names and
 error shapes must hold, so code written for Node's `fs` works; the real host call is exercised
-once the guest is wired (issue 14)."""
+through the MCP tool (test_sessions.py, tests/escapes/workspace.rs)."""
 
 import subprocess
 from pathlib import Path
@@ -86,6 +86,21 @@ const fs = makeFs(call);
   fs.appendFileSync('log.txt', 'one\n');
   fs.appendFileSync('log.txt', 'two\n');
   assert.strictEqual(fs.readFileSync('log.txt', { encoding: 'utf8' }), 'one\ntwo\n');
+  // Node's text encodings agree with Node's own Buffer, both ways.
+  const sample = Uint8Array.from({ length: 257 }, (_, i) => (i * 37 + 11) & 0xff);
+  for (const enc of ['utf8', 'base64', 'base64url', 'hex', 'latin1', 'binary', 'ascii']) {
+    fs.writeFileSync('enc.bin', sample);
+    assert.strictEqual(fs.readFileSync('enc.bin', enc), Buffer.from(sample).toString(enc), enc);
+    const text = Buffer.from(sample).toString(enc);
+    fs.writeFileSync('enc.txt', text, enc);
+    assert.deepStrictEqual([...fs.readFileSync('enc.txt')], [...Buffer.from(text, enc)], enc);
+  }
+  fs.writeFileSync('lenient.bin', 'aGVs bG8=!!', 'base64');
+  assert.strictEqual(fs.readFileSync('lenient.bin', 'utf8'), Buffer.from('aGVs bG8=!!', 'base64').toString());
+  fs.writeFileSync('half.bin', 'abzz12', 'hex');
+  assert.deepStrictEqual([...fs.readFileSync('half.bin')], [...Buffer.from('abzz12', 'hex')]);
+  assert.throws(() => fs.readFileSync('enc.bin', 'utf16le'), (e) => e.code === 'ERR_UNKNOWN_ENCODING');
+  for (const f of ['enc.bin', 'enc.txt', 'lenient.bin', 'half.bin']) fs.unlinkSync(f);
   fs.writeFileSync('img.bin', new Uint8Array([137, 80, 78, 71]));
   assert.deepStrictEqual([...fs.readFileSync('img.bin')], [137, 80, 78, 71]);
   assert.deepStrictEqual(fs.readdirSync('/workspace'), ['data', 'img.bin', 'log.txt']);

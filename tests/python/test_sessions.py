@@ -246,6 +246,12 @@ def test_a_call_without_a_session_gets_its_files_back_and_leaves_nothing():
             assert workspaces(base) == []
             _, s = await call(c, "import os\nos.listdir('.')", "python")
             assert s["result"] == [], "a new call's scratch workspace is empty"
+            _, s = await call(c, "fs.writeFileSync('b.bin', 'AAEC/w==', 'base64'); "
+                              "const raw = fs.readFileSync('b.bin'); "
+                              "[fs.readFileSync('b.bin', 'hex'), fs.readFileSync('b.bin', 'base64'), "
+                              "raw instanceof Uint8Array, [...raw]]")
+            assert s["result"] == ["000102ff", "AAEC/w==", True, [0, 1, 2, 255]], s
+            assert s["files"][0]["size"] == 4
             _, s = await call(c, "1", "python", files={"../escape.txt": "x"})
             assert s["status"] == "invalid_arguments" and "files.../escape.txt" in s["error"]["message"], s
 

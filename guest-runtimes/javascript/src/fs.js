@@ -39,16 +39,81 @@ function makeFs(call) {
     const [answerJson, bytes] = call(JSON.stringify(request), data ?? new Uint8Array(0));
     const answer = JSON.parse(answerJson);
     if (!answer.ok) throw fail(answer.code, answer.message, syscall, shownPath);
-    return [answer, bytes];
+    // The host hands back an ArrayBuffer; a read is a Uint8Array, as Node's Buffer is one.
+    return [answer, bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes)];
+  }
+
+  // Node's text encodings for file contents (`'binary'` is `'latin1'`).
+  const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+  function encodingName(encoding) {
+    const e = String(encoding).toLowerCase();
+    if (e === 'utf8' || e === 'utf-8') return 'utf8';
+    if (e === 'binary') return 'latin1';
+    if (['base64', 'base64url', 'hex', 'latin1', 'ascii'].includes(e)) return e;
+    const error = new TypeError(`Unknown encoding: ${encoding}`);
+    error.code = 'ERR_UNKNOWN_ENCODING';
+    throw error;
+  }
+
+  function toText(bytes, encoding) {
+    switch (encodingName(encoding)) {
+      case 'utf8': return decoder.decode(bytes);
+      case 'hex': return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+      case 'latin1': return Array.from(bytes, (b) => String.fromCharCode(b)).join('');
+      case 'ascii': return Array.from(bytes, (b) => String.fromCharCode(b & 0x7f)).join('');
+      default: {
+        let out = '';
+        for (let i = 0; i < bytes.length; i += 3) {
+          const n = (bytes[i] << 16) | ((bytes[i + 1] ?? 0) << 8) | (bytes[i + 2] ?? 0);
+          const left = bytes.length - i;
+          out += B64[(n >> 18) & 63] + B64[(n >> 12) & 63];
+          out += left > 1 ? B64[(n >> 6) & 63] : '=';
+          out += left > 2 ? B64[n & 63] : '=';
+        }
+        return encodingName(encoding) === 'base64url'
+          ? out.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
+          : out;
+      }
+    }
+  }
+
+  function fromText(text, encoding) {
+    switch (encodingName(encoding)) {
+      case 'utf8': return encoder.encode(text);
+      case 'hex': {
+        // As Node: pairs of hex digits, up to the first that is not one.
+        const out = [];
+        for (let i = 0; i + 1 < text.length; i += 2) {
+          const byte = parseInt(text.slice(i, i + 2), 16);
+          if (!/^[0-9a-fA-F]{2}$/.test(text.slice(i, i + 2))) break;
+          out.push(byte);
+        }
+        return Uint8Array.from(out);
+      }
+      case 'latin1': return Uint8Array.from(text, (c) => c.charCodeAt(0) & 0xff);
+      case 'ascii': return Uint8Array.from(text, (c) => c.charCodeAt(0) & 0xff);
+      default: {
+        // As Node: both alphabets, other characters skipped, up to the padding.
+        const out = [];
+        let bits = 0, value = 0;
+        for (const c of text) {
+          if (c === '=') break;
+          const d = c === '-' ? 62 : c === '_' ? 63 : B64.indexOf(c);
+          if (d < 0) continue;
+          value = (value << 6) | d;
+          bits += 6;
+          if (bits >= 8) {
+            bits -= 8;
+            out.push((value >> bits) & 0xff);
+          }
+        }
+        return Uint8Array.from(out);
+      }
+    }
   }
 
   function toBytes(data, encoding) {
-    if (typeof data === 'string') {
-      if (encoding && !['utf8', 'utf-8'].includes(String(encoding).toLowerCase())) {
-        throw new TypeError(`encoding ${encoding} is not supported (utf8 is)`);
-      }
-      return encoder.encode(data);
-    }
+    if (typeof data === 'string') return encoding ? fromText(data, encoding) : encoder.encode(data);
     if (data instanceof Uint8Array) return data;
     if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     if (data instanceof ArrayBuffer) return new Uint8Array(data);
@@ -75,7 +140,7 @@ function makeFs(call) {
     readFileSync(path, options) {
       const [, bytes] = ask({ op: 'read', path: resolve(path) }, 'open', path);
       const encoding = encodingOf(options);
-      return encoding ? decoder.decode(bytes) : bytes;
+      return encoding ? toText(bytes, encoding) : bytes;
     },
     writeFileSync(path, data, options) {
       const mode = options?.flag === 'wx' ? 'create_new' : options?.flag === 'a' ? 'append' : 'replace';
