@@ -126,8 +126,9 @@ pub fn description(view: &CallerView) -> String {
              code. A call that times out or runs out of fuel or memory restarts the interpreter \
              (its state is lost, the workspace stays; the result says `session.restarted`). A \
              session ends after {idle} s unused, {life} s in all or {calls} calls; up to {per} \
-             per caller. Calls on one session run one at a time. Without `session` every call \
-             starts fresh.\n",
+             per caller. Calls on one session run one at a time. In JavaScript, a later call \
+             cannot declare a top-level const/let name again (use var, or assign). Without \
+             `session` every call starts fresh.\n",
             idle = sessions.idle_timeout_s,
             life = sessions.max_lifetime_s,
             calls = sessions.max_calls,

@@ -5,7 +5,7 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use super::Service;
-use crate::workspace::{WorkspacePath, media_type};
+use crate::workspace::{WorkspacePath, media_type, media_type_by_name};
 
 const SCHEME_PREFIX: &str = "warden://sessions/";
 /// The caller's sessions themselves, as JSON.
@@ -74,7 +74,7 @@ impl Service {
                 entries.push(ResourceEntry {
                     uri: uri_of(&session.id, &path),
                     // The type by name only: listing does not read every file.
-                    media_type: media_type(&shown, &[]).to_string(),
+                    media_type: media_type_by_name(&shown).to_string(),
                     name: shown,
                     size,
                 });

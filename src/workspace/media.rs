@@ -59,6 +59,26 @@ pub fn media_type(name: &str, bytes: &[u8]) -> &'static str {
         .map_or("application/octet-stream", |(_, media)| media)
 }
 
+/// The media type `name` suggests, without its content (a listing): image types by extension
+/// too, since no content is shown as an image on the strength of this answer.
+pub fn media_type_by_name(name: &str) -> &'static str {
+    const IMAGES: &[(&str, &str)] = &[
+        ("png", "image/png"),
+        ("jpg", "image/jpeg"),
+        ("jpeg", "image/jpeg"),
+        ("gif", "image/gif"),
+        ("webp", "image/webp"),
+    ];
+    let extension = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    IMAGES
+        .iter()
+        .find(|(e, _)| *e == extension)
+        .map_or_else(|| media_type(name, &[]), |(_, media)| media)
+}
+
 /// Whether a client may show `media` as an `image` block. SVG is not: it is a document that
 /// can carry script and links, so it is returned as a file (text), never rendered by Warden.
 pub fn is_raster_image(media: &str) -> bool {
@@ -106,6 +126,8 @@ mod tests {
         assert_eq!(media_type("data.CSV", b"a,b"), "text/csv");
         assert_eq!(media_type("chart.svg", b"<svg/>"), "image/svg+xml");
         assert_eq!(media_type("noext", b"hi"), "application/octet-stream");
+        assert_eq!(media_type_by_name("charts/a.PNG"), "image/png");
+        assert_eq!(media_type_by_name("a.csv"), "text/csv");
         assert!(!is_raster_image("image/svg+xml"));
         assert!(is_text("image/svg+xml") && is_text("text/csv") && !is_text("image/png"));
     }

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::FsError;
 use inspect::path_prefix;
-pub use media::{is_raster_image, is_text, media_type};
+pub use media::{is_raster_image, is_text, media_type, media_type_by_name};
 pub use path::{MOUNT, PathError, WorkspacePath};
 pub use settings::{SettingsError, WorkspaceSettings};
 

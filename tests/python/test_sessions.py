@@ -143,6 +143,7 @@ def notebook(language, cells, mode):
             listed = {res.uri: res for res in (await c.list_resources()).resources}
             assert svg["uri"] in listed and pngs[0]["uri"] in listed
             assert listed[svg["uri"]].name == "/workspace/charts/sales.svg"
+            assert listed[pngs[0]["uri"]].mime_type == "image/png"
             text = (await c.read_resource(svg["uri"])).contents[0]
             assert text.text.startswith("<svg") and text.mime_type == "image/svg+xml"
             blob = (await c.read_resource(pngs[0]["uri"])).contents[0]
