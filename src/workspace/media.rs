@@ -49,14 +49,16 @@ pub fn media_type(name: &str, bytes: &[u8]) -> &'static str {
     if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
         return "image/webp";
     }
-    let extension = name
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    BY_EXTENSION
+    by_extension(BY_EXTENSION, name).unwrap_or("application/octet-stream")
+}
+
+/// The media type `table` gives `name`'s extension (compared without case).
+fn by_extension(table: &[(&str, &'static str)], name: &str) -> Option<&'static str> {
+    let (_, extension) = name.rsplit_once('.')?;
+    table
         .iter()
-        .find(|(e, _)| *e == extension)
-        .map_or("application/octet-stream", |(_, media)| media)
+        .find(|(e, _)| e.eq_ignore_ascii_case(extension))
+        .map(|(_, media)| *media)
 }
 
 /// The media type `name` suggests, without its content (a listing): image types by extension
@@ -69,14 +71,7 @@ pub fn media_type_by_name(name: &str) -> &'static str {
         ("gif", "image/gif"),
         ("webp", "image/webp"),
     ];
-    let extension = name
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    IMAGES
-        .iter()
-        .find(|(e, _)| *e == extension)
-        .map_or_else(|| media_type(name, &[]), |(_, media)| media)
+    by_extension(IMAGES, name).unwrap_or_else(|| media_type(name, &[]))
 }
 
 /// Whether a client may show `media` as an `image` block. SVG is not: it is a document that
