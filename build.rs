@@ -88,6 +88,7 @@ mod from_source {
             "guest-runtimes/python/app.py",
             "guest-runtimes/python/warden_net.py",
             "guest-runtimes/python/warden_fs.py",
+            "guest-runtimes/python/warden_tools.py",
             "guest-runtimes/wit/warden.wit",
         ] {
             println!(

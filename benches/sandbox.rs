@@ -23,6 +23,7 @@ fn request(code: &str) -> RunRequest {
         cancel: CancelFlag::new(),
         fetch: Default::default(),
         workspace: Default::default(),
+        tools: Default::default(),
     }
 }
 

@@ -18,9 +18,10 @@ ALLOWED = {
     "runtimes": {"contract", "sandbox"},
     "net": {"audit", "sandbox"},
     "secrets": {"net"},
-    "policy": {"contract", "audit", "net", "secrets", "workspace"},
+    "upstream": set(),
+    "policy": {"contract", "audit", "net", "secrets", "workspace", "upstream"},
     "auth": {"policy"},
-    "service": {"contract", "metrics", "audit", "sandbox", "runtimes", "net", "secrets", "policy", "auth", "workspace"},
+    "service": {"contract", "metrics", "audit", "sandbox", "runtimes", "net", "secrets", "policy", "auth", "workspace", "upstream"},
     "mcp": {"contract", "policy", "runtimes", "auth", "service", "workspace"},
 }
 MAX_LINES = 400

@@ -26,8 +26,17 @@ struct RuleLabel {
     rule: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ToolCallLabels {
+    server: String,
+    tool: String,
+    outcome: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    tool_calls: Family<ToolCallLabels, Counter>,
+    tool_call_seconds: Family<ToolCallLabels, Histogram>,
     runs: Family<RunLabels, Counter>,
     durations: Family<LanguageLabel, Histogram>,
     denials: Family<RuleLabel, Counter>,
@@ -74,8 +83,26 @@ impl Metrics {
             "Calls waiting for a free sandbox",
             queued.clone(),
         );
+        let tool_calls = Family::<ToolCallLabels, Counter>::default();
+        registry.register(
+            "tool_calls",
+            "Calls the code made to upstream tools, by server, tool and outcome",
+            tool_calls.clone(),
+        );
+        let tool_call_seconds = Family::<ToolCallLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.0001, 4.0, 11,
+            ))
+        });
+        registry.register(
+            "tool_call_duration_seconds",
+            "Time of the code's calls to upstream tools (policy and approval included)",
+            tool_call_seconds.clone(),
+        );
         Metrics {
             registry,
+            tool_calls,
+            tool_call_seconds,
             runs,
             durations,
             denials,
@@ -97,6 +124,20 @@ impl Metrics {
         };
         self.durations.get_or_create(&language).observe(seconds);
         self.fuel.get_or_create(&language).inc_by(fuel);
+    }
+
+    /// One call of the code to an upstream tool; `outcome` is `ok`, `tool_error`, `denied`,
+    /// `rate_limited`, `failed`...
+    pub fn tool_called(&self, server: &str, tool: &str, outcome: &str, seconds: f64) {
+        let labels = ToolCallLabels {
+            server: server.to_string(),
+            tool: tool.to_string(),
+            outcome: outcome.to_string(),
+        };
+        self.tool_calls.get_or_create(&labels).inc();
+        self.tool_call_seconds
+            .get_or_create(&labels)
+            .observe(seconds);
     }
 
     pub fn denied(&self, rule: &str) {

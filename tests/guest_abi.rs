@@ -60,6 +60,7 @@ fn request(fuel: u64, timeout: Duration) -> RunRequest {
         cancel: CancelFlag::new(),
         fetch: Default::default(),
         workspace: Default::default(),
+        tools: Default::default(),
     }
 }
 

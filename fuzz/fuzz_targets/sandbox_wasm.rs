@@ -231,6 +231,7 @@ fn request(limits: &RunLimits, source: &[u8]) -> RunRequest {
         cancel: CancelFlag::new(),
         fetch: FetchCapability::default(),
         workspace: Default::default(),
+        tools: Default::default(),
     }
 }
 

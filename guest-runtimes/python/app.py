@@ -32,6 +32,7 @@ import encodings.utf_16, encodings.utf_8_sig  # noqa: E401,F401
 import wit_world
 import warden_fs
 import warden_net
+import warden_tools
 
 AVAILABLE = sorted(
     """abc array ast base64 binascii bisect builtins calendar cmath codecs collections
@@ -85,6 +86,8 @@ sys.meta_path.append(_SandboxImports(blocked_only=False))
 warden_net.install()
 # open/os/shutil on /workspace go to the host's workspace (quotas, names, no links: host side).
 warden_fs.install(wit_world.workspace)
+# tools.<server>.<tool>(...) goes to the host, which applies the policy to every call.
+warden_tools.install(wit_world.tools)
 
 _json_dumps = json.dumps
 _json_loads = json.loads

@@ -2,6 +2,10 @@
 //! or to stderr. Events name the code by its SHA-256 and size; the code itself only with
 //! `audit.include_code = true`. No secret values are ever passed here.
 
+mod tool_call;
+
+pub use tool_call::ToolCallEvent;
+
 use std::io::Write;
 use std::sync::Mutex;
 

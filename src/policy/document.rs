@@ -15,6 +15,7 @@ use crate::audit::AuditSettings;
 use crate::contract::{Language, TOOL_NAME};
 use crate::net::NetworkPolicy;
 use crate::secrets::CredentialSpec;
+use crate::upstream::UpstreamSpec;
 use crate::workspace::WorkspaceSettings;
 
 use super::sessions::SessionSettings;
@@ -56,6 +57,12 @@ pub struct Policy {
     /// Present: calls may open and continue sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions: Option<SessionSettings>,
+    /// MCP servers whose tools the code may call (`tools.<name>.<tool>(…)`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub upstreams: BTreeMap<String, UpstreamSpec>,
+    /// The documents named by `upstreams.<name>.policy`, loaded (by [`Self::load`]).
+    #[serde(skip)]
+    pub upstream_policies: BTreeMap<String, Policy>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,12 +140,38 @@ impl Policy {
         })?;
         let origin = path.display().to_string();
         let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        let policy = match extension {
-            "json" => Policy::from_policylayer(&text, &origin)?,
-            "yaml" | "yml" => return Policy::from_intercept(&text, &origin),
-            _ => Policy::parse(&text, &origin)?,
+        let (mut policy, notes) = match extension {
+            "json" => {
+                let policy = Policy::from_policylayer(&text, &origin)?;
+                let notes = policy.notes();
+                (policy, notes)
+            }
+            "yaml" | "yml" => Policy::from_intercept(&text, &origin)?,
+            _ => {
+                let policy = Policy::parse(&text, &origin)?;
+                let notes = policy.notes();
+                (policy, notes)
+            }
         };
-        let notes = policy.notes();
+        let base = path.parent().unwrap_or(Path::new("."));
+        for (name, upstream) in &policy.upstreams {
+            let Some(file) = &upstream.policy else {
+                continue;
+            };
+            let own = Policy::load(&base.join(file)).map_err(|e| PolicyError::Invalid {
+                origin: origin.clone(),
+                message: format!("upstreams.{name}.policy: {e}"),
+            })?;
+            if !own.upstreams.is_empty() {
+                return Err(PolicyError::Invalid {
+                    origin: origin.clone(),
+                    message: format!(
+                        "upstreams.{name}.policy: an upstream's policy cannot name upstreams itself"
+                    ),
+                });
+            }
+            policy.upstream_policies.insert(name.clone(), own);
+        }
         Ok((policy, notes))
     }
 
@@ -203,6 +236,31 @@ impl Policy {
         }
         if let Some(sessions) = &self.sessions {
             sessions.validate()?;
+        }
+        for (name, upstream) in &self.upstreams {
+            upstream.validate(name).map_err(|(key, message)| {
+                let at = format!("[upstreams.{name}]");
+                let path: &[&str] = if key.is_empty() {
+                    &["upstreams", name]
+                } else {
+                    &["upstreams", name, key]
+                };
+                Issue::new(path, format!("{at} {message}"))
+            })?;
+            for credential in &upstream.credentials {
+                match self.credentials.get(credential) {
+                    Some(spec) if spec.inject.is_some() => {}
+                    _ => {
+                        return Err(Issue::new(
+                            &["upstreams", name, "credentials"],
+                            format!(
+                                "[upstreams.{name}] credentials: \"{credential}\" must be a \
+                                 credential of [credentials] with `inject`"
+                            ),
+                        ));
+                    }
+                }
+            }
         }
         validate_grants(&self.grants, &self.limits, &self.credentials)
     }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::document::{Action, Policy, PolicyError};
 use super::grants::Grant;
 use super::ratelimit::{Caller, CounterKey, CounterStore, LimitSpec};
-use super::rules::{Counters, Effect, Outcome, Rule};
+use super::rules::{Arguments, Counters, Effect, Outcome, Rule};
 use crate::contract::{ExecuteArgs, PolicyDecision, Status, TOOL_NAME};
 
 /// What the policy says about a call before any rate limit is counted.
@@ -69,9 +69,24 @@ pub struct PolicyEngine {
     policy: Policy,
     /// `execute_code`'s rules, then the rules for every tool (`all_tools`), in order.
     pub(super) rules: Vec<Rule>,
+    /// The rules of every other tool the document names (an upstream server's tools), each
+    /// followed by `all_tools`' when the document is an upstream's own.
+    tool_rules: HashMap<String, Vec<Rule>>,
     /// Each counter a limit defines, by name, for conditions that read it.
     limits_by_counter: HashMap<String, LimitSpec>,
     pub(super) counters: Arc<dyn CounterStore>,
+    /// Set for an upstream server's own document: its `all_tools` governs that server's tools
+    /// (not `execute_code`), and its counters are its own (prefixed with the server's name).
+    upstream: Option<String>,
+}
+
+/// A call the code makes to a tool of an upstream server, as the policy sees it: the tool's
+/// name in the document (`server.tool` in Warden's own policy, the bare name in the server's
+/// own document) and its arguments.
+#[derive(Debug, Clone, Copy)]
+pub struct ToolCall<'a> {
+    pub tool: &'a str,
+    pub arguments: &'a Value,
 }
 
 impl PolicyEngine {
@@ -79,16 +94,47 @@ impl PolicyEngine {
         policy: Policy,
         counters: Arc<dyn CounterStore>,
     ) -> Result<PolicyEngine, PolicyError> {
-        let tool_rules = policy.tool().map(|t| &t.rules[..]).unwrap_or(&[]);
-        let rules = tool_rules
-            .iter()
-            .chain(&policy.all_tools.rules)
-            .map(Rule::compile)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|message| PolicyError::Invalid {
-                origin: "policy".into(),
-                message,
-            })?;
+        PolicyEngine::build(policy, counters, None)
+    }
+
+    /// The engine of an upstream server's own document (a gateway policy written for that
+    /// server): it decides that server's tools by their bare names.
+    pub fn for_upstream(
+        policy: Policy,
+        counters: Arc<dyn CounterStore>,
+        server: &str,
+    ) -> Result<PolicyEngine, PolicyError> {
+        PolicyEngine::build(policy, counters, Some(server.to_string()))
+    }
+
+    fn build(
+        policy: Policy,
+        counters: Arc<dyn CounterStore>,
+        upstream: Option<String>,
+    ) -> Result<PolicyEngine, PolicyError> {
+        let compile = |specs: &mut dyn Iterator<Item = &super::rules::RuleSpec>| {
+            specs
+                .map(Rule::compile)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|message| PolicyError::Invalid {
+                    origin: "policy".into(),
+                    message,
+                })
+        };
+        let own_rules = policy.tool().map(|t| &t.rules[..]).unwrap_or(&[]);
+        let rules = compile(&mut own_rules.iter().chain(&policy.all_tools.rules))?;
+        let every_tool: &[super::rules::RuleSpec] = if upstream.is_some() {
+            &policy.all_tools.rules
+        } else {
+            &[]
+        };
+        let mut tool_rules = HashMap::new();
+        for (name, tool) in policy.tools.iter().filter(|(n, _)| *n != TOOL_NAME) {
+            tool_rules.insert(
+                name.clone(),
+                compile(&mut tool.rules.iter().chain(every_tool))?,
+            );
+        }
         let mut limits_by_counter = HashMap::new();
         for spec in policy.tools.values().flat_map(|t| &t.limits) {
             limits_by_counter
@@ -103,8 +149,10 @@ impl PolicyEngine {
         Ok(PolicyEngine {
             policy,
             rules,
+            tool_rules,
             limits_by_counter,
             counters,
+            upstream,
         })
     }
 
@@ -145,20 +193,56 @@ impl PolicyEngine {
     /// argument rules (the tool's, then every tool's), the tool's languages; then approval.
     /// Counts nothing; conditions on counters read them as they stand now.
     pub fn check(&self, args: &ExecuteArgs, caller: &Caller<'_>) -> Decision {
+        self.verdict(TOOL_NAME, Arguments::Execute(args), &self.rules, caller)
+    }
+
+    /// [`Self::check`] for a tool the code calls on an upstream server. A tool the document
+    /// does not name gets the `default` action (and, in an upstream's own document,
+    /// `all_tools`' rules).
+    pub fn check_tool(&self, call: ToolCall<'_>, caller: &Caller<'_>) -> Decision {
+        let every_tool = if self.upstream.is_some() {
+            &self.rules[self.rules.len() - self.policy.all_tools.rules.len()..]
+        } else {
+            &[]
+        };
+        let rules = self
+            .tool_rules
+            .get(call.tool)
+            .map_or(every_tool, Vec::as_slice);
+        self.verdict(call.tool, Arguments::Tool(call.arguments), rules, caller)
+    }
+
+    /// Whether the policy hides `tool`: named in `hide`, or `"*"`.
+    pub fn hides(&self, tool: &str) -> bool {
+        self.policy.hide.iter().any(|h| h == tool || h == "*")
+    }
+
+    /// Whether `tool`'s action (or the default) denies every call of it.
+    pub fn denies_outright(&self, tool: &str) -> bool {
+        self.action_of(tool).0 == Action::Deny
+    }
+
+    fn verdict(
+        &self,
+        tool: &str,
+        args: Arguments<'_>,
+        rules: &[Rule],
+        caller: &Caller<'_>,
+    ) -> Decision {
         let now = now_ms();
-        if self.hides_the_tool() {
+        if self.hides(tool) {
             return Decision::Deny(Denial::new(
                 Status::Denied,
                 "hide",
-                format!("Tool \"{TOOL_NAME}\" is hidden by policy"),
+                format!("Tool \"{tool}\" is hidden by policy"),
             ));
         }
-        let (action, source) = self.action();
+        let (action, source) = self.action_of(tool);
         if action == Action::Deny {
             return Decision::Deny(Denial::new(
                 Status::Denied,
                 source,
-                format!("the policy denies {TOOL_NAME}"),
+                format!("the policy denies {tool}"),
             ));
         }
         let reader = Reader {
@@ -167,7 +251,7 @@ impl PolicyEngine {
             now,
         };
         let mut approval = None;
-        for rule in &self.rules {
+        for rule in rules {
             let outcome = rule.outcome(args, &reader);
             match (rule.effect, outcome) {
                 (_, Outcome::Passes) => {}
@@ -189,7 +273,8 @@ impl PolicyEngine {
                 }
             }
         }
-        if let Some(allowed) = self.policy.tool().and_then(|t| t.languages.as_ref())
+        if let Arguments::Execute(args) = args
+            && let Some(allowed) = self.policy.tool().and_then(|t| t.languages.as_ref())
             && !allowed.iter().any(|l| l == args.language.as_str())
         {
             return Decision::Deny(Denial::new(
@@ -206,7 +291,7 @@ impl PolicyEngine {
             (_, Some((rule, reason))) => Decision::NeedsApproval(Question { rule, reason }),
             (Action::RequireApproval, None) => Decision::NeedsApproval(Question {
                 rule: source,
-                reason: format!("the policy requires a person to approve every {TOOL_NAME} call"),
+                reason: format!("the policy requires a person to approve every {tool} call"),
             }),
             (_, None) => Decision::Admit,
         }
@@ -214,8 +299,12 @@ impl PolicyEngine {
 
     /// The tool's action and where it comes from.
     pub(super) fn action(&self) -> (Action, String) {
-        match self.policy.tool().and_then(|t| t.action) {
-            Some(a) => (a, format!("tools.{TOOL_NAME}.action")),
+        self.action_of(TOOL_NAME)
+    }
+
+    fn action_of(&self, tool: &str) -> (Action, String) {
+        match self.policy.tools.get(tool).and_then(|t| t.action) {
+            Some(a) => (a, format!("tools.{tool}.action")),
             None => (self.policy.default, "default".to_string()),
         }
     }
@@ -227,7 +316,43 @@ impl PolicyEngine {
         caller: &Caller<'_>,
         now_ms: u64,
     ) -> Result<Reservation, Denial> {
-        let (keys, specs) = self.counter_keys(args, caller)?;
+        let specs: Vec<&LimitSpec> = self.limit_specs().collect();
+        self.count(&specs, Arguments::Execute(args), caller, now_ms)
+    }
+
+    /// [`Self::admit`] for a tool the code calls: the tool's limits (and, in an upstream's own
+    /// document, `all_tools`').
+    pub fn admit_tool(
+        &self,
+        call: ToolCall<'_>,
+        caller: &Caller<'_>,
+        now_ms: u64,
+    ) -> Result<Reservation, Denial> {
+        let every_tool: &[LimitSpec] = if self.upstream.is_some() {
+            &self.policy.all_tools.limits
+        } else {
+            &[]
+        };
+        let specs: Vec<&LimitSpec> = self
+            .policy
+            .tools
+            .get(call.tool)
+            .map(|t| &t.limits[..])
+            .unwrap_or(&[])
+            .iter()
+            .chain(every_tool)
+            .collect();
+        self.count(&specs, Arguments::Tool(call.arguments), caller, now_ms)
+    }
+
+    fn count(
+        &self,
+        limits: &[&LimitSpec],
+        args: Arguments<'_>,
+        caller: &Caller<'_>,
+        now_ms: u64,
+    ) -> Result<Reservation, Denial> {
+        let (keys, specs) = self.counter_keys(limits, args, caller)?;
         if keys.is_empty() {
             return Ok(Reservation::default());
         }
@@ -276,17 +401,18 @@ impl PolicyEngine {
 
     /// The counters a call counts in, each with the limit it comes from.
     #[allow(clippy::type_complexity)]
-    fn counter_keys(
+    fn counter_keys<'s>(
         &self,
-        args: &ExecuteArgs,
+        limits: &[&'s LimitSpec],
+        args: Arguments<'_>,
         caller: &Caller<'_>,
-    ) -> Result<(Vec<CounterKey>, Vec<&LimitSpec>), Denial> {
+    ) -> Result<(Vec<CounterKey>, Vec<&'s LimitSpec>), Denial> {
         // The same counter named twice (e.g. by the tool and by all_tools) is one counter: the
         // call counts once, against the smaller max.
         let mut keys: Vec<CounterKey> = Vec::new();
         let mut key_specs: Vec<&LimitSpec> = Vec::new();
-        for spec in self.limit_specs() {
-            let mut key = CounterKey::for_caller(spec, caller);
+        for &spec in limits {
+            let mut key = self.counter_key(spec, caller);
             if let Some(path) = &spec.increment_from {
                 key.amount = increment_from(args, path).map_err(|why| {
                     Denial::new(Status::Denied, format!("rate_limit.{}", spec.counter), why)
@@ -309,6 +435,15 @@ impl PolicyEngine {
         }
         Ok((keys, key_specs))
     }
+
+    /// The counter `spec` names for `caller`; an upstream document's counters are its own.
+    pub(super) fn counter_key(&self, spec: &LimitSpec, caller: &Caller<'_>) -> CounterKey {
+        let mut key = CounterKey::for_caller(spec, caller);
+        if let Some(server) = &self.upstream {
+            key.key = format!("upstream:{server}:{}", key.key);
+        }
+        key
+    }
 }
 
 /// Counters as a caller's conditions see them now.
@@ -322,7 +457,7 @@ impl Counters for Reader<'_> {
     fn current(&self, counter: &str) -> u64 {
         match self.engine.limits_by_counter.get(counter) {
             Some(spec) => {
-                let key = CounterKey::for_caller(spec, self.caller);
+                let key = self.engine.counter_key(spec, self.caller);
                 self.engine
                     .counters
                     .current(&key.key, key.window_ms, self.now)
@@ -335,7 +470,10 @@ impl Counters for Reader<'_> {
 /// What a call adds to a counter that counts an argument (`increment_from`): the argument's
 /// number, its fraction dropped as PolicyLayer's gateway does. A call without that number, or
 /// with a negative one (which would lower the counter), is refused.
-pub(super) fn increment_from(args: &ExecuteArgs, path: &str) -> Result<u64, String> {
+pub(super) fn increment_from<'a>(
+    args: impl Into<Arguments<'a>>,
+    path: &str,
+) -> Result<u64, String> {
     let value = super::rules::argument(args, path)
         .ok_or_else(|| format!("increment_from path \"{path}\" not found in arguments"))?;
     let number = match &value {

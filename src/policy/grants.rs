@@ -39,6 +39,10 @@ pub struct GrantSpec {
     /// Hosts this grant may fetch from: a request must pass both `[network] allow` and these.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hosts: Option<Vec<AllowRule>>,
+    /// Upstream tools this grant may call, as `server.tool` or `server.*` (default: every
+    /// tool the policy allows). Others do not exist for it: not listed, not callable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
     /// Runs of this grant at once (beyond that, calls get `rate_limited`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_runs: Option<u32>,
@@ -191,6 +195,16 @@ impl<'p> Grant<'p> {
     /// The credentials the grant may use (`None`: all of them).
     pub fn credentials(&self) -> Option<&'p [String]> {
         self.spec.and_then(|g| g.credentials.as_deref())
+    }
+
+    /// Whether the grant lets the code reach `server`'s `tool` at all.
+    pub fn may_use_tool(&self, server: &str, tool: &str) -> bool {
+        self.spec.and_then(|g| g.tools.as_deref()).is_none_or(|patterns| {
+            patterns.iter().any(|p| match p.strip_suffix(".*") {
+                Some(only) => only == server,
+                None => p.split_once('.') == Some((server, tool)),
+            })
+        })
     }
 
     /// Runs of this caller at once.

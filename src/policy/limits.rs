@@ -88,6 +88,8 @@ limits! {
     max_code_bytes: u64 = 256 * 1024, narrowable;
     max_input_bytes: u64 = 1024 * 1024, narrowable;
     max_result_bytes: u64 = 1024 * 1024, narrowable;
+    /// Calls the code may make to upstream servers' tools in one run (`[upstreams]`).
+    max_tool_calls: u64 = 100, narrowable;
     /// Runs executing at once; further calls queue (their wait counts against their deadline).
     /// 0 means one per CPU core.
     max_concurrent_runs: u32 = 0, fixed;

@@ -10,7 +10,16 @@ impl Policy {
     /// One line per part of the document that applies to no call here.
     pub fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        let other_tools: Vec<&String> = self.tools.keys().filter(|n| *n != TOOL_NAME).collect();
+        // `<upstream>.<tool>` names a tool the code can call: it applies.
+        let of_an_upstream = |name: &str| {
+            name.split_once('.')
+                .is_some_and(|(server, _)| self.upstreams.contains_key(server))
+        };
+        let other_tools: Vec<&String> = self
+            .tools
+            .keys()
+            .filter(|n| *n != TOOL_NAME && !of_an_upstream(n))
+            .collect();
         if !other_tools.is_empty() {
             let listed: Vec<String> = other_tools
                 .iter()

@@ -96,6 +96,47 @@ impl WorkspaceCapability {
     }
 }
 
+/// Answers the guest's calls to upstream servers' tools (`tools.<server>.<tool>(…)`, plus
+/// discovery): a JSON request in, a JSON answer out. Called on the run's blocking thread; it
+/// must return by the run's deadline on its own. `paused` is time spent waiting for a person
+/// (an approval), which the run's wall clock does not count.
+pub trait ToolBridge: Send + Sync {
+    fn call(&self, request: &str) -> ToolAnswer;
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ToolAnswer {
+    pub json: String,
+    pub paused: std::time::Duration,
+}
+
+/// A run's tools (`None`: the server has no upstream servers; every call fails).
+#[derive(Clone, Default)]
+pub struct ToolsCapability(pub Option<Arc<dyn ToolBridge>>);
+
+impl std::fmt::Debug for ToolsCapability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "ToolsCapability(on)"
+        } else {
+            "ToolsCapability(off)"
+        })
+    }
+}
+
+impl ToolsCapability {
+    pub fn call(&self, request: &str) -> ToolAnswer {
+        match &self.0 {
+            Some(bridge) => bridge.call(request),
+            None => ToolAnswer {
+                json: r#"{"ok":false,"kind":"not_found","message":"this server offers no tools to code"}"#
+                    .to_string(),
+                paused: std::time::Duration::ZERO,
+            },
+        }
+    }
+}
+
 /// Frames for the core-module ABI: a little-endian u32 length of a JSON head, the head, then
 /// the body bytes.
 pub fn encode_frame(head: &[u8], body: &[u8]) -> Vec<u8> {

@@ -13,10 +13,10 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::capability::{FetchCapability, HttpRequest as HostRequest, WorkspaceCapability};
+use super::capability::HttpRequest as HostRequest;
 use super::run::{HasRunCore, RunCore, RunRequest, SharedText, limited_store};
 use super::session::{Kept, KeptForm, run_kept};
-use super::{CancelFlag, RunLimits, SessionRun};
+use super::{RunLimits, SessionRun};
 use crate::contract::ExecutionResult;
 
 wasmtime::component::bindgen!({ path: "guest-runtimes/wit", world: "guest" });
@@ -46,6 +46,10 @@ impl GuestImports for ComponentState {
 
     fn workspace(&mut self, request: String, data: Vec<u8>) -> (String, Vec<u8>) {
         self.run.file_call(request.as_bytes(), &data)
+    }
+
+    fn tools(&mut self, request: String) -> String {
+        self.run.tool_call(&request)
     }
 
     fn fetch(&mut self, request: HttpRequest) -> Result<HttpResponse, String> {
@@ -121,12 +125,7 @@ pub fn execute(
 }
 
 fn new_state(request: &RunRequest) -> ComponentState {
-    let run = RunCore::new(
-        &request.limits,
-        request.cancel.clone(),
-        request.fetch.clone(),
-        request.workspace.clone(),
-    );
+    let run = RunCore::new(request);
     ComponentState {
         wasi: wasi_context(&run),
         table: ResourceTable::new(),
@@ -173,12 +172,7 @@ pub fn check_instantiates(
     pre: &ComponentPre<ComponentState>,
     limits: &RunLimits,
 ) -> wasmtime::Result<()> {
-    let run = RunCore::new(
-        limits,
-        CancelFlag::new(),
-        FetchCapability::default(),
-        WorkspaceCapability::default(),
-    );
+    let run = RunCore::without_doors(limits);
     let state = ComponentState {
         wasi: wasi_context(&run),
         table: ResourceTable::new(),

@@ -9,11 +9,11 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
-use super::capability::{FetchCapability, HttpRequest, WorkspaceCapability, encode_frame};
+use super::capability::{HttpRequest, encode_frame};
 use super::ending::finish;
 use super::run::{HasRunCore, RunCore, RunRequest, limited_store};
 use super::session::{Kept, KeptForm, run_kept};
-use super::{CancelFlag, RunLimits, SessionRun};
+use super::{RunLimits, SessionRun};
 use crate::contract::ExecutionResult;
 
 /// Guest-side stderr (not the program's `console.error`, which goes through `warden.output`)
@@ -64,6 +64,8 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<CoreState>> {
         .and_then(|l| l.func_wrap("warden", "fetch_read", host_read_reply))
         .and_then(|l| l.func_wrap("warden", "workspace", host_workspace))
         .and_then(|l| l.func_wrap("warden", "workspace_read", host_read_reply))
+        .and_then(|l| l.func_wrap("warden", "tools", host_tools))
+        .and_then(|l| l.func_wrap("warden", "tools_read", host_read_reply))
         .context("defining the warden host imports")?;
     Ok(linker)
 }
@@ -195,7 +197,22 @@ fn host_workspace(mut caller: Caller<'_, CoreState>, ptr: u32, len: u32) -> wasm
         .map_err(|_| wasmtime::format_err!("workspace: the answer is too large"))
 }
 
-/// Copies the pending answer frame (of `fetch` or `workspace`) to `dst`.
+/// A call to an upstream tool (or discovery): the JSON request at `ptr..ptr+len`; the JSON
+/// answer waits for `tools_read`.
+fn host_tools(mut caller: Caller<'_, CoreState>, ptr: u32, len: u32) -> wasmtime::Result<u32> {
+    let memory = guest_memory(&mut caller)?;
+    let (data, state) = memory.data_and_store_mut(&mut caller);
+    let range = guest_bytes(data, ptr, len, "tools")?;
+    let answer = match std::str::from_utf8(&data[range]) {
+        Ok(request) => state.run.tool_call(request),
+        Err(_) => r#"{"ok":false,"kind":"invalid","message":"the request is not UTF-8"}"#.into(),
+    };
+    state.reply = answer.into_bytes();
+    u32::try_from(state.reply.len())
+        .map_err(|_| wasmtime::format_err!("tools: the answer is too large"))
+}
+
+/// Copies the pending answer frame (of `fetch` or `workspace`, or a tool's answer) to `dst`.
 fn host_read_reply(mut caller: Caller<'_, CoreState>, dst: u32) -> wasmtime::Result<()> {
     let memory = guest_memory(&mut caller)?;
     let (data, state) = memory.data_and_store_mut(&mut caller);
@@ -260,12 +277,7 @@ fn new_state(request: RunRequest, diagnostics: &MemoryOutputPipe) -> CoreState {
     CoreState {
         wasi: wasi_context(&request.filename, diagnostics),
         diagnostics: diagnostics.clone(),
-        run: RunCore::new(
-            &request.limits,
-            request.cancel,
-            request.fetch,
-            request.workspace,
-        ),
+        run: RunCore::new(&request),
         reply: Vec::new(),
         request_fields: [
             request.source.into_bytes(),
@@ -325,12 +337,7 @@ pub fn check_instantiates(
     let state = CoreState {
         wasi: wasi_context("check", &MemoryOutputPipe::new(0)),
         diagnostics: MemoryOutputPipe::new(0),
-        run: RunCore::new(
-            limits,
-            CancelFlag::new(),
-            FetchCapability::default(),
-            WorkspaceCapability::default(),
-        ),
+        run: RunCore::without_doors(limits),
         reply: Vec::new(),
         request_fields: Default::default(),
     };

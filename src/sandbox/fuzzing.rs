@@ -79,6 +79,7 @@ mod tests {
             cancel: CancelFlag::new(),
             fetch: FetchCapability::default(),
             workspace: Default::default(),
+            tools: Default::default(),
         }
     }
 

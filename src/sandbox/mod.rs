@@ -36,8 +36,8 @@ use wasmtime::{
 use crate::contract::ExecutionResult;
 
 pub use capability::{
-    FetchCapability, FetchFailure, Fetcher, FileBridge, HttpRequest, HttpResponse,
-    WorkspaceCapability,
+    FetchCapability, FetchFailure, Fetcher, FileBridge, HttpRequest, HttpResponse, ToolAnswer,
+    ToolBridge, ToolsCapability, WorkspaceCapability,
 };
 #[cfg(feature = "fuzzing")]
 pub use fuzzing::{CoreModuleGuest, CoreModuleRun};

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use wasmtime::{Engine, Store, UpdateDeadline};
 
-use super::capability::{FetchCapability, HttpRequest, HttpResponse, WorkspaceCapability};
+use super::capability::{
+    FetchCapability, HttpRequest, HttpResponse, ToolsCapability, WorkspaceCapability,
+};
 use super::limiter::TotalMemoryLimiter;
 use super::{CancelFlag, RunLimits};
 
@@ -24,6 +26,7 @@ pub struct RunRequest {
     pub cancel: CancelFlag,
     pub fetch: FetchCapability,
     pub workspace: WorkspaceCapability,
+    pub tools: ToolsCapability,
 }
 
 /// The part of a run's store data that does not depend on the guest's form.
@@ -39,17 +42,14 @@ pub struct RunCore {
     pub fetch: FetchCapability,
     pub fetches: u32,
     workspace: WorkspaceCapability,
+    tools: ToolsCapability,
     deadline: Instant,
     cancel: CancelFlag,
 }
 
 impl RunCore {
-    pub fn new(
-        limits: &RunLimits,
-        cancel: CancelFlag,
-        fetch: FetchCapability,
-        workspace: WorkspaceCapability,
-    ) -> RunCore {
+    pub fn new(request: &RunRequest) -> RunCore {
+        let limits = &request.limits;
         RunCore {
             limiter: TotalMemoryLimiter::new(limits.memory_bytes),
             stdout: SharedText::new(limits.stdout_bytes),
@@ -57,12 +57,27 @@ impl RunCore {
             reported: None,
             max_result_bytes: limits.max_result_bytes,
             exit_code: None,
-            fetch,
+            fetch: request.fetch.clone(),
             fetches: 0,
-            workspace,
+            workspace: request.workspace.clone(),
+            tools: request.tools.clone(),
             deadline: limits.deadline,
-            cancel,
+            cancel: request.cancel.clone(),
         }
+    }
+
+    /// A core with no fetch, workspace or tools (checking that a guest instantiates).
+    pub fn without_doors(limits: &RunLimits) -> RunCore {
+        RunCore::new(&RunRequest {
+            source: String::new(),
+            input_json: String::new(),
+            filename: String::new(),
+            limits: limits.clone(),
+            cancel: CancelFlag::new(),
+            fetch: FetchCapability::default(),
+            workspace: WorkspaceCapability::default(),
+            tools: ToolsCapability::default(),
+        })
     }
 
     /// Makes this core the next call's, on an instance kept between calls (a session): its
@@ -77,6 +92,7 @@ impl RunCore {
         self.fetch = request.fetch.clone();
         self.fetches = 0;
         self.workspace = request.workspace.clone();
+        self.tools = request.tools.clone();
         self.deadline = request.limits.deadline;
         self.cancel = request.cancel.clone();
     }
@@ -99,6 +115,17 @@ impl RunCore {
             );
         }
         self.workspace.call(request, data)
+    }
+
+    /// The guest's call to an upstream tool (see [`ToolsCapability`]). Time the call spent
+    /// waiting for a person moves the run's deadline: an approval is not the code's time.
+    pub fn tool_call(&mut self, request: &str) -> String {
+        if self.cancel.is_cancelled() {
+            return r#"{"ok":false,"kind":"cancelled","message":"the run was cancelled"}"#.into();
+        }
+        let answer = self.tools.call(request);
+        self.deadline = self.deadline.checked_add(answer.paused).unwrap_or(self.deadline);
+        answer.json
     }
 
     /// Keeps the guest's outcome, unless it is larger than the limit.

@@ -2,12 +2,14 @@
 //! and the grants' tokens of one policy version, swapped whole by a reload. Rate-limit
 //! counters live outside it and carry over.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::auth::GrantTokens;
-use crate::net::Outbound;
+use crate::net::{CredentialBroker, Outbound, Request};
 use crate::policy::{MemoryCounterStore, Policy, PolicyEngine};
 use crate::secrets::Credentials;
+use crate::upstream::{UpstreamSpec, Upstreams};
 
 /// One policy version, ready to decide and to fetch.
 pub(super) struct Live {
@@ -15,6 +17,9 @@ pub(super) struct Live {
     pub outbound: Arc<Outbound>,
     pub credentials: Arc<Credentials>,
     pub tokens: GrantTokens,
+    /// The upstream servers, and the engines of those with their own policy document.
+    pub upstreams: Arc<Upstreams>,
+    pub upstream_engines: BTreeMap<String, PolicyEngine>,
 }
 
 impl Live {
@@ -28,16 +33,61 @@ impl Live {
         }
         let credentials = Arc::new(credentials);
         let outbound = Arc::new(Outbound::new(&policy.network, credentials.clone())?);
+        let upstreams = Upstreams::new(&policy.upstreams, |name, spec| {
+            injected_headers(&credentials, name, spec)
+        });
+        let mut upstream_engines = BTreeMap::new();
+        for (name, own) in &policy.upstream_policies {
+            let engine = PolicyEngine::for_upstream(own.clone(), counters.clone(), name)?;
+            upstream_engines.insert(name.clone(), engine);
+        }
         Ok(Live {
             engine: PolicyEngine::new(policy, counters)?,
             outbound,
             credentials,
             tokens,
+            upstreams: Arc::new(upstreams),
+            upstream_engines,
         })
     }
 
     pub fn policy(&self) -> &Policy {
         self.engine.policy()
+    }
+}
+
+/// The headers an upstream's credentials put on its requests, each only within its `hosts`
+/// (as for the guest's fetch). One that does not apply is logged and left out.
+fn injected_headers(
+    credentials: &Credentials,
+    name: &str,
+    spec: &UpstreamSpec,
+) -> Vec<(String, String)> {
+    let (Some(url), false) = (&spec.url, spec.credentials.is_empty()) else {
+        return Vec::new();
+    };
+    let Ok(url) = url::Url::parse(url) else {
+        return Vec::new();
+    };
+    let request = Request {
+        method: "POST".into(),
+        url,
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    match credentials.apply(&request, Some(&spec.credentials), true) {
+        Ok(with) => {
+            for missing in spec.credentials.iter().filter(|c| !with.used.contains(c)) {
+                tracing::warn!(
+                    "upstream `{name}`: credential `{missing}` is not sent (its url is outside the credential's hosts, or its value is unavailable)"
+                );
+            }
+            with.request.headers
+        }
+        Err(why) => {
+            tracing::warn!("upstream `{name}`: its credentials are not sent: {why}");
+            Vec::new()
+        }
     }
 }
 

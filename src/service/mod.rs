@@ -11,6 +11,7 @@ mod place;
 mod resources;
 mod run;
 mod sessions;
+mod tools;
 mod view;
 pub mod watch;
 

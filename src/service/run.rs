@@ -3,6 +3,7 @@
 //! out, metrics.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -11,12 +12,15 @@ use tokio_util::sync::CancellationToken;
 use super::Service;
 use super::admission::Counted;
 use super::place::Turn;
+use super::tools::RunTools;
 use crate::contract::{ExecuteArgs, ExecutionResult};
 use crate::metrics::Metrics;
 use crate::net::{FetchAudit, Narrowing, RunFetcher};
 use crate::policy::Limits;
 use crate::runtimes::remap_traceback;
-use crate::sandbox::{CancelFlag, FetchCapability, RunLimits, RunRequest, WorkspaceCapability};
+use crate::sandbox::{
+    CancelFlag, FetchCapability, RunLimits, RunRequest, ToolsCapability, WorkspaceCapability,
+};
 use crate::secrets::Redactor;
 
 impl Service {
@@ -99,6 +103,21 @@ impl Service {
             audit.clone(),
             tokio::runtime::Handle::current(),
         );
+        let tools = (!live.upstreams.is_empty()).then(|| {
+            Arc::new(RunTools {
+                live: live.clone(),
+                grant: audit.grant.clone(),
+                session: audit.session.clone(),
+                request_id: audit.request_id.clone(),
+                max_calls: limits.max_tool_calls,
+                calls: AtomicU64::new(0),
+                deadline,
+                cancel: flag.clone(),
+                audit: audit.log.clone(),
+                metrics: self.metrics.clone(),
+                runtime: tokio::runtime::Handle::current(),
+            }) as Arc<dyn crate::sandbox::ToolBridge>
+        });
         let language = args.language;
         let request = RunRequest {
             source: String::new(),
@@ -115,6 +134,7 @@ impl Service {
                     .clone()
                     .map(|f| f as Arc<dyn crate::sandbox::FileBridge>),
             ),
+            tools: ToolsCapability(tools),
         };
         let (sandbox, runtimes) = (self.sandbox.clone(), self.runtimes.clone());
         let permit = slot.permit;

@@ -910,6 +910,7 @@ fn run_wat(guest: &WatGuest) -> Result<(ExecutionResult, usize), String> {
         cancel: CancelFlag::new(),
         fetch,
         workspace: Default::default(),
+        tools: Default::default(),
     };
     let capability = if guest.fetcher {
         FetchCapability(Some(fetcher.clone() as Arc<dyn Fetcher>))

@@ -36,6 +36,10 @@ unsafe extern "C" {
     fn workspace(ptr: *const u8, len: usize) -> u32;
     /// Copies the answer frame of the last `workspace` call to `dst`.
     fn workspace_read(dst: *mut u8);
+    /// A call to an upstream tool, or discovery (JSON in); returns the JSON answer's length.
+    fn tools(ptr: *const u8, len: usize) -> u32;
+    /// Copies the answer of the last `tools` call to `dst`.
+    fn tools_read(dst: *mut u8);
 }
 
 #[link(wasm_import_module = "wasi_snapshot_preview1")]
@@ -273,6 +277,19 @@ fn host_workspace<'js>(
     exchange(ctx, workspace, workspace_read, request, data)
 }
 
+/// A tools request (JSON) to the host; its JSON answer.
+fn host_tools(request: String) -> String {
+    // SAFETY: the host reads `request` and then writes exactly the returned number of bytes
+    // into the buffer we allocate for it.
+    let answer = unsafe {
+        let len = tools(request.as_ptr(), request.len()) as usize;
+        let mut answer = vec![0u8; len];
+        tools_read(answer.as_mut_ptr());
+        answer
+    };
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 fn build_engine() -> Result<Engine, String> {
     let runtime = Runtime::new().map_err(|e| format!("QuickJS runtime: {e}"))?;
     runtime.set_host_promise_rejection_tracker(Some(Box::new(track_rejection)));
@@ -294,6 +311,7 @@ fn build_engine() -> Result<Engine, String> {
             natives.set("url", Function::new(ctx.clone(), url_op)?)?;
             natives.set("fetch", Function::new(ctx.clone(), host_fetch)?)?;
             natives.set("workspace", Function::new(ctx.clone(), host_workspace)?)?;
+            natives.set("tools", Function::new(ctx.clone(), host_tools)?)?;
             let make_fs: Function = ctx.eval(FS_MODULE)?;
             natives.set("makeFs", make_fs)?;
             let setup: Function = ctx.eval(PRELUDE)?;

@@ -668,6 +668,73 @@
     throw error;
   });
 
+  // ---------------------------------------------------------------- tools from code
+  // tools.<server>.<tool>(args) -> Promise of the tool's result; the host applies the policy to
+  // every call (src/service/tools.rs). A tool's error rejects with ToolError, a policy refusal
+  // with ToolDenied (a ToolError); tools.search(query) and tools.describe('server.tool') say
+  // what this caller may use.
+  const nativeTools = natives.tools;
+  const REFUSALS = ['denied', 'rate_limited', 'budget', 'approval_required', 'approval_declined'];
+  class ToolError extends Error {
+    constructor(answer) {
+      super(StringOf(answer.message));
+      this.name = 'ToolError';
+      this.kind = answer.kind;
+      this.rule = answer.rule === undefined ? null : answer.rule;
+      this.retryAfterMs = answer.retry_after_ms === undefined ? null : answer.retry_after_ms;
+    }
+  }
+  class ToolDenied extends ToolError {
+    constructor(answer) {
+      super(answer);
+      this.name = 'ToolDenied';
+    }
+  }
+  function toolsRequest(request) {
+    const answer = jsonParse(nativeTools(jsonStringify(request)));
+    if (!answer.ok) throw REFUSALS.includes(answer.kind) ? new ToolDenied(answer) : new ToolError(answer);
+    return answer.value;
+  }
+  function callTool(server, tool, args) {
+    try {
+      if (args !== undefined && (args === null || typeof args !== 'object' || Array.isArray(args))) {
+        throw new TypeError(`tools.${server}.${tool}: the arguments are one object, e.g. ({ title: "..." })`);
+      }
+      return Promise.resolve(toolsRequest({ op: 'call', server, tool, arguments: args === undefined ? {} : args }));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+  // Any name is a server and any name on it a tool: the host says whether it exists, so a
+  // hidden tool and a typo get the same answer. `then` is not a name, so awaiting works.
+  function serverProxy(server) {
+    return new Proxy(Object.freeze(Object.create(null)), {
+      get(_, tool) {
+        if (typeof tool !== 'string' || tool === 'then') return undefined;
+        return (args) => callTool(server, tool, args);
+      },
+      set() { return false; },
+      defineProperty() { return false; },
+    });
+  }
+  const toolsApi = Object.freeze({
+    search: (query) => toolsRequest({ op: 'search', query: query === undefined ? '' : StringOf(query) }),
+    describe: (name) => toolsRequest({ op: 'describe', name: StringOf(name) }),
+    ToolError,
+    ToolDenied,
+  });
+  defineGlobal('tools', new Proxy(Object.freeze(Object.create(null)), {
+    get(_, name) {
+      if (typeof name !== 'string' || name === 'then') return undefined;
+      if (Object.prototype.hasOwnProperty.call(toolsApi, name)) return toolsApi[name];
+      return serverProxy(name);
+    },
+    set() { return false; },
+    defineProperty() { return false; },
+  }));
+  defineGlobal('ToolError', ToolError);
+  defineGlobal('ToolDenied', ToolDenied);
+
   // ---------------------------------------------------------------- call sites
   // QuickJS's CallSite.getFunction() returns the function of every frame, strict or not, so a
   // program setting Error.prepareStackTrace would reach the helpers below. V8 answers

@@ -80,6 +80,22 @@ pub trait Counters {
     fn current(&self, counter: &str) -> u64;
 }
 
+/// The arguments a rule looks at: `execute_code`'s, or those of a tool the code calls on an
+/// upstream server (any JSON object). Conditions in the gateway's form (`path = "args.…"`)
+/// read either; Warden's own form (`arg = …`) names `execute_code`'s arguments, which a tool
+/// call does not have (absent).
+#[derive(Debug, Clone, Copy)]
+pub enum Arguments<'a> {
+    Execute(&'a ExecuteArgs),
+    Tool(&'a Value),
+}
+
+impl<'a> From<&'a ExecuteArgs> for Arguments<'a> {
+    fn from(args: &'a ExecuteArgs) -> Self {
+        Arguments::Execute(args)
+    }
+}
+
 /// How a rule came out for one call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -103,6 +119,8 @@ pub struct Rule {
 #[derive(Debug, Clone)]
 struct Condition {
     path: ArgPath,
+    /// The keys after `args.` of a gateway path, as written: how it reads a tool's arguments.
+    keys: Vec<String>,
     test: Test,
     /// Compares as the gateway does (a `path` condition).
     gateway: bool,
@@ -167,7 +185,8 @@ impl Rule {
     }
 
     /// Whether the rule applies to a call (conditions on counters read `counters`).
-    pub fn outcome(&self, args: &ExecuteArgs, counters: &dyn Counters) -> Outcome {
+    pub fn outcome<'a>(&self, args: impl Into<Arguments<'a>>, counters: &dyn Counters) -> Outcome {
+        let args = args.into();
         if !self.when.iter().all(|c| c.holds(args, counters)) {
             return Outcome::Passes;
         }
@@ -210,14 +229,21 @@ fn args_path(rest: &str) -> ArgPath {
 }
 
 /// The value at an `args.…` path in the call's arguments, if the call has one there.
-pub fn argument(args: &ExecuteArgs, path: &str) -> Option<Value> {
+pub fn argument<'a>(args: impl Into<Arguments<'a>>, path: &str) -> Option<Value> {
     struct NoCounters;
     impl Counters for NoCounters {
         fn current(&self, _: &str) -> u64 {
             0
         }
     }
-    args_path(path.strip_prefix("args.")?).resolve(args, &NoCounters)
+    let rest = path.strip_prefix("args.")?;
+    match args.into() {
+        Arguments::Execute(args) => args_path(rest).resolve(args, &NoCounters),
+        Arguments::Tool(arguments) => rest
+            .split('.')
+            .try_fold(arguments, |v, key| v.get(key))
+            .cloned(),
+    }
 }
 
 /// The argument an `args.…` path names, if `execute_code` has no such argument.
@@ -228,6 +254,12 @@ pub fn missing_argument(path: &str) -> Option<&str> {
 
 impl Condition {
     fn compile(spec: &ConditionSpec) -> Result<Condition, String> {
+        let keys = spec
+            .path
+            .as_deref()
+            .and_then(|p| dotted_after(p, "args."))
+            .map(|rest| rest.split('.').map(str::to_string).collect())
+            .unwrap_or_default();
         let (path, gateway) = match (&spec.arg, &spec.path) {
             (Some(arg), None) => (Self::warden_arg(arg)?, false),
             (None, Some(path)) => (Self::gateway_path(path)?, true),
@@ -286,6 +318,7 @@ impl Condition {
         };
         Ok(Condition {
             path,
+            keys,
             test,
             gateway,
         })
@@ -327,8 +360,17 @@ impl Condition {
         ))
     }
 
-    fn holds(&self, args: &ExecuteArgs, counters: &dyn Counters) -> bool {
-        let value = self.path.resolve(args, counters);
+    fn holds(&self, args: Arguments<'_>, counters: &dyn Counters) -> bool {
+        let value = match (args, &self.path) {
+            (Arguments::Execute(args), path) => path.resolve(args, counters),
+            (Arguments::Tool(_), ArgPath::Counter(name)) => Some(Value::from(counters.current(name))),
+            (Arguments::Tool(_), _) if self.keys.is_empty() => None,
+            (Arguments::Tool(arguments), _) => self
+                .keys
+                .iter()
+                .try_fold(arguments, |v, key| v.get(key))
+                .cloned(),
+        };
         if self.gateway {
             return gateway::holds(&self.test, value);
         }
