@@ -328,6 +328,8 @@ impl ServerHandler for WardenServer {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
+        // The description declares the upstream tools the code may call: list them first.
+        self.service.list_upstream_tools().await;
         // A hidden tool is left out; calling it anyway is denied by the policy.
         let tools = if self.service.tool_hidden() {
             Vec::new()

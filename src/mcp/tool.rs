@@ -37,6 +37,9 @@ fn names(languages: &[Language]) -> Vec<&'static str> {
     languages.iter().map(|l| l.as_str()).collect()
 }
 
+/// With more tools than this, the description declares these and points to `tools.search`.
+const MAX_DECLARED_TOOLS: usize = 20;
+
 pub fn description(view: &CallerView) -> String {
     let (limits, languages, network) = (&view.limits, view.languages.as_slice(), &view.network);
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
@@ -135,6 +138,30 @@ pub fn description(view: &CallerView) -> String {
             per = sessions.max_per_grant,
         ));
     }
+    if let Some(tools) = &view.tools {
+        text.push_str(&format!(
+            "\nTools from code: the code can call the tools of other MCP servers ({servers}) \
+             as functions; every call passes this server's policy. JavaScript/TypeScript: \
+             `await tools.<server>.<tool>({{...}})`; Python: `tools.<server>.<tool>(name=value)`. \
+             The value is the tool's structured result (or its text). A tool's error raises \
+             ToolError (`kind`, `message`); a refusal by the policy raises ToolDenied (`rule`). \
+             Up to {max} tool calls per run. `tools.search('words')` finds tools by name and \
+             description, `tools.describe('server.tool')` gives schemas and a Python signature.\n",
+            servers = tools.servers.join(", "),
+            max = tools.max_calls,
+        ));
+        let shown = tools.declarations.len().min(MAX_DECLARED_TOOLS);
+        for declaration in &tools.declarations[..shown] {
+            text.push_str(declaration);
+            text.push('\n');
+        }
+        if tools.declarations.len() > shown {
+            text.push_str(&format!(
+                "(and {} more: use tools.search)\n",
+                tools.declarations.len() - shown
+            ));
+        }
+    }
     text.push_str(&format!(
         "\nLimits per call: {timeout} ms wall clock by default (up to {max_timeout} ms via \
          `timeout_ms`), {fuel} units of CPU fuel, {memory:.0} MiB of memory, {stdout:.1} MiB of \
@@ -171,6 +198,7 @@ mod tests {
             network,
             workspace: None,
             sessions: None,
+            tools: None,
         }
     }
 

@@ -272,7 +272,8 @@ mod tests {
                 "stderr_bytes",
                 "max_code_bytes",
                 "max_input_bytes",
-                "max_result_bytes"
+                "max_result_bytes",
+                "max_tool_calls"
             ]
         );
     }

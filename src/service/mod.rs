@@ -38,7 +38,7 @@ use live::PolicyInForce;
 pub use pipeline::{AdmittedCall, Approval, ApprovalRequest, PendingApproval, Step};
 pub use resources::{ResourceContent, ResourceEntry};
 use sessions::Sessions;
-pub use view::{CallerView, CredentialHint, NetworkSummary, WorkspaceSummary};
+pub use view::{CallerView, CredentialHint, NetworkSummary, ToolsSummary, WorkspaceSummary};
 
 pub struct Service {
     sandbox: Arc<Sandbox>,
@@ -146,6 +146,7 @@ impl Service {
         let policy = live.policy();
         let limits = caller.limits();
         let workspace = &policy.workspace;
+        let tools = tools::summary(&live, grant, limits.max_tool_calls);
         CallerView {
             arguments: policy.argument_limits(&limits),
             limits,
@@ -156,11 +157,28 @@ impl Service {
                 max_file_bytes: workspace.max_file_bytes,
             }),
             sessions: policy.sessions.clone(),
+            tools,
             network: NetworkSummary {
                 hosts,
                 credentials,
                 max_fetches: live.policy().network.max_fetches,
             },
+        }
+    }
+
+    /// Connects to the upstream servers not connected yet and lists their tools (each within
+    /// a few seconds), so that the tool description can declare them.
+    pub async fn list_upstream_tools(&self) {
+        let live = self.policy.current();
+        let lists = live.upstreams.iter().map(|upstream| async move {
+            let listed =
+                tokio::time::timeout(std::time::Duration::from_secs(5), upstream.tools()).await;
+            if let Ok(Err(e)) = listed {
+                tracing::warn!("{e}");
+            }
+        });
+        for list in lists {
+            list.await;
         }
     }
 

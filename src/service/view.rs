@@ -17,6 +17,17 @@ pub struct CallerView {
     pub workspace: Option<WorkspaceSummary>,
     /// `None`: no sessions.
     pub sessions: Option<SessionSettings>,
+    /// `None`: the policy names no upstream servers.
+    pub tools: Option<ToolsSummary>,
+}
+
+/// The upstream tools the caller may call from code, for the tool description: TypeScript
+/// declarations of those listed so far (servers connect lazily, see `Service::list_tools`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolsSummary {
+    pub servers: Vec<String>,
+    pub declarations: Vec<String>,
+    pub max_calls: u64,
 }
 
 /// The workspace's quotas, for the tool description.

@@ -84,6 +84,11 @@ impl Upstream {
         &self.spec
     }
 
+    /// The tools listed last, without waiting or connecting (`None`: not listed yet, or busy).
+    pub fn cached_tools(&self) -> Option<Arc<Vec<Tool>>> {
+        self.state.try_lock().ok()?.as_ref()?.tools.clone()
+    }
+
     /// The server's tools, listed again once it said they changed (or after a reconnect).
     pub async fn tools(&self) -> Result<Arc<Vec<Tool>>, UpstreamError> {
         let mut state = self.state.lock().await;
