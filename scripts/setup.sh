@@ -57,4 +57,15 @@ if [ "$(cat .tools/conformance/node_modules/@modelcontextprotocol/conformance/pa
     npm install --prefix .tools/conformance --no-audit --no-fund --silent \
     "@modelcontextprotocol/conformance@$CONFORMANCE_VERSION"
 fi
+# The official reference MCP server, an upstream for the tools-from-code tests (over stdio).
+EVERYTHING_VERSION=2026.8.31
+if [ "$(cat .tools/everything/node_modules/@modelcontextprotocol/server-everything/package.json 2>/dev/null \
+      | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["version"])' 2>/dev/null)" \
+   != "$EVERYTHING_VERSION" ]; then
+  echo "setup: installing @modelcontextprotocol/server-everything $EVERYTHING_VERSION into .tools/everything"
+  mkdir -p .tools/everything
+  PATH="$PWD/.tools/node22/node_modules/.bin:$PATH" \
+    npm install --prefix .tools/everything --no-audit --no-fund --silent \
+    "@modelcontextprotocol/server-everything@$EVERYTHING_VERSION"
+fi
 echo "setup: ok"
