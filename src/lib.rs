@@ -18,7 +18,7 @@ pub mod net;
 pub mod policy;
 pub mod runtimes;
 pub mod sandbox;
-pub mod upstream;
 pub mod secrets;
 pub mod service;
+pub mod upstream;
 pub mod workspace;

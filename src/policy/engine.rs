@@ -5,11 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use super::document::{Action, Policy, PolicyError};
 use super::grants::Grant;
-use super::ratelimit::{Caller, CounterKey, CounterStore, LimitSpec};
+use super::ratelimit::{Caller, CounterKey, CounterStore, LimitSpec, increment_from};
 use super::rules::{Arguments, Counters, Effect, Outcome, Rule};
 use crate::contract::{ExecuteArgs, PolicyDecision, Status, TOOL_NAME};
 
@@ -66,29 +64,23 @@ pub fn now_ms() -> u64 {
 /// A policy ready to decide: rules compiled, counters attached. Counters live in the store,
 /// not here, so that a reloaded policy keeps them.
 pub struct PolicyEngine {
-    policy: Policy,
+    pub(super) policy: Policy,
     /// `execute_code`'s rules, then the rules for every tool (`all_tools`), in order.
     pub(super) rules: Vec<Rule>,
     /// The rules of every other tool the document names (an upstream server's tools), each
     /// followed by `all_tools`' when the document is an upstream's own.
-    tool_rules: HashMap<String, Vec<Rule>>,
+    pub(super) tool_rules: HashMap<String, Vec<Rule>>,
     /// Each counter a limit defines, by name, for conditions that read it.
     limits_by_counter: HashMap<String, LimitSpec>,
     pub(super) counters: Arc<dyn CounterStore>,
     /// Set for an upstream server's own document: its `all_tools` governs that server's tools
     /// (not `execute_code`), and its counters are its own (prefixed with the server's name).
-    upstream: Option<String>,
+    pub(super) upstream: Option<String>,
 }
 
 /// A call the code makes to a tool of an upstream server, as the policy sees it: the tool's
 /// name in the document (`server.tool` in Warden's own policy, the bare name in the server's
 /// own document) and its arguments.
-#[derive(Debug, Clone, Copy)]
-pub struct ToolCall<'a> {
-    pub tool: &'a str,
-    pub arguments: &'a Value,
-}
-
 impl PolicyEngine {
     pub fn new(
         policy: Policy,
@@ -97,17 +89,7 @@ impl PolicyEngine {
         PolicyEngine::build(policy, counters, None)
     }
 
-    /// The engine of an upstream server's own document (a gateway policy written for that
-    /// server): it decides that server's tools by their bare names.
-    pub fn for_upstream(
-        policy: Policy,
-        counters: Arc<dyn CounterStore>,
-        server: &str,
-    ) -> Result<PolicyEngine, PolicyError> {
-        PolicyEngine::build(policy, counters, Some(server.to_string()))
-    }
-
-    fn build(
+    pub(super) fn build(
         policy: Policy,
         counters: Arc<dyn CounterStore>,
         upstream: Option<String>,
@@ -196,33 +178,7 @@ impl PolicyEngine {
         self.verdict(TOOL_NAME, Arguments::Execute(args), &self.rules, caller)
     }
 
-    /// [`Self::check`] for a tool the code calls on an upstream server. A tool the document
-    /// does not name gets the `default` action (and, in an upstream's own document,
-    /// `all_tools`' rules).
-    pub fn check_tool(&self, call: ToolCall<'_>, caller: &Caller<'_>) -> Decision {
-        let every_tool = if self.upstream.is_some() {
-            &self.rules[self.rules.len() - self.policy.all_tools.rules.len()..]
-        } else {
-            &[]
-        };
-        let rules = self
-            .tool_rules
-            .get(call.tool)
-            .map_or(every_tool, Vec::as_slice);
-        self.verdict(call.tool, Arguments::Tool(call.arguments), rules, caller)
-    }
-
-    /// Whether the policy hides `tool`: named in `hide`, or `"*"`.
-    pub fn hides(&self, tool: &str) -> bool {
-        self.policy.hide.iter().any(|h| h == tool || h == "*")
-    }
-
-    /// Whether `tool`'s action (or the default) denies every call of it.
-    pub fn denies_outright(&self, tool: &str) -> bool {
-        self.action_of(tool).0 == Action::Deny
-    }
-
-    fn verdict(
+    pub(super) fn verdict(
         &self,
         tool: &str,
         args: Arguments<'_>,
@@ -302,7 +258,7 @@ impl PolicyEngine {
         self.action_of(TOOL_NAME)
     }
 
-    fn action_of(&self, tool: &str) -> (Action, String) {
+    pub(super) fn action_of(&self, tool: &str) -> (Action, String) {
         match self.policy.tools.get(tool).and_then(|t| t.action) {
             Some(a) => (a, format!("tools.{tool}.action")),
             None => (self.policy.default, "default".to_string()),
@@ -320,32 +276,7 @@ impl PolicyEngine {
         self.count(&specs, Arguments::Execute(args), caller, now_ms)
     }
 
-    /// [`Self::admit`] for a tool the code calls: the tool's limits (and, in an upstream's own
-    /// document, `all_tools`').
-    pub fn admit_tool(
-        &self,
-        call: ToolCall<'_>,
-        caller: &Caller<'_>,
-        now_ms: u64,
-    ) -> Result<Reservation, Denial> {
-        let every_tool: &[LimitSpec] = if self.upstream.is_some() {
-            &self.policy.all_tools.limits
-        } else {
-            &[]
-        };
-        let specs: Vec<&LimitSpec> = self
-            .policy
-            .tools
-            .get(call.tool)
-            .map(|t| &t.limits[..])
-            .unwrap_or(&[])
-            .iter()
-            .chain(every_tool)
-            .collect();
-        self.count(&specs, Arguments::Tool(call.arguments), caller, now_ms)
-    }
-
-    fn count(
+    pub(super) fn count(
         &self,
         limits: &[&LimitSpec],
         args: Arguments<'_>,
@@ -465,30 +396,4 @@ impl Counters for Reader<'_> {
             None => 0,
         }
     }
-}
-
-/// What a call adds to a counter that counts an argument (`increment_from`): the argument's
-/// number, its fraction dropped as PolicyLayer's gateway does. A call without that number, or
-/// with a negative one (which would lower the counter), is refused.
-pub(super) fn increment_from<'a>(
-    args: impl Into<Arguments<'a>>,
-    path: &str,
-) -> Result<u64, String> {
-    let value = super::rules::argument(args, path)
-        .ok_or_else(|| format!("increment_from path \"{path}\" not found in arguments"))?;
-    let number = match &value {
-        Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
-        other => {
-            return Err(format!(
-                "increment_from \"{path}\" is {other}, not a number"
-            ));
-        }
-    };
-    if number < 0.0 || number.is_nan() {
-        return Err(format!(
-            "increment_from \"{path}\" is {number}: a count cannot go down"
-        ));
-    }
-    // `as` saturates: a huge number counts as the most a counter can hold.
-    Ok(number.trunc() as u64)
 }

@@ -1,6 +1,7 @@
 //! `policy explain`: the engine's decision for a call, step by step, counting nothing.
 
-use super::engine::{Decision, PolicyEngine, Question, Reader, increment_from, now_ms};
+use super::engine::{Decision, PolicyEngine, Question, Reader, now_ms};
+use super::ratelimit::increment_from;
 use super::ratelimit::{Caller, CounterKey};
 use super::rules::{Counters, Effect, Outcome};
 use crate::contract::{ExecuteArgs, TOOL_NAME};

@@ -199,12 +199,14 @@ impl<'p> Grant<'p> {
 
     /// Whether the grant lets the code reach `server`'s `tool` at all.
     pub fn may_use_tool(&self, server: &str, tool: &str) -> bool {
-        self.spec.and_then(|g| g.tools.as_deref()).is_none_or(|patterns| {
-            patterns.iter().any(|p| match p.strip_suffix(".*") {
-                Some(only) => only == server,
-                None => p.split_once('.') == Some((server, tool)),
+        self.spec
+            .and_then(|g| g.tools.as_deref())
+            .is_none_or(|patterns| {
+                patterns.iter().any(|p| match p.strip_suffix(".*") {
+                    Some(only) => only == server,
+                    None => p.split_once('.') == Some((server, tool)),
+                })
             })
-        })
     }
 
     /// Runs of this caller at once.

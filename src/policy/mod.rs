@@ -19,12 +19,14 @@ mod section_tests;
 mod sessions;
 #[cfg(test)]
 mod tests;
+mod tool_calls;
 
 pub use document::{Action, AllTools, DEFAULT_POLICY, Policy, PolicyError, ToolPolicy};
-pub use engine::{Decision, Denial, PolicyEngine, Question, Reservation, ToolCall, now_ms};
+pub use engine::{Decision, Denial, PolicyEngine, Question, Reservation, now_ms};
 pub use grants::{Grant, GrantSpec, LOCAL_GRANT};
 pub use limits::{GUEST_THREAD_STACK_BYTES, Limits, LimitsOverride, MAX_WASM_STACK_BYTES};
 pub use locate::Issue;
 pub use ratelimit::{Caller, CounterStore, LimitSpec, MemoryCounterStore, Scope, Window};
 pub use rules::{Arguments, ConditionSpec, Effect, Operator, Rule, RuleSpec};
 pub use sessions::SessionSettings;
+pub use tool_calls::ToolCall;

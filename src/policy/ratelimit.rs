@@ -8,6 +8,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::rules::Arguments;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -222,6 +225,32 @@ impl CounterStore for MemoryCounterStore {
 
 fn window_start(now_ms: u64, window_ms: u64) -> u64 {
     now_ms - now_ms % window_ms.max(1)
+}
+
+/// What a call adds to a counter that counts an argument (`increment_from`): the argument's
+/// number, its fraction dropped as PolicyLayer's gateway does. A call without that number, or
+/// with a negative one (which would lower the counter), is refused.
+pub(super) fn increment_from<'a>(
+    args: impl Into<Arguments<'a>>,
+    path: &str,
+) -> Result<u64, String> {
+    let value = super::rules::argument(args, path)
+        .ok_or_else(|| format!("increment_from path \"{path}\" not found in arguments"))?;
+    let number = match &value {
+        Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
+        other => {
+            return Err(format!(
+                "increment_from \"{path}\" is {other}, not a number"
+            ));
+        }
+    };
+    if number < 0.0 || number.is_nan() {
+        return Err(format!(
+            "increment_from \"{path}\" is {number}: a count cannot go down"
+        ));
+    }
+    // `as` saturates: a huge number counts as the most a counter can hold.
+    Ok(number.trunc() as u64)
 }
 
 #[cfg(test)]

@@ -124,7 +124,10 @@ impl RunCore {
             return r#"{"ok":false,"kind":"cancelled","message":"the run was cancelled"}"#.into();
         }
         let answer = self.tools.call(request);
-        self.deadline = self.deadline.checked_add(answer.paused).unwrap_or(self.deadline);
+        self.deadline = self
+            .deadline
+            .checked_add(answer.paused)
+            .unwrap_or(self.deadline);
         answer.json
     }
 

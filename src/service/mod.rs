@@ -146,7 +146,7 @@ impl Service {
         let policy = live.policy();
         let limits = caller.limits();
         let workspace = &policy.workspace;
-        let tools = tools::summary(&live, grant, limits.max_tool_calls);
+        let tools = view::summary(&live, grant, limits.max_tool_calls);
         CallerView {
             arguments: policy.argument_limits(&limits),
             limits,

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::live::Live;
-use super::view::ToolsSummary;
+use super::view::{engine_for, visible};
 use crate::audit::{AuditLog, ToolCallEvent};
 use crate::metrics::Metrics;
 use crate::policy::{Caller, Decision, PolicyEngine, ToolCall, now_ms};
@@ -276,7 +276,9 @@ impl RunTools {
             _ => {
                 return Err(Refused::new(
                     "failed",
-                    format!("{server}.{tool} asked for input or started a task, which calls from code do not support"),
+                    format!(
+                        "{server}.{tool} asked for input or started a task, which calls from code do not support"
+                    ),
                 ));
             }
         };
@@ -339,43 +341,6 @@ impl RunTools {
             "python": declaration.python,
         }))
     }
-}
-
-/// The engine that decides `server`'s tools, and the name it knows `tool` by.
-fn engine_for<'l>(live: &'l Live, server: &str, tool: &str) -> (&'l PolicyEngine, String) {
-    match live.upstream_engines.get(server) {
-        Some(own) => (own, tool.to_string()),
-        None => (&live.engine, format!("{server}.{tool}")),
-    }
-}
-
-/// Whether `grant` may see `tool` at all: its grant names it, and the policy neither hides
-/// nor denies it outright.
-fn visible(live: &Live, grant: &str, server: &str, tool: &str) -> bool {
-    let (engine, name) = engine_for(live, server, tool);
-    live.engine.grant(grant).may_use_tool(server, tool)
-        && !engine.hides(&name)
-        && !engine.denies_outright(&name)
-}
-
-/// What the tool description says about tools from code (the tools listed so far).
-pub(super) fn summary(live: &Live, grant: &str, max_calls: u64) -> Option<ToolsSummary> {
-    if live.upstreams.is_empty() {
-        return None;
-    }
-    let mut declarations = Vec::new();
-    for upstream in live.upstreams.iter() {
-        for tool in upstream.cached_tools().iter().flat_map(|t| t.iter()) {
-            if visible(live, grant, upstream.name(), &tool.name) {
-                declarations.push(declare(upstream.name(), tool).typescript);
-            }
-        }
-    }
-    Some(ToolsSummary {
-        servers: live.upstreams.iter().map(|u| u.name().to_string()).collect(),
-        declarations,
-        max_calls,
-    })
 }
 
 fn refusal(denial: crate::policy::Denial) -> Refused {

@@ -1,8 +1,10 @@
 //! What a caller may do, as one value: the tool description and the input schema are made
 //! from it (never secret values, only credential names and their placeholders).
 
+use super::live::Live;
 use crate::contract::{ArgumentLimits, Language};
-use crate::policy::{Limits, SessionSettings};
+use crate::policy::{Limits, PolicyEngine, SessionSettings};
+use crate::upstream::declare;
 
 /// The policy in force as `grant` sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,4 +53,49 @@ pub struct NetworkSummary {
 pub struct CredentialHint {
     pub name: String,
     pub placeholder: String,
+}
+
+/// The engine that decides `server`'s tools, and the name it knows `tool` by.
+pub(super) fn engine_for<'l>(
+    live: &'l Live,
+    server: &str,
+    tool: &str,
+) -> (&'l PolicyEngine, String) {
+    match live.upstream_engines.get(server) {
+        Some(own) => (own, tool.to_string()),
+        None => (&live.engine, format!("{server}.{tool}")),
+    }
+}
+
+/// Whether `grant` may see `tool` at all: its grant names it, and the policy neither hides
+/// nor denies it outright.
+pub(super) fn visible(live: &Live, grant: &str, server: &str, tool: &str) -> bool {
+    let (engine, name) = engine_for(live, server, tool);
+    live.engine.grant(grant).may_use_tool(server, tool)
+        && !engine.hides(&name)
+        && !engine.denies_outright(&name)
+}
+
+/// What the tool description says about tools from code (the tools listed so far).
+pub(super) fn summary(live: &Live, grant: &str, max_calls: u64) -> Option<ToolsSummary> {
+    if live.upstreams.is_empty() {
+        return None;
+    }
+    let mut declarations = Vec::new();
+    for upstream in live.upstreams.iter() {
+        for tool in upstream.cached_tools().iter().flat_map(|t| t.iter()) {
+            if visible(live, grant, upstream.name(), &tool.name) {
+                declarations.push(declare(upstream.name(), tool).typescript);
+            }
+        }
+    }
+    Some(ToolsSummary {
+        servers: live
+            .upstreams
+            .iter()
+            .map(|u| u.name().to_string())
+            .collect(),
+        declarations,
+        max_calls,
+    })
 }

@@ -99,9 +99,10 @@ impl Upstream {
         if let Some(tools) = &connection.tools {
             return Ok(tools.clone());
         }
-        let listed = tokio::time::timeout(CONNECT_TIMEOUT, connection.service.peer().list_all_tools())
-            .await
-            .map_err(|_| self.failed("listing its tools timed out"))?;
+        let listed =
+            tokio::time::timeout(CONNECT_TIMEOUT, connection.service.peer().list_all_tools())
+                .await
+                .map_err(|_| self.failed("listing its tools timed out"))?;
         match listed {
             Ok(tools) => {
                 let tools = Arc::new(tools);

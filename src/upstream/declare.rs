@@ -61,7 +61,11 @@ pub fn declare(server: &str, tool: &Tool) -> Declaration {
 }
 
 fn summary(description: &str) -> String {
-    let line = description.split("\n\n").next().unwrap_or("").replace('\n', " ");
+    let line = description
+        .split("\n\n")
+        .next()
+        .unwrap_or("")
+        .replace('\n', " ");
     let line = line.replace("*/", "* /");
     match line.char_indices().nth(MAX_SUMMARY_CHARS) {
         Some((cut, _)) => format!("{}…", &line[..cut]),
@@ -70,8 +74,12 @@ fn summary(description: &str) -> String {
 }
 
 fn is_js_identifier(name: &str) -> bool {
-    name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
 }
 
 fn properties(schema: &Value) -> (Option<&Map<String, Value>>, Vec<&str>) {
@@ -90,7 +98,11 @@ fn ts_type(schema: &Value, depth: usize) -> String {
     }
     if let Some(values) = schema.get("enum").and_then(Value::as_array) {
         let parts: Vec<String> = values.iter().map(Value::to_string).collect();
-        return if parts.is_empty() { "never".into() } else { parts.join(" | ") };
+        return if parts.is_empty() {
+            "never".into()
+        } else {
+            parts.join(" | ")
+        };
     }
     if let Some(value) = schema.get("const") {
         return value.to_string();
@@ -139,7 +151,11 @@ fn ts_object(schema: &Value, depth: usize) -> String {
             } else {
                 Value::String(name.clone()).to_string()
             };
-            let optional = if required.contains(&name.as_str()) { "" } else { "?" };
+            let optional = if required.contains(&name.as_str()) {
+                ""
+            } else {
+                "?"
+            };
             format!("{key}{optional}: {}", ts_type(s, depth + 1))
         })
         .collect();
@@ -227,8 +243,19 @@ mod tests {
         let mut t = tool(json!({"type": "object"}), None);
         t.name = "get-file.contents".into();
         let d = declare("fs", &t);
-        assert!(d.typescript.contains("tools.fs[\"get-file.contents\"](args: Record<string, unknown>): Promise<unknown>"), "{}", d.typescript);
-        assert!(d.python.starts_with("tools.fs.get_file_contents(**arguments) -> Any"), "{}", d.python);
+        assert!(
+            d.typescript.contains(
+                "tools.fs[\"get-file.contents\"](args: Record<string, unknown>): Promise<unknown>"
+            ),
+            "{}",
+            d.typescript
+        );
+        assert!(
+            d.python
+                .starts_with("tools.fs.get_file_contents(**arguments) -> Any"),
+            "{}",
+            d.python
+        );
         assert_eq!(python_name("3d"), "_3d");
     }
 

@@ -89,7 +89,9 @@ impl UpstreamSpec {
         if RESERVED.contains(&name) {
             return Err((
                 "",
-                format!("upstream name \"{name}\" is taken: the code writes tools.{name}(…) for discovery"),
+                format!(
+                    "upstream name \"{name}\" is taken: the code writes tools.{name}(…) for discovery"
+                ),
             ));
         }
         match self.endpoint() {
@@ -154,12 +156,19 @@ mod tests {
     #[test]
     fn an_upstream_is_a_command_or_a_url_never_both() {
         assert!(spec("command = \"node\"").validate("everything").is_ok());
-        assert!(spec("url = \"http://127.0.0.1:9/mcp\"").validate("recorder").is_ok());
+        assert!(
+            spec("url = \"http://127.0.0.1:9/mcp\"")
+                .validate("recorder")
+                .is_ok()
+        );
         let both = spec("command = \"node\"\nurl = \"http://127.0.0.1:9/mcp\"");
         assert_eq!(both.validate("x").unwrap_err().0, "command");
         assert_eq!(spec("").validate("x").unwrap_err().0, "command");
         assert_eq!(
-            spec("url = \"file:///etc/passwd\"").validate("x").unwrap_err().0,
+            spec("url = \"file:///etc/passwd\"")
+                .validate("x")
+                .unwrap_err()
+                .0,
             "url"
         );
         let creds_on_stdio = spec("command = \"node\"\ncredentials = [\"github\"]");
@@ -171,7 +180,15 @@ mod tests {
         for good in ["github", "a1", "my_server"] {
             assert!(is_server_name(good), "{good}");
         }
-        for bad in ["", "GitHub", "1a", "a-b", "a.b", "__proto__", "x".repeat(33).as_str()] {
+        for bad in [
+            "",
+            "GitHub",
+            "1a",
+            "a-b",
+            "a.b",
+            "__proto__",
+            "x".repeat(33).as_str(),
+        ] {
             assert!(!is_server_name(bad), "{bad}");
         }
     }

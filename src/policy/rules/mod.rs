@@ -10,6 +10,7 @@
 
 mod gateway;
 mod operator;
+mod paths;
 
 pub use operator::Operator;
 
@@ -17,9 +18,10 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::contract::ExecuteArgs;
 use gateway::dotted_after;
 pub use gateway::is_gateway_path;
+use paths::{ArgPath, args_path};
+pub use paths::{Arguments, argument, missing_argument};
 
 /// A rule as written in the policy (`[[tools.execute_code.rules]]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,22 +82,6 @@ pub trait Counters {
     fn current(&self, counter: &str) -> u64;
 }
 
-/// The arguments a rule looks at: `execute_code`'s, or those of a tool the code calls on an
-/// upstream server (any JSON object). Conditions in the gateway's form (`path = "args.…"`)
-/// read either; Warden's own form (`arg = …`) names `execute_code`'s arguments, which a tool
-/// call does not have (absent).
-#[derive(Debug, Clone, Copy)]
-pub enum Arguments<'a> {
-    Execute(&'a ExecuteArgs),
-    Tool(&'a Value),
-}
-
-impl<'a> From<&'a ExecuteArgs> for Arguments<'a> {
-    fn from(args: &'a ExecuteArgs) -> Self {
-        Arguments::Execute(args)
-    }
-}
-
 /// How a rule came out for one call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -124,24 +110,6 @@ struct Condition {
     test: Test,
     /// Compares as the gateway does (a `path` condition).
     gateway: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum ArgPath {
-    Language,
-    Code,
-    CodeLength,
-    TimeoutMs,
-    /// `input` (empty) or a path of object keys into it.
-    Input(Vec<String>),
-    /// `session` ("new" or an id), absent for a call without one.
-    Session,
-    /// The names of the `files` given (an array), absent without any.
-    Files,
-    /// An argument `execute_code` does not have: always absent.
-    Absent,
-    /// A counter's value in its current window.
-    Counter(String),
 }
 
 #[derive(Debug, Clone)]
@@ -212,44 +180,6 @@ impl Rule {
                 _ => None,
             })
     }
-}
-
-/// Where an `args.…` path leads in `execute_code`'s arguments.
-fn args_path(rest: &str) -> ArgPath {
-    let mut keys = rest.split('.');
-    match (keys.next(), rest.contains('.')) {
-        (Some("language"), false) => ArgPath::Language,
-        (Some("code"), false) => ArgPath::Code,
-        (Some("timeout_ms"), false) => ArgPath::TimeoutMs,
-        (Some("session"), false) => ArgPath::Session,
-        (Some("files"), false) => ArgPath::Files,
-        (Some("input"), _) => ArgPath::Input(keys.map(str::to_string).collect()),
-        _ => ArgPath::Absent,
-    }
-}
-
-/// The value at an `args.…` path in the call's arguments, if the call has one there.
-pub fn argument<'a>(args: impl Into<Arguments<'a>>, path: &str) -> Option<Value> {
-    struct NoCounters;
-    impl Counters for NoCounters {
-        fn current(&self, _: &str) -> u64 {
-            0
-        }
-    }
-    let rest = path.strip_prefix("args.")?;
-    match args.into() {
-        Arguments::Execute(args) => args_path(rest).resolve(args, &NoCounters),
-        Arguments::Tool(arguments) => rest
-            .split('.')
-            .try_fold(arguments, |v, key| v.get(key))
-            .cloned(),
-    }
-}
-
-/// The argument an `args.…` path names, if `execute_code` has no such argument.
-pub fn missing_argument(path: &str) -> Option<&str> {
-    let rest = path.strip_prefix("args.")?;
-    (args_path(rest) == ArgPath::Absent).then_some(rest)
 }
 
 impl Condition {
@@ -363,7 +293,9 @@ impl Condition {
     fn holds(&self, args: Arguments<'_>, counters: &dyn Counters) -> bool {
         let value = match (args, &self.path) {
             (Arguments::Execute(args), path) => path.resolve(args, counters),
-            (Arguments::Tool(_), ArgPath::Counter(name)) => Some(Value::from(counters.current(name))),
+            (Arguments::Tool(_), ArgPath::Counter(name)) => {
+                Some(Value::from(counters.current(name)))
+            }
             (Arguments::Tool(_), _) if self.keys.is_empty() => None,
             (Arguments::Tool(arguments), _) => self
                 .keys
@@ -397,31 +329,6 @@ impl Condition {
                 x.as_str().is_some_and(|k| map.contains_key(k))
             }
             (Test::Contains(_), Some(_)) => false,
-        }
-    }
-}
-
-impl ArgPath {
-    fn resolve(&self, args: &ExecuteArgs, counters: &dyn Counters) -> Option<Value> {
-        match self {
-            ArgPath::Absent => None,
-            ArgPath::Counter(name) => Some(Value::from(counters.current(name))),
-            ArgPath::Language => Some(Value::from(args.language.as_str())),
-            ArgPath::Code => Some(Value::from(args.code.as_str())),
-            ArgPath::CodeLength => Some(Value::from(args.code.len())),
-            ArgPath::TimeoutMs => args.timeout_ms.map(Value::from),
-            ArgPath::Session => args.session.as_deref().map(Value::from),
-            ArgPath::Files => args
-                .files
-                .as_ref()
-                .map(|files| files.keys().map(|k| Value::from(k.as_str())).collect()),
-            ArgPath::Input(keys) => {
-                let mut v = args.input.as_ref()?;
-                for key in keys {
-                    v = v.get(key)?;
-                }
-                Some(v.clone())
-            }
         }
     }
 }

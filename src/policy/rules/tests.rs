@@ -1,4 +1,5 @@
 use super::*;
+use crate::contract::ExecuteArgs;
 use serde_json::json;
 
 fn rule(arg: &str, op: &str, value: Option<Value>) -> Result<Rule, String> {
