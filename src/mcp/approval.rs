@@ -26,7 +26,7 @@ use rmcp::{Peer, RoleServer};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::service::{Approval, ApprovalRequest};
+use crate::service::{Approval, ApprovalRequest, AskPerson};
 
 /// How long a person has to answer an approval request.
 pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
@@ -69,9 +69,26 @@ fn approval_from(answer: &ElicitResult) -> Approval {
 
 /// Asks through `elicitation/create` on the session and waits for the answer.
 pub async fn elicit(peer: &Peer<RoleServer>, request: ApprovalRequest<'_>) -> Approval {
+    elicit_text(peer, question(&request)).await
+}
+
+/// Asks the session's person about the calls a run's code makes to upstream tools, while the
+/// run waits (elicitation: the only way to ask in the middle of a call).
+pub struct ElicitingAsker(pub Peer<RoleServer>);
+
+impl AskPerson for ElicitingAsker {
+    fn ask(
+        &self,
+        question: String,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Approval> + Send + '_>> {
+        Box::pin(elicit_text(&self.0, question))
+    }
+}
+
+async fn elicit_text(peer: &Peer<RoleServer>, question: String) -> Approval {
     use rmcp::service::ElicitationError;
     match peer
-        .elicit_with_timeout::<ApprovalForm>(question(&request), Some(APPROVAL_TIMEOUT))
+        .elicit_with_timeout::<ApprovalForm>(question, Some(APPROVAL_TIMEOUT))
         .await
     {
         Ok(Some(form)) if form.approve => Approval::Approved,

@@ -17,11 +17,13 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 
-use super::approval::{AnswerError, ApprovalStates, Asked, ask_or_answer, call_binding, elicit};
+use super::approval::{
+    AnswerError, ApprovalStates, Asked, ElicitingAsker, ask_or_answer, call_binding, elicit,
+};
 use super::tool::execute_code_tool;
 use crate::contract::{ErrorInfo, ErrorKind, ExecutionResult, Status, TOOL_NAME};
 use crate::policy::{Caller, LOCAL_GRANT};
-use crate::service::{Service, Step};
+use crate::service::{AskPerson, Service, Step};
 
 /// Runs shorter than this send no progress notifications.
 const PROGRESS_AFTER: Duration = Duration::from_secs(1);
@@ -137,7 +139,14 @@ impl WardenServer {
             };
             Ended::Finished(match step {
                 Step::Done(result) => result,
-                Step::Run(admitted) => admitted.run(cancel).await,
+                Step::Run(admitted) => {
+                    // Calls the code makes can be approved mid-run only by elicitation on a
+                    // session; a 2026-07-28 client's round trips cannot pause a run.
+                    let asker = (!uses_input_required(context)).then(|| {
+                        Arc::new(ElicitingAsker(context.peer.clone())) as Arc<dyn AskPerson>
+                    });
+                    admitted.run_asking(cancel, asker).await
+                }
                 Step::Approve(_) => ExecutionResult::internal("approval was asked twice"),
             })
         };

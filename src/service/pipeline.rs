@@ -3,6 +3,7 @@
 //! [`Step`]; a [`PendingApproval`] is answered (or deferred) by whoever can ask a person (the
 //! MCP layer); an [`AdmittedCall`] runs. Every decision and every run is an audit event.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -33,6 +34,13 @@ pub enum Approval {
     Declined,
     /// Nobody can be asked; says why.
     Unavailable(String),
+}
+
+/// Asks the person behind the client, while a run waits, whether a call the code makes to an
+/// upstream tool may go ahead (`question` says which tool, arguments and run). The MCP layer
+/// implements it where the client can be asked mid-call (elicitation on a session).
+pub trait AskPerson: Send + Sync {
+    fn ask(&self, question: String) -> Pin<Box<dyn Future<Output = Approval> + Send + '_>>;
 }
 
 /// What a person is asked to approve.
@@ -193,6 +201,15 @@ impl<'s> PendingApproval<'s> {
 impl AdmittedCall<'_> {
     /// Runs the call and audits how it ended.
     pub async fn run(self, cancel: &CancellationToken) -> ExecutionResult {
+        self.run_asking(cancel, None).await
+    }
+
+    /// [`Self::run`], with someone to ask when a call the code makes needs approval.
+    pub async fn run_asking(
+        self,
+        cancel: &CancellationToken,
+        asker: Option<Arc<dyn AskPerson>>,
+    ) -> ExecutionResult {
         let AdmittedCall { call, counted } = self;
         let audit = FetchAudit {
             log: call.service.audit.clone(),
@@ -202,7 +219,7 @@ impl AdmittedCall<'_> {
         };
         let result = call
             .service
-            .run_counted(counted, call.args.clone(), audit, cancel)
+            .run_counted(counted, call.args.clone(), audit, asker, cancel)
             .await;
         let mut event = call.event(result.status.as_str());
         event.event = "run";

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Service;
 use super::admission::Counted;
+use super::pipeline::AskPerson;
 use super::place::Turn;
 use super::tools::RunTools;
 use crate::contract::{ExecuteArgs, ExecutionResult};
@@ -31,6 +32,7 @@ impl Service {
         mut counted: Counted,
         args: ExecuteArgs,
         audit: FetchAudit,
+        asker: Option<Arc<dyn AskPerson>>,
         cancel: &CancellationToken,
     ) -> ExecutionResult {
         let live = counted.live().clone();
@@ -111,6 +113,8 @@ impl Service {
                 request_id: audit.request_id.clone(),
                 max_calls: limits.max_tool_calls,
                 calls: AtomicU64::new(0),
+                paused_ns: AtomicU64::new(0),
+                asker,
                 deadline,
                 cancel: flag.clone(),
                 audit: audit.log.clone(),

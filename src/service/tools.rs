@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::live::Live;
+use super::pipeline::AskPerson;
 use super::view::{engine_for, visible};
 use crate::audit::{AuditLog, ToolCallEvent};
 use crate::metrics::Metrics;
@@ -37,6 +38,9 @@ pub(super) struct RunTools {
     pub request_id: String,
     pub max_calls: u64,
     pub calls: AtomicU64,
+    /// Time spent waiting for a person in this run: it moves the deadline.
+    pub paused_ns: AtomicU64,
+    pub asker: Option<Arc<dyn AskPerson>>,
     pub deadline: Instant,
     pub cancel: CancelFlag,
     pub audit: Option<Arc<AuditLog>>,
@@ -45,15 +49,15 @@ pub(super) struct RunTools {
 }
 
 /// Why a call gave no value: the guest's error kind and message.
-struct Refused {
-    kind: &'static str,
-    message: String,
-    rule: Option<String>,
-    retry_after_ms: Option<u64>,
+pub(super) struct Refused {
+    pub kind: &'static str,
+    pub message: String,
+    pub rule: Option<String>,
+    pub retry_after_ms: Option<u64>,
 }
 
 impl Refused {
-    fn new(kind: &'static str, message: impl Into<String>) -> Refused {
+    pub(super) fn new(kind: &'static str, message: impl Into<String>) -> Refused {
         Refused {
             kind,
             message: message.into(),
@@ -94,6 +98,7 @@ enum Request {
 
 impl ToolBridge for RunTools {
     fn call(&self, request: &str) -> ToolAnswer {
+        let paused_before = self.paused();
         let answer = match serde_json::from_str::<Request>(request) {
             Err(e) => Refused::new("invalid", format!("not a tools request: {e}")).answer(),
             Ok(Request::Call {
@@ -115,7 +120,7 @@ impl ToolBridge for RunTools {
         };
         ToolAnswer {
             json: answer.to_string(),
-            paused: Duration::ZERO,
+            paused: self.paused().saturating_sub(paused_before),
         }
     }
 }
@@ -128,13 +133,24 @@ impl RunTools {
         }
     }
 
+    fn paused(&self) -> Duration {
+        Duration::from_nanos(self.paused_ns.load(Ordering::Acquire))
+    }
+
+    /// The run's deadline, moved by the time it waited for a person.
+    fn deadline(&self) -> Instant {
+        self.deadline
+            .checked_add(self.paused())
+            .unwrap_or(self.deadline)
+    }
+
     /// Runs `work` on the server's runtime, until the run's deadline or its cancellation.
     fn wait<T>(
         &self,
         limit: Duration,
         work: impl Future<Output = Result<T, Refused>>,
     ) -> Result<T, Refused> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
+        let left = self.deadline().saturating_duration_since(Instant::now());
         let cancel = self.cancel.clone();
         let cancelled = async move {
             while !cancel.is_cancelled() {
@@ -244,22 +260,16 @@ impl RunTools {
             Decision::Admit => {}
             Decision::Deny(denial) => return Err(refusal(denial)),
             Decision::NeedsApproval(question) => {
-                return Err(Refused {
-                    rule: Some(question.rule),
-                    ..Refused::new(
-                        "approval_required",
-                        format!(
-                            "{name} needs a person's approval ({}), and calls from code cannot ask one yet",
-                            question.reason
-                        ),
-                    )
-                });
+                self.ask(server, &found.name, &arguments, &question)?;
+                event.decision = "approve";
             }
         }
         engine
             .admit_tool(call, &self.caller(), now_ms())
             .map_err(refusal)?;
-        event.decision = "allow";
+        if event.decision != "approve" {
+            event.decision = "allow";
+        }
         let Value::Object(object) = arguments else {
             return Err(Refused::new("invalid", "the arguments are not an object"));
         };

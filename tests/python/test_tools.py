@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from mcp import Client
+from mcp import Client, types
 
 from test_stdio import ROOT, WARDEN, CACHE, call, server
 
@@ -329,3 +329,131 @@ const env = await tools.everything['get-env']({});
             assert "3" in json.dumps(s["result"]), s
 
     run(body())
+
+
+def test_an_intercept_policy_written_for_the_upstream_applies_unchanged():
+    log = recorder_log()
+    github_policy = ROOT / "tests" / "fixtures" / "intercept" / "github.yaml"
+    code = """
+out = {"made": 0}
+try:
+    for i in range(8):
+        tools.rec.create_issue(title=f"issue {i}")
+        out["made"] += 1
+except ToolDenied as e:
+    out["limit"] = [e.kind, e.rule, str(e)]
+try:
+    tools.rec.delete_repository(name="prod")
+except ToolError as e:
+    out["delete"] = [type(e).__name__, e.kind, str(e)]
+try:
+    tools.rec.transfer_repository(name="prod", owner="someone")
+except ToolError as e:
+    out["transfer"] = [e.kind, str(e)]
+out["listed"] = [t["name"] for t in tools.search("repository")]
+out
+"""
+
+    async def body():
+        policy = stdio_upstream(log, f'policy = "{github_policy}"')
+        async with Client(server(policy), mode="legacy") as c:
+            _, s = await call(c, code, "python")
+            r = s["result"]
+            assert r["made"] == 5, r
+            kind, _, message = r["limit"]
+            assert kind == "rate_limited" and message == "Hourly limit of 5 new issues reached", r
+            assert r["delete"] == [
+                "ToolDenied", "denied", "Repository deletion is not permitted via AI agents"
+            ], r
+            assert r["transfer"] == ["not_found", "no tool named rec.transfer_repository"], r
+            assert "rec.transfer_repository" not in r["listed"], r
+
+    run(body())
+    assert [c["tool"] for c in calls_in(log)] == ["create_issue"] * 5
+
+
+APPROVAL = """
+[[tools."rec.create_issue".rules]]
+name = "ask-before-asking"
+message = "titles starting with ask need a person"
+effect = "require_approval"
+when = [{ path = "args.title", op = "regex", value = "^ask" }]
+"""
+
+
+def test_an_approval_accepted_and_one_declined_mid_loop_pause_the_run_not_its_clock():
+    log = recorder_log()
+    questions = []
+
+    async def on_elicitation(context, params):
+        questions.append(params.message)
+        # Longer than the run's whole wall-clock budget: the wait is not the code's time.
+        await asyncio.sleep(2.0)
+        if "ask-yes" in params.message:
+            return types.ElicitResult(action="accept", content={"approve": True})
+        return types.ElicitResult(action="decline")
+
+    code = """
+const out = [];
+for (const title of ['plain', 'ask-yes', 'ask-no', 'after']) {
+  try { out.push((await tools.rec.create_issue({ title })).title); }
+  catch (e) { out.push([e.name, e.kind, e.rule]); }
+}
+out
+"""
+
+    async def body():
+        async with Client(
+            server(stdio_upstream(log, APPROVAL)), mode="legacy", elicitation_callback=on_elicitation
+        ) as c:
+            await call(c, "await tools.rec.add({ a: 1, b: 1 })")  # connect before the clock runs
+            _, s = await call(c, code, timeout_ms=1500)
+            assert s["status"] == "ok", s
+            assert s["result"] == [
+                "plain", "ask-yes", ["ToolDenied", "approval_declined", "ask-before-asking"], "after"
+            ], s
+
+    run(body())
+    assert [c["arguments"]["title"] for c in calls_in(log) if c["tool"] == "create_issue"] == [
+        "plain", "ask-yes", "after"
+    ]
+    assert len(questions) == 2
+    # The question says which rule, which tool, which arguments and which run.
+    assert "ask-before-asking" in questions[0] and "rec.create_issue" in questions[0]
+    assert '"title": "ask-yes"' in questions[0] and "run r-" in questions[0]
+
+
+def test_a_grant_reaches_only_the_tools_it_is_given():
+    from test_http import OTHER, TOKEN, client, http_server
+    import hashlib
+
+    log = recorder_log()
+    policy = f"""
+[grants.py]
+token_sha256 = "{hashlib.sha256(TOKEN.encode()).hexdigest()}"
+tools = ["rec.add"]
+
+[grants.narrow]
+token_sha256 = "{hashlib.sha256(OTHER.encode()).hexdigest()}"
+""" + stdio_upstream(log)
+    code = """
+const out = { listed: tools.search('').map(t => t.name) };
+try { await tools.rec.create_issue({ title: 'x' }); out.issue = 'called'; } catch (e) { out.issue = e.kind; }
+out.sum = (await tools.rec.add({ a: 1, b: 2 })).result;
+out
+"""
+
+    async def body():
+        with http_server(policy) as url:
+            async with client(url, TOKEN, "legacy") as c:
+                tool = (await c.list_tools()).tools[0]
+                assert "tools.rec.add(" in tool.description
+                assert "create_issue" not in tool.description
+                _, s = await call(c, code)
+                assert s["result"] == {"listed": ["rec.add"], "issue": "not_found", "sum": 3}, s
+            async with client(url, OTHER, "legacy") as c:
+                _, s = await call(c, code)
+                assert s["result"]["issue"] == "called" and "rec.create_issue" in s["result"]["listed"], s
+
+    run(body())
+    assert [c["tool"] for c in calls_in(log)] == ["add", "create_issue", "add"]

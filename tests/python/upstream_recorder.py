@@ -47,6 +47,18 @@ def delete_repo(name: str) -> str:
     return f"deleted {name}"
 
 
+@server.tool(description="Deletes a repository (the name GitHub's server uses).")
+def delete_repository(name: str) -> str:
+    record("delete_repository", name=name)
+    return f"deleted {name}"
+
+
+@server.tool(description="Transfers a repository to another owner.")
+def transfer_repository(name: str, owner: str) -> str:
+    record("transfer_repository", name=name, owner=owner)
+    return f"transferred {name} to {owner}"
+
+
 @server.tool(description="Always fails with the given message.")
 def fail(message: str) -> str:
     record("fail", message=message)
