@@ -23,6 +23,7 @@ mod network;
 mod output;
 mod ssrf;
 mod stack;
+mod tools;
 mod workspace;
 
 use harness::Ports;
@@ -45,6 +46,7 @@ fn tables() -> Vec<(&'static str, Vec<harness::Case>)> {
         ("timing of cancellation", cancellation::cases(&p)),
         ("gateway policy bypasses", gateway::cases(&p)),
         ("workspace and sessions", workspace::cases(&p)),
+        ("tools from code", tools::cases(&p)),
     ]
 }
 
