@@ -60,6 +60,12 @@ pub fn declare(server: &str, tool: &Tool) -> Declaration {
     Declaration { typescript, python }
 }
 
+/// [`declare`] for a tool as `tools/list` describes it in JSON (`None`: not a tool).
+pub fn declare_listed(server: &str, listed: &Value) -> Option<Declaration> {
+    let tool: Tool = serde_json::from_value(listed.clone()).ok()?;
+    Some(declare(server, &tool))
+}
+
 fn summary(description: &str) -> String {
     let line = description
         .split("\n\n")

@@ -14,7 +14,7 @@ use rmcp::model::CallToolResult;
 use serde_json::Value;
 
 pub use connection::Upstream;
-pub use declare::{Declaration, declare, python_name};
+pub use declare::{Declaration, declare, declare_listed, python_name};
 pub use settings::{Endpoint, UpstreamSpec, is_server_name};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
