@@ -31,6 +31,7 @@ action = "deny"
 counter = "creates"
 window = "hour"
 max = 2
+scope = "grant"
 "#;
 
 const OWN_POLICY: &str = r#"
