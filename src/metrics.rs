@@ -168,6 +168,21 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tool_calls_are_counted_by_server_tool_and_outcome() {
+        let m = super::Metrics::new();
+        m.tool_called("rec", "add", "ok", 0.01);
+        m.tool_called("rec", "add", "ok", 0.02);
+        m.tool_called("rec", "add", "rate_limited", 0.0);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"warden_tool_calls_total{server="rec",tool="add",outcome="ok"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"outcome="rate_limited"} 1"#), "{text}");
+        assert!(text.contains("warden_tool_call_duration_seconds_count"), "{text}");
+    }
+
     use super::*;
 
     #[test]

@@ -169,12 +169,11 @@ out
 """
 
     async def body():
-        policy = stdio_upstream(log) + '\nhide = ["rec.delete_repo"]\n'
-        # `hide` is a top-level key: put it before the tables.
+        # `hide` is a top-level key: it goes before the tables.
         policy = 'hide = ["rec.delete_repo"]\n' + stdio_upstream(log)
         async with Client(server(policy), mode="legacy") as c:
             tool = (await c.list_tools()).tools[0]
-            assert "delete_repo" not in tool.description
+            assert "tools.rec.delete_repo(" not in tool.description
             assert "tools.rec.add(" in tool.description
             _, s = await call(c, code)
             r = s["result"]
@@ -457,3 +456,26 @@ out
 
     run(body())
     assert [c["tool"] for c in calls_in(log)] == ["add", "create_issue", "add"]
+
+
+def test_a_tool_added_upstream_is_callable_once_the_upstream_says_the_list_changed():
+    log = recorder_log()
+
+    async def body():
+        async with Client(server(stdio_upstream(log)), mode="legacy") as c:
+            _, s = await call(c, "try { await tools.rec.extra({ word: 'a' }) } catch (e) { e.kind }")
+            assert s["result"] == "not_found", s
+            _, s = await call(c, "await tools.rec.enable_extra({})")
+            assert s["status"] == "ok", s
+            # The notification arrives on its own; the next lookup lists the tools again.
+            for _ in range(50):
+                _, s = await call(c, "try { await tools.rec.extra({ word: 'hi' }) } catch (e) { e.kind }")
+                if s["result"] != "not_found":
+                    break
+                await asyncio.sleep(0.1)
+            assert s["result"] == {"result": "HI"}, s
+            tool = (await c.list_tools()).tools[0]
+            assert "tools.rec.extra(" in tool.description
+
+    run(body())
+    assert [c["tool"] for c in calls_in(log)] == ["enable_extra", "extra"]

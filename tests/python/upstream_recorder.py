@@ -101,6 +101,19 @@ async def ask_back(ctx: Context) -> str:
         return f"the client cannot be asked: {type(e).__name__}"
 
 
+def extra(word: str) -> str:
+    record("extra", word=word)
+    return word.upper()
+
+
+@server.tool(description="Adds a tool named `extra` and tells the client its tool list changed.")
+async def enable_extra(ctx: Context) -> str:
+    record("enable_extra")
+    server.add_tool(extra, name="extra", description="Upper-cases a word (added at run time).")
+    await ctx.session.send_tool_list_changed()
+    return "enabled"
+
+
 def main():
     if sys.argv[1] == "stdio":
         server.run()
