@@ -180,7 +180,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"outcome="rate_limited"} 1"#), "{text}");
-        assert!(text.contains("warden_tool_call_duration_seconds_count"), "{text}");
+        assert!(
+            text.contains("warden_tool_call_duration_seconds_count"),
+            "{text}"
+        );
     }
 
     use super::*;
