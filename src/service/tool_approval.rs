@@ -4,7 +4,7 @@
 //! no fuel; cancelling the run stops it at once.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::Value;
 
@@ -55,12 +55,7 @@ impl RunTools {
             cut = if end < shown.len() { "\n(cut)" } else { "" },
         );
         let started = Instant::now();
-        let cancel = self.cancel.clone();
-        let cancelled = async move {
-            while !cancel.is_cancelled() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        };
+        let cancelled = self.cancelled();
         let approval = self.runtime.block_on(async {
             tokio::select! {
                 approval = asker.ask(text) => Some(approval),

@@ -144,6 +144,16 @@ impl RunTools {
             .unwrap_or(self.deadline)
     }
 
+    /// Ends when the run is cancelled (the flag is polled: it is set from another thread).
+    pub(super) fn cancelled(&self) -> impl Future<Output = ()> + use<> {
+        let cancel = self.cancel.clone();
+        async move {
+            while !cancel.is_cancelled() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+
     /// Runs `work` on the server's runtime, until the run's deadline or its cancellation.
     fn wait<T>(
         &self,
@@ -151,12 +161,7 @@ impl RunTools {
         work: impl Future<Output = Result<T, Refused>>,
     ) -> Result<T, Refused> {
         let left = self.deadline().saturating_duration_since(Instant::now());
-        let cancel = self.cancel.clone();
-        let cancelled = async move {
-            while !cancel.is_cancelled() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        };
+        let cancelled = self.cancelled();
         self.runtime.block_on(async {
             tokio::select! {
                 done = tokio::time::timeout(left.min(limit), work) => done.unwrap_or_else(|_| {
