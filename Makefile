@@ -9,14 +9,27 @@ export WARDEN_BIN := $(CARGO_TARGET_DIR)/release/warden
 export WARDEN_TEST_CACHE_DIR := $(CARGO_TARGET_DIR)/warden-test-cache
 PYTHON := .venv/bin/python
 
-.PHONY: setup build serve test test-rust test-python test-conformance lint fmt bench clean
+.PHONY: setup build dist serve test test-rust test-python test-conformance lint fmt bench bench-peers clean
 .PHONY: fuzz-setup fuzz-smoke fuzz
 
 setup:
 	@scripts/setup.sh
 
+# `prepare` compiles the guests for this machine into the cache (~15 s, once per build), so
+# that the server's first start takes milliseconds, not the seconds an MCP client may not wait.
 build: setup
 	cargo build --release --locked
+	$(WARDEN_BIN) prepare
+
+# A distributable binary: no debug info (symbols and line tables go to warden.debug, which a
+# debugger, addr2line and Rust's own backtraces find through the binary's debuglink when it
+# sits beside it).
+DIST_DIR ?= $(CURDIR)/dist
+dist: build
+	mkdir -p $(DIST_DIR)
+	objcopy --only-keep-debug $(WARDEN_BIN) $(DIST_DIR)/warden.debug
+	cd $(DIST_DIR) && objcopy --strip-all --add-gnu-debuglink=warden.debug $(WARDEN_BIN) warden
+	@ls -l $(DIST_DIR)/warden $(DIST_DIR)/warden.debug
 
 serve: build
 	$(WARDEN_BIN) serve
@@ -53,6 +66,11 @@ bench: build
 	$(PYTHON) bench/instance_rss.py --language python
 	$(PYTHON) bench/instance_rss.py --language javascript
 	$(PYTHON) bench/sessions.py
+
+# Warden against quickjs-emscripten, Pyodide, native rquickjs and CPython on the same programs,
+# with ratios (bench/peers/README.md); its --markdown output is docs/benchmarks.md's section.
+bench-peers: build
+	$(PYTHON) bench/peers/run.py
 
 clean:
 	cargo clean

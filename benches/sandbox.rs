@@ -33,6 +33,7 @@ fn runs(c: &mut Criterion) {
         max_memory_bytes: 128 << 20,
         max_concurrent_runs: 1,
         kept_instances: 0,
+        spares_per_guest: 1,
         cache_dir: SandboxConfig::default_cache_dir(),
     };
     let sandbox = Sandbox::new(&config, &[&JAVASCRIPT_GUEST, &PYTHON_GUEST]).expect("sandbox");
@@ -110,5 +111,53 @@ fn pipeline(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, runs, pipeline);
+/// The programs of `bench/peers/programs.json`, which `bench/peers/run.py` also runs on Warden's
+/// peers (quickjs-emscripten, native rquickjs, Pyodide, CPython): group `peers`, ids
+/// `<language>/<name>` (criterion's directory `target/criterion/peers/<language>/<name>`).
+/// Each program's result (and stdout, where the file gives one) is checked before it is timed.
+fn peers(c: &mut Criterion) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/peers/programs.json");
+    let text = std::fs::read_to_string(path).expect("bench/peers/programs.json");
+    let file: serde_json::Value = serde_json::from_str(&text).expect("programs.json is JSON");
+    let config = SandboxConfig {
+        wasm_stack_bytes: 1 << 20,
+        max_memory_bytes: 128 << 20,
+        max_concurrent_runs: 1,
+        kept_instances: 0,
+        spares_per_guest: 1,
+        cache_dir: SandboxConfig::default_cache_dir(),
+    };
+    let sandbox = Sandbox::new(&config, &[&JAVASCRIPT_GUEST, &PYTHON_GUEST]).expect("sandbox");
+    let mut group = c.benchmark_group("peers");
+    for program in file["programs"].as_array().expect("programs") {
+        let language = program["language"].as_str().expect("language");
+        let name = program["name"].as_str().expect("name");
+        let code = program["code"].as_str().expect("code");
+        let guest = match language {
+            "javascript" => &JAVASCRIPT_GUEST,
+            "python" => &PYTHON_GUEST,
+            other => panic!("unknown language {other}"),
+        };
+        let check = sandbox.run(guest, request(code));
+        assert_eq!(
+            check.result, program["result"],
+            "{language}/{name}: {check:?}"
+        );
+        if let Some(stdout) = program["stdout"].as_str() {
+            assert_eq!(check.stdout, stdout, "{language}/{name}: {check:?}");
+        }
+        // Criterion's default of 100 samples for the ~0.1-5 ms runs, 10 for those over ~10 ms.
+        group.sample_size(if program["kind"] == "compute" {
+            10
+        } else {
+            100
+        });
+        group.bench_function(criterion::BenchmarkId::new(language, name), |b| {
+            b.iter(|| sandbox.run(guest, request(code)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, runs, pipeline, peers);
 criterion_main!(benches);

@@ -1,6 +1,5 @@
 //! `warden`: serve the execute_code tool over MCP, or run one program from the command line.
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,8 +8,12 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
+#[path = "main/run_command.rs"]
+mod run_command;
+use run_command::{print_result, read_program, run};
+
 use warden::audit::AuditLog;
-use warden::contract::{ExecuteArgs, ExecutionResult, Language};
+use warden::contract::Language;
 use warden::policy::{Caller, LOCAL_GRANT, Policy};
 use warden::sandbox::SandboxConfig;
 use warden::service::Service;
@@ -61,6 +64,12 @@ enum Command {
         /// On SIGTERM/SIGINT, how long running calls may finish before they are cancelled.
         #[arg(long, value_name = "MS", default_value_t = 10_000, requires = "http")]
         grace_ms: u64,
+    },
+    /// Compile the guests for this machine into the cache, as the first start would, so that
+    /// every start after it takes milliseconds (`make build` runs it).
+    Prepare {
+        #[command(flatten)]
+        common: Common,
     },
     /// Check a policy, or explain what it decides for given arguments.
     Policy {
@@ -128,8 +137,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
         Command::Serve { .. } => "info",
-        Command::Policy { .. } => "warn",
-        Command::Run { .. } => "warn",
+        Command::Policy { .. } | Command::Prepare { .. } | Command::Run { .. } => "warn",
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -163,6 +171,17 @@ fn main() -> ExitCode {
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Policy { command } => policy_command(command),
+        Command::Prepare { common } => {
+            let dir = cache_dir(&common).context("there is nothing to prepare without a cache")?;
+            let started = std::time::Instant::now();
+            Service::new(load_policy(&common)?, Some(dir.clone()))?;
+            eprintln!(
+                "warden: the guests are ready in {} ({:.1} s)",
+                dir.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve {
             common,
             http,
@@ -300,8 +319,8 @@ enum Audit {
     OnlyToAFile,
 }
 
-fn service(common: &Common, audit: Audit) -> anyhow::Result<Arc<Service>> {
-    let policy = match &common.policy {
+fn load_policy(common: &Common) -> anyhow::Result<Policy> {
+    Ok(match &common.policy {
         Some(path) => {
             let (policy, notes) = Policy::load_with_notes(path)?;
             for note in notes {
@@ -310,86 +329,30 @@ fn service(common: &Common, audit: Audit) -> anyhow::Result<Arc<Service>> {
             policy
         }
         None => Policy::builtin(),
+    })
+}
+
+fn cache_dir(common: &Common) -> Option<PathBuf> {
+    let chosen = || {
+        common
+            .cache_dir
+            .clone()
+            .or_else(SandboxConfig::default_cache_dir)
     };
+    (!common.no_cache).then(chosen).flatten()
+}
+
+fn service(common: &Common, audit: Audit) -> anyhow::Result<Arc<Service>> {
+    let policy = load_policy(common)?;
     let audit_log = match audit {
         Audit::OnlyToAFile if policy.audit.path.is_none() => None,
         _ => Some(Arc::new(AuditLog::open(&policy.audit).with_context(
             || format!("opening the audit log {:?}", policy.audit.path),
         )?)),
     };
-    let cache_dir = if common.no_cache {
-        None
-    } else {
-        common
-            .cache_dir
-            .clone()
-            .or_else(SandboxConfig::default_cache_dir)
-    };
-    let mut service = Service::new(policy, cache_dir)?;
+    let mut service = Service::new(policy, cache_dir(common))?;
     if let Some(log) = audit_log {
         service = service.with_audit(log);
     }
     Ok(Arc::new(service))
-}
-
-fn read_program(file: &PathBuf) -> anyhow::Result<String> {
-    if file.as_os_str() == "-" {
-        let mut code = String::new();
-        std::io::stdin()
-            .read_to_string(&mut code)
-            .context("reading the program from standard input")?;
-        Ok(code)
-    } else {
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))
-    }
-}
-
-async fn run(service: &Service, args: Result<ExecuteArgs, String>) -> ExecutionResult {
-    let caller = Caller {
-        grant: LOCAL_GRANT,
-        session: "cli",
-    };
-    // Ctrl-C cancels the run like an MCP client's cancellation would.
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    let watcher = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.cancel();
-        }
-    });
-    let result = service
-        .call(args, &caller, "the command line cannot ask anyone", &cancel)
-        .await;
-    watcher.abort();
-    result
-}
-
-fn print_result(result: &ExecutionResult, json: bool) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    if json {
-        serde_json::to_writer_pretty(&mut out, result)?;
-        writeln!(out)?;
-        return Ok(());
-    }
-    out.write_all(result.stdout.as_bytes())?;
-    if result.truncated.stdout {
-        writeln!(out, "\n[stdout truncated]")?;
-    }
-    let mut err = std::io::stderr().lock();
-    err.write_all(result.stderr.as_bytes())?;
-    if result.truncated.stderr {
-        writeln!(err, "\n[stderr truncated]")?;
-    }
-    match &result.error {
-        None if !result.result.is_null() => writeln!(out, "{}", result.result)?,
-        None => {}
-        Some(e) => {
-            writeln!(err, "status: {}", result.status.as_str())?;
-            writeln!(err, "{}: {}", e.kind, e.message)?;
-            if let Some(tb) = &e.traceback {
-                writeln!(err, "{tb}")?;
-            }
-        }
-    }
-    Ok(())
 }

@@ -1,4 +1,4 @@
-//! `warden run`: output, `--json`, stdin, exit codes, policy errors.
+//! `warden run` and `warden prepare`: output, `--json`, stdin, exit codes, policy errors, the cache.
 
 mod common;
 
@@ -334,4 +334,54 @@ fn the_largest_wasm_stack_a_policy_allows_never_overflows_the_host() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("may not exceed 8 MiB"));
+}
+
+#[test]
+fn prepare_fills_the_cache_that_the_next_start_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let prepare = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["prepare", "--cache-dir"])
+        .arg(&cache)
+        .output()
+        .unwrap();
+    assert!(prepare.status.success(), "{}", text(&prepare.stderr));
+    let entries = || {
+        let mut found: Vec<(String, std::time::SystemTime)> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().unwrap().modified().unwrap(),
+                )
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    let prepared = entries();
+    let names: Vec<&str> = prepared.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names[0].starts_with("javascript-") && names[1].starts_with("python-"),
+        "{names:?}"
+    );
+    // A start with the same engine settings loads them: nothing is compiled or rewritten.
+    let run = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["run", "-l", "py", "--cache-dir"])
+        .arg(&cache)
+        .arg("-")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert_eq!(entries(), prepared);
+
+    let no_cache = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["prepare", "--no-cache"])
+        .output()
+        .unwrap();
+    assert_eq!(no_cache.status.code(), Some(2));
+    assert!(text(&no_cache.stderr).contains("nothing to prepare without a cache"));
 }

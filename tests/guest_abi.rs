@@ -71,6 +71,7 @@ fn run_all(cases: &[(&'static GuestProgram, RunRequest)]) -> Vec<ExecutionResult
         max_memory_bytes: 4 << 20,
         max_concurrent_runs: 1,
         kept_instances: 0,
+        spares_per_guest: 1,
         cache_dir: None,
     };
     let sandbox = Sandbox::new(&config, &programs).unwrap();
@@ -292,6 +293,7 @@ fn a_memory_limit_below_the_guests_own_size_fails_at_start_up() {
         max_memory_bytes: 64 * 1024,
         max_concurrent_runs: 1,
         kept_instances: 0,
+        spares_per_guest: 1,
         cache_dir: None,
     };
     let e = Sandbox::new(&config, &[guest("two-pages", REPORT_7)])
@@ -312,6 +314,7 @@ fn a_guest_the_sandbox_did_not_load_is_an_error_not_a_panic() {
         max_memory_bytes: 4 << 20,
         max_concurrent_runs: 1,
         kept_instances: 0,
+        spares_per_guest: 1,
         cache_dir: None,
     };
     let sandbox = Sandbox::new(&config, &[guest("only", REPORT_7)]).unwrap();

@@ -86,6 +86,7 @@ fn engine(name: &'static str, policy: &Policy) -> Result<Engine, String> {
         max_memory_bytes: usize::try_from(limits.memory_bytes).unwrap(),
         max_concurrent_runs: limits.concurrency(),
         kept_instances: 0,
+        spares_per_guest: 0,
         cache_dir: None,
     };
     let sandbox = Sandbox::new(&config, &[]).map_err(|e| format!("{e:#}"))?;

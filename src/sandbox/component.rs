@@ -14,7 +14,7 @@ use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::capability::HttpRequest as HostRequest;
-use super::run::{HasRunCore, RunCore, RunRequest, SharedText, limited_store};
+use super::run::{HasRunCore, RunCore, RunRequest, SharedText, adopt, limited_store};
 use super::session::{Kept, KeptForm, run_kept};
 use super::{RunLimits, SessionRun};
 use crate::contract::ExecutionResult;
@@ -115,13 +115,18 @@ fn wasi_context(run: &RunCore) -> WasiCtx {
         .build()
 }
 
+/// Runs `request` in a fresh instance: `spare` (made ahead of time, never run) when there is
+/// one that fits, else a new one. Returns the result and the spent instance, to be torn down
+/// off the call's path.
 pub fn execute(
     engine: &Engine,
     pre: &ComponentPre<ComponentState>,
+    spare: Option<ComponentSession>,
     request: RunRequest,
-) -> ExecutionResult {
-    let mut kept = None;
-    execute_in_session(engine, pre, &mut kept, request).result
+) -> (ExecutionResult, Option<ComponentSession>) {
+    let mut spent = None;
+    let run = execute_in_session(engine, pre, &mut spent, spare, request);
+    (run.result, spent)
 }
 
 fn new_state(request: &RunRequest) -> ComponentState {
@@ -137,15 +142,44 @@ fn new_state(request: &RunRequest) -> ComponentState {
 /// the same globals.
 pub type ComponentSession = Kept<ComponentState, Guest>;
 
-/// Runs `request` in `kept` (see `session::run_kept`).
+/// An instance made ahead of time (see `spares.rs`): instantiated, never run. Its output
+/// streams write to the buffers that the adopting call's `begin_call` resets.
+pub fn make_spare(
+    engine: &Engine,
+    pre: &ComponentPre<ComponentState>,
+    limits: &RunLimits,
+) -> wasmtime::Result<ComponentSession> {
+    let mut store = limited_store(engine, doorless_state(limits), limits.fuel)?;
+    let instance = pre.instantiate(&mut store)?;
+    Ok(Kept { store, instance })
+}
+
+/// The state of an instance that is not (yet) a call's: no fetch, workspace or tools.
+fn doorless_state(limits: &RunLimits) -> ComponentState {
+    let run = RunCore::without_doors(limits);
+    ComponentState {
+        wasi: wasi_context(&run),
+        table: ResourceTable::new(),
+        run,
+    }
+}
+
+/// Runs `request` in `kept` (see `session::run_kept`), starting with `spare` or a new instance
+/// when there is none.
 pub fn execute_in_session(
     engine: &Engine,
     pre: &ComponentPre<ComponentState>,
     kept: &mut Option<ComponentSession>,
+    spare: Option<ComponentSession>,
     request: RunRequest,
 ) -> SessionRun {
     let form = KeptForm {
         start: || {
+            if let Some(mut spare) = spare
+                && adopt(&mut spare.store, &request)?
+            {
+                return Ok((spare.store, Ok(spare.instance)));
+            }
             let mut store = limited_store(engine, new_state(&request), request.limits.fuel)?;
             let guest = pre.instantiate(&mut store);
             Ok((store, guest))
@@ -172,13 +206,9 @@ pub fn check_instantiates(
     pre: &ComponentPre<ComponentState>,
     limits: &RunLimits,
 ) -> wasmtime::Result<()> {
-    let run = RunCore::without_doors(limits);
-    let state = ComponentState {
-        wasi: wasi_context(&run),
-        table: ResourceTable::new(),
-        run,
-    };
-    super::run::check_instantiates(engine, state, limits, |store| pre.instantiate(store))
+    super::run::check_instantiates(engine, doorless_state(limits), limits, |store| {
+        pre.instantiate(store)
+    })
 }
 
 /// A WASI output stream that appends to a capped buffer. It never refuses a write: beyond the

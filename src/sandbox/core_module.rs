@@ -1,8 +1,6 @@
 //! Guests in core-module form (the JavaScript guest): WASI preview 1 plus the `warden` imports
 //! of guest-runtimes/ABI.md, every pointer and length checked against the guest's memory.
 
-use std::time::Instant;
-
 use wasmtime::error::Context as _;
 use wasmtime::{Caller, Engine, Extern, Instance, InstancePre, Linker, Memory, Store};
 use wasmtime_wasi::WasiCtxBuilder;
@@ -10,8 +8,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use super::capability::{HttpRequest, encode_frame};
-use super::ending::finish;
-use super::run::{HasRunCore, RunCore, RunRequest, limited_store};
+use super::run::{HasRunCore, RunCore, RunRequest, adopt, limited_store};
 use super::session::{Kept, KeptForm, run_kept};
 use super::{RunLimits, SessionRun};
 use crate::contract::ExecutionResult;
@@ -236,23 +233,30 @@ fn wasi_context(filename: &str, diagnostics: &MemoryOutputPipe) -> WasiP1Ctx {
         .build_p1()
 }
 
+/// Runs `request` in a fresh instance: `spare` (made ahead of time, never run) when there is
+/// one that fits, else a new one. Returns the result and the spent instance, to be torn down
+/// off the call's path.
 pub fn execute(
     engine: &Engine,
     pre: &InstancePre<CoreState>,
+    spare: Option<CoreSession>,
     request: RunRequest,
-) -> ExecutionResult {
-    execute_and_inspect(engine, pre, request, |_, _| {})
+) -> (ExecutionResult, Option<CoreSession>) {
+    let mut spent = None;
+    let run = run_in(engine, pre, &mut spent, spare, request, START_EXPORT);
+    (run.result, spent)
 }
 
-/// [`execute`], letting `inspect` look at the instance once `_start` has returned or trapped,
-/// before the store goes (see `Sandbox::run_core_module`).
+/// [`execute`] without spares, letting `inspect` look at the instance once `_start` has
+/// returned or trapped, before the store goes (see `Sandbox::run_core_module`).
+#[cfg(feature = "fuzzing")]
 pub fn execute_and_inspect(
     engine: &Engine,
     pre: &InstancePre<CoreState>,
     request: RunRequest,
     inspect: impl FnOnce(&mut Store<CoreState>, &Instance),
 ) -> ExecutionResult {
-    let started = Instant::now();
+    let started = std::time::Instant::now();
     let fuel = request.limits.fuel;
     let diagnostics = MemoryOutputPipe::new(GUEST_DIAGNOSTICS_BYTES);
     let mut store = match limited_store(engine, new_state(request, &diagnostics), fuel) {
@@ -262,7 +266,7 @@ pub fn execute_and_inspect(
     let outcome = match pre.instantiate(&mut store) {
         Ok(instance) => {
             let outcome = instance
-                .get_typed_func::<(), ()>(&mut store, "_start")
+                .get_typed_func::<(), ()>(&mut store, START_EXPORT)
                 .and_then(|start| start.call(&mut store, ()));
             inspect(&mut store, &instance);
             outcome
@@ -270,7 +274,7 @@ pub fn execute_and_inspect(
         Err(e) => Err(e),
     };
     let detail = String::from_utf8_lossy(&diagnostics.contents()).into_owned();
-    finish(&mut store, outcome, &detail, started, fuel)
+    super::ending::finish(&mut store, outcome, &detail, started, fuel)
 }
 
 fn new_state(request: RunRequest, diagnostics: &MemoryOutputPipe) -> CoreState {
@@ -287,6 +291,8 @@ fn new_state(request: RunRequest, diagnostics: &MemoryOutputPipe) -> CoreState {
     }
 }
 
+/// A fresh run's entry point (the guest's `main`).
+const START_EXPORT: &str = "_start";
 /// The guest's export that runs one more program in the same interpreter (a session's cell);
 /// `_start` runs only once per instance.
 const CELL_EXPORT: &str = "warden-run";
@@ -294,32 +300,66 @@ const CELL_EXPORT: &str = "warden-run";
 /// A JavaScript interpreter kept between calls.
 pub type CoreSession = Kept<CoreState, Instance>;
 
-/// Runs `request` in `kept` (see `session::run_kept`): the first call instantiates without
-/// `_start`; every call runs the guest's `warden-run`.
+/// An instance made ahead of time (see `spares.rs`): instantiated, never run.
+pub fn make_spare(
+    engine: &Engine,
+    pre: &InstancePre<CoreState>,
+    limits: &RunLimits,
+) -> wasmtime::Result<CoreSession> {
+    let state = doorless_state(limits, GUEST_DIAGNOSTICS_BYTES);
+    let mut store = limited_store(engine, state, limits.fuel)?;
+    let instance = pre.instantiate(&mut store)?;
+    Ok(Kept { store, instance })
+}
+
+/// Runs `request` in `kept` (see `session::run_kept`): the first call starts an instance
+/// without `_start` (`spare`, or a new one); every call runs the guest's `warden-run`.
 pub fn execute_in_session(
     engine: &Engine,
     pre: &InstancePre<CoreState>,
     kept: &mut Option<CoreSession>,
+    spare: Option<CoreSession>,
     request: RunRequest,
 ) -> SessionRun {
-    let fields = [
-        request.source.as_bytes().to_vec(),
-        request.input_json.as_bytes().to_vec(),
-        request.filename.as_bytes().to_vec(),
-    ];
+    run_in(engine, pre, kept, spare, request, CELL_EXPORT)
+}
+
+fn run_in(
+    engine: &Engine,
+    pre: &InstancePre<CoreState>,
+    kept: &mut Option<CoreSession>,
+    spare: Option<CoreSession>,
+    request: RunRequest,
+    export: &str,
+) -> SessionRun {
+    let fields = || {
+        [
+            request.source.as_bytes().to_vec(),
+            request.input_json.as_bytes().to_vec(),
+            request.filename.as_bytes().to_vec(),
+        ]
+    };
     let form = KeptForm {
         start: || {
+            if let Some(mut spare) = spare
+                && adopt(&mut spare.store, &request)?
+            {
+                let state = spare.store.data_mut();
+                state.request_fields = fields();
+                state.wasi = wasi_context(&request.filename, &state.diagnostics);
+                return Ok((spare.store, Ok(spare.instance)));
+            }
             let diagnostics = MemoryOutputPipe::new(GUEST_DIAGNOSTICS_BYTES);
             let state = new_state(request.clone(), &diagnostics);
             let mut store = limited_store(engine, state, request.limits.fuel)?;
             let instance = pre.instantiate(&mut store);
             Ok((store, instance))
         },
-        refresh: |state: &mut CoreState| state.request_fields = fields,
+        refresh: |state: &mut CoreState| state.request_fields = fields(),
         call: |store: &mut Store<CoreState>, instance: &Instance| {
             instance
-                .get_typed_func::<(), ()>(&mut *store, CELL_EXPORT)
-                .and_then(|cell| cell.call(&mut *store, ()))
+                .get_typed_func::<(), ()>(&mut *store, export)
+                .and_then(|entry| entry.call(&mut *store, ()))
         },
         diagnose: |state: &CoreState| {
             String::from_utf8_lossy(&state.diagnostics.contents()).into_owned()
@@ -334,12 +374,18 @@ pub fn check_instantiates(
     pre: &InstancePre<CoreState>,
     limits: &RunLimits,
 ) -> wasmtime::Result<()> {
-    let state = CoreState {
-        wasi: wasi_context("check", &MemoryOutputPipe::new(0)),
-        diagnostics: MemoryOutputPipe::new(0),
+    let state = doorless_state(limits, 0);
+    super::run::check_instantiates(engine, state, limits, |store| pre.instantiate(store))
+}
+
+/// The state of an instance that is not (yet) a call's: no fetch, workspace or tools.
+fn doorless_state(limits: &RunLimits, diagnostics_bytes: usize) -> CoreState {
+    let diagnostics = MemoryOutputPipe::new(diagnostics_bytes);
+    CoreState {
+        wasi: wasi_context("main", &diagnostics),
+        diagnostics,
         run: RunCore::without_doors(limits),
         reply: Vec::new(),
         request_fields: Default::default(),
-    };
-    super::run::check_instantiates(engine, state, limits, |store| pre.instantiate(store))
+    }
 }

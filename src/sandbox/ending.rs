@@ -143,9 +143,11 @@ fn apply_reported(
             );
             // Only the host knows whether memory ran out; the guest's word is not enough (a
             // program can throw an "out of memory" error of its own). QuickJS reports it as an
-            // InternalError, CPython as a MemoryError.
+            // InternalError (or, when it cannot even allocate that error, by throwing `null`),
+            // CPython as a MemoryError.
             let looks_like_oom = matches!(error.kind.as_str(), "InternalError" | "MemoryError")
-                || error.message.contains("out of memory");
+                || error.message.contains("out of memory")
+                || error.message == "Uncaught null";
             result.status = if memory_exhausted && looks_like_oom {
                 Status::OutOfMemory
             } else {

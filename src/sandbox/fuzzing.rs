@@ -89,6 +89,7 @@ mod tests {
             max_memory_bytes: 4 << 20,
             max_concurrent_runs: 1,
             kept_instances: 0,
+            spares_per_guest: 0,
             cache_dir: None,
         };
         Sandbox::new(&config, &[]).unwrap()

@@ -36,9 +36,16 @@ impl TotalMemoryLimiter {
 
     /// A new call on an instance kept between calls (a session): memory already grown stays
     /// counted; the peak and the refusal are this call's.
-    pub fn begin_call(&mut self) {
+    /// The next call's cap; what the instance already holds counts against it.
+    pub fn begin_call(&mut self, cap: u64) {
+        self.cap = usize::try_from(cap).unwrap_or(usize::MAX);
         self.peak = self.total;
         self.refused = false;
+    }
+
+    /// Whether the memory the instance already holds is within `cap`.
+    pub fn fits(&self, cap: u64) -> bool {
+        u64::try_from(self.total).unwrap_or(u64::MAX) <= cap
     }
 
     /// Whether a memory growth was refused during the run.

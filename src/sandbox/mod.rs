@@ -19,6 +19,7 @@ mod fuzzing;
 mod limiter;
 mod run;
 mod session;
+mod spares;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -43,6 +44,7 @@ pub use capability::{
 pub use fuzzing::{CoreModuleGuest, CoreModuleRun};
 pub use run::RunRequest;
 pub use session::{KeptGuest, SessionRun};
+use spares::{Spare, Spares};
 
 /// How often the epoch advances; a deadline or a cancellation is noticed within one tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
@@ -90,6 +92,9 @@ pub struct SandboxConfig {
     pub max_concurrent_runs: usize,
     /// Interpreters kept between calls (live sessions); each holds its pool slots while idle.
     pub kept_instances: usize,
+    /// Instances of each guest made ahead of time, so that a call does not wait for its
+    /// instantiation (`spares.rs`); each holds its pool slots while it waits. 0 turns it off.
+    pub spares_per_guest: usize,
     /// Where precompiled guests are kept; `None` compiles in memory at every start.
     pub cache_dir: Option<PathBuf>,
 }
@@ -106,25 +111,21 @@ impl SandboxConfig {
 pub struct Sandbox {
     engine: Engine,
     guests: HashMap<&'static str, PreparedGuest>,
+    spares: Spares,
     ticker_stop: Arc<AtomicBool>,
 }
 
 impl Sandbox {
     /// Builds the engine and prepares every guest (from the cache when it can).
     pub fn new(config: &SandboxConfig, programs: &[&GuestProgram]) -> wasmtime::Result<Sandbox> {
-        let engine = Engine::new(&engine_config(config)).context("creating the wasmtime engine")?;
+        let engine = Engine::new(&engine_config(config, programs.len()))
+            .context("creating the wasmtime engine")?;
         let module_linker = core_module::linker(&engine)?;
         let component_linker = component::linker(&engine)?;
         // Checked once at start-up: the limits must let every guest instantiate.
-        let check_limits = RunLimits {
-            fuel: u64::MAX,
-            memory_bytes: u64::try_from(config.max_memory_bytes).unwrap_or(u64::MAX),
-            stdout_bytes: 0,
-            stderr_bytes: 0,
-            max_result_bytes: 0,
-            deadline: Instant::now() + Duration::from_secs(3600),
-        };
+        let check_limits = run::spare_limits(config.max_memory_bytes);
         let mut guests = HashMap::new();
+        let mut makers: Vec<(&'static str, spares::Maker)> = Vec::new();
         for program in programs {
             let cache_dir = config.cache_dir.as_deref();
             let prepared = match program.form {
@@ -138,6 +139,14 @@ impl Sandbox {
                         core_module::check_instantiates(&engine, &pre, &check_limits)
                     })
                     .with_context(|| format!("instantiating the {} guest", program.name))?;
+                    let (engine, spare_pre, limits) =
+                        (engine.clone(), pre.clone(), check_limits.clone());
+                    makers.push((
+                        program.name,
+                        Box::new(move || {
+                            core_module::make_spare(&engine, &spare_pre, &limits).map(Spare::Core)
+                        }),
+                    ));
                     PreparedGuest::CoreModule(pre)
                 }
                 GuestForm::Component => {
@@ -151,16 +160,28 @@ impl Sandbox {
                         component::check_instantiates(&engine, &pre, &check_limits)
                     })
                     .with_context(|| format!("instantiating the {} guest", program.name))?;
+                    let (engine, spare_pre, limits) =
+                        (engine.clone(), pre.clone(), check_limits.clone());
+                    makers.push((
+                        program.name,
+                        Box::new(move || {
+                            component::make_spare(&engine, &spare_pre, &limits)
+                                .map(Spare::Component)
+                        }),
+                    ));
                     PreparedGuest::Component(pre)
                 }
             };
             guests.insert(program.name, prepared);
         }
+        let spares = Spares::start(makers, config.spares_per_guest)
+            .context("starting the spare-instance thread")?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
         Ok(Sandbox {
             engine,
             guests,
+            spares,
             ticker_stop,
         })
     }
@@ -168,11 +189,24 @@ impl Sandbox {
     /// Runs one program to completion in a fresh store. Blocking: call it from a thread that
     /// may block (e.g. `tokio::task::spawn_blocking`).
     pub fn run(&self, guest: &GuestProgram, request: RunRequest) -> ExecutionResult {
+        let spare = self.spares.take(guest.name);
         match self.guests.get(guest.name) {
             Some(PreparedGuest::CoreModule(pre)) => {
-                core_module::execute(&self.engine, pre, request)
+                let spare = spare.and_then(Spare::into_core);
+                let (result, spent) = core_module::execute(&self.engine, pre, spare, request);
+                if let Some(spent) = spent {
+                    self.spares.retire(Spare::Core(spent));
+                }
+                result
             }
-            Some(PreparedGuest::Component(pre)) => component::execute(&self.engine, pre, request),
+            Some(PreparedGuest::Component(pre)) => {
+                let spare = spare.and_then(Spare::into_component);
+                let (result, spent) = component::execute(&self.engine, pre, spare, request);
+                if let Some(spent) = spent {
+                    self.spares.retire(Spare::Component(spent));
+                }
+                result
+            }
             None => ExecutionResult::internal(format!(
                 "the {} guest is not loaded in this sandbox",
                 guest.name
@@ -216,7 +250,7 @@ fn is_resource_busy(error: &wasmtime::Error) -> bool {
     })
 }
 
-fn engine_config(config: &SandboxConfig) -> Config {
+fn engine_config(config: &SandboxConfig, guests: usize) -> Config {
     let mut c = Config::new();
     c.consume_fuel(true)
         .epoch_interruption(true)
@@ -226,7 +260,9 @@ fn engine_config(config: &SandboxConfig) -> Config {
         .cranelift_opt_level(OptLevel::Speed)
         // Guests are single-threaded; no shared memories or threads in the sandbox.
         .wasm_threads(false);
-    c.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(config)));
+    c.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
+        config, guests,
+    )));
     c
 }
 
@@ -234,11 +270,15 @@ fn engine_config(config: &SandboxConfig) -> Config {
 /// The first [`KEEP_RESIDENT_BYTES`] of each memory are reset in place rather than returned
 /// to the kernel, so the next run does not page-fault its way through the guest's snapshot:
 /// this alone takes an in-process `1+1` from ~215 µs to ~45 µs (docs/benchmarks.md).
-fn pooling_config(config: &SandboxConfig) -> PoolingAllocationConfig {
+fn pooling_config(config: &SandboxConfig, guests: usize) -> PoolingAllocationConfig {
+    // Every instance that can exist at once: runs, kept interpreters, spares waiting to be
+    // taken and stores waiting to be torn down (spares.rs).
     let runs = config
         .max_concurrent_runs
         .max(1)
-        .saturating_add(config.kept_instances);
+        .saturating_add(config.kept_instances)
+        .saturating_add(config.spares_per_guest.saturating_mul(guests))
+        .saturating_add(spares::MAX_RETIRED);
     let total = |per_run: usize| u32::try_from(runs * per_run).unwrap_or(u32::MAX);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(total(1))
@@ -318,12 +358,100 @@ mod tests {
             max_memory_bytes: 64 << 20,
             max_concurrent_runs: 3,
             kept_instances: 0,
+            spares_per_guest: 1,
             cache_dir: None,
         };
         // An engine with this configuration must build (the pool reserves address space).
-        let engine = Engine::new(&engine_config(&config)).unwrap();
+        let engine = Engine::new(&engine_config(&config, 2)).unwrap();
         let module = wasmtime::Module::new(&engine, b"\0asm\x01\0\0\0").unwrap();
         assert_eq!(module.imports().len(), 0);
+    }
+
+    /// Probes memory a previous run of the same guest wrote: in the snapshot's data segment,
+    /// in the first page, beyond the 8 MiB the pool keeps resident, and in grown pages. Any
+    /// trace of an earlier run traps (`unreachable`); a clean run ends without a result.
+    const MEMORY_PROBE: &str = r#"
+        (module
+          (memory (export "memory") 200)
+          (data (i32.const 16) "image")
+          (func $probe
+            (if (i32.ne (i32.load8_u (i32.const 16)) (i32.const 105)) (then unreachable))
+            (if (i32.load8_u (i32.const 4096)) (then unreachable))
+            (if (i32.load8_u (i32.const 9437184)) (then unreachable))
+            (drop (memory.grow (i32.const 16)))
+            (if (i32.load8_u (i32.const 13108200)) (then unreachable))
+            (i32.store8 (i32.const 16) (i32.const 88))
+            (i32.store8 (i32.const 4096) (i32.const 171))
+            (i32.store8 (i32.const 9437184) (i32.const 171))
+            (i32.store8 (i32.const 13108200) (i32.const 171)))
+          (export "_start" (func $probe))
+          (export "warden-run" (func $probe)))"#;
+
+    fn probe_request() -> RunRequest {
+        RunRequest {
+            source: String::new(),
+            input_json: "null".into(),
+            filename: "probe".into(),
+            limits: RunLimits {
+                fuel: 1_000_000,
+                memory_bytes: 64 << 20,
+                stdout_bytes: 1024,
+                stderr_bytes: 1024,
+                max_result_bytes: 1024,
+                deadline: Instant::now() + Duration::from_secs(30),
+            },
+            cancel: CancelFlag::new(),
+            fetch: Default::default(),
+            workspace: Default::default(),
+            tools: Default::default(),
+        }
+    }
+
+    fn found_traces(result: &ExecutionResult) -> bool {
+        let message = result.error.as_ref().map_or("", |e| e.message.as_str());
+        assert!(
+            message.contains("unreachable") || message.contains("without reporting a result"),
+            "unexpected ending: {result:?}"
+        );
+        message.contains("unreachable")
+    }
+
+    #[test]
+    fn no_run_sees_the_memory_of_an_earlier_run() {
+        let wasm = wat::parse_str(MEMORY_PROBE).unwrap();
+        let program: &'static GuestProgram = Box::leak(Box::new(GuestProgram {
+            name: "memory-probe",
+            form: GuestForm::CoreModule,
+            wasm: Box::leak(wasm.into_boxed_slice()),
+        }));
+        let config = SandboxConfig {
+            wasm_stack_bytes: 1 << 20,
+            max_memory_bytes: 64 << 20,
+            max_concurrent_runs: 1,
+            kept_instances: 1,
+            spares_per_guest: 1,
+            cache_dir: None,
+        };
+        let sandbox = Sandbox::new(&config, &[program]).unwrap();
+        // Spares, inline starts and slots reused after a teardown on the spares' thread, in
+        // whatever order the timing gives: every run finds the snapshot and nothing else.
+        for run in 0..40 {
+            if run % 3 == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let result = sandbox.run(program, probe_request());
+            assert!(
+                !found_traces(&result),
+                "run {run} saw an earlier run's memory"
+            );
+        }
+        // The probe can tell: a kept instance (a session) does see its previous call's marks.
+        let mut kept = KeptGuest::default();
+        let first = sandbox.run_kept(program, &mut kept, probe_request());
+        assert!(!found_traces(&first.result));
+        let second = sandbox.run_kept(program, &mut kept, probe_request());
+        assert!(found_traces(&second.result));
+        assert!(second.discarded);
     }
 
     #[test]

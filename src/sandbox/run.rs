@@ -83,7 +83,7 @@ impl RunCore {
     /// Makes this core the next call's, on an instance kept between calls (a session): its
     /// output, result, usage and doors are that call's alone.
     fn begin_call(&mut self, request: &RunRequest) {
-        self.limiter.begin_call();
+        self.limiter.begin_call(request.limits.memory_bytes);
         self.stdout.reset(request.limits.stdout_bytes);
         self.stderr.reset(request.limits.stderr_bytes);
         self.reported = None;
@@ -194,6 +194,34 @@ pub fn begin_call<S: HasRunCore>(
     store.set_fuel(request.limits.fuel)?;
     store.set_epoch_deadline(1);
     Ok(())
+}
+
+/// Makes a spare (an instance made ahead of time, never run) the store of `request`'s run, as
+/// [`begin_call`] does for a kept one. `false` when the memory the instance holds is already
+/// over the request's limit: then the run must start its own instance (and fail as it would).
+pub fn adopt<S: HasRunCore>(store: &mut Store<S>, request: &RunRequest) -> wasmtime::Result<bool> {
+    if !store
+        .data_mut()
+        .run_core()
+        .limiter
+        .fits(request.limits.memory_bytes)
+    {
+        return Ok(false);
+    }
+    begin_call(store, request)?;
+    Ok(true)
+}
+
+/// Placeholder limits of a spare until a call adopts it: it only instantiates.
+pub fn spare_limits(max_memory_bytes: usize) -> RunLimits {
+    RunLimits {
+        fuel: u64::MAX,
+        memory_bytes: u64::try_from(max_memory_bytes).unwrap_or(u64::MAX),
+        stdout_bytes: 0,
+        stderr_bytes: 0,
+        max_result_bytes: 0,
+        deadline: Instant::now() + std::time::Duration::from_secs(24 * 3600),
+    }
 }
 
 /// A byte buffer that keeps at most `cap` bytes and remembers that it dropped some.

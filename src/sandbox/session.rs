@@ -12,6 +12,7 @@ use super::component::{self, ComponentSession};
 use super::core_module::{self, CoreSession};
 use super::ending::finish;
 use super::run::{HasRunCore, begin_call};
+use super::spares::Spare;
 use super::{GuestProgram, PreparedGuest, RunRequest, Sandbox};
 use crate::contract::ExecutionResult;
 
@@ -62,9 +63,10 @@ pub(super) struct KeptForm<Start, Refresh, Call, Diagnose> {
     pub diagnose: Diagnose,
 }
 
-/// Runs `request` in `kept` (instantiating first when there is none). An instance whose call
-/// trapped or ran out of memory is in an unknown state: it is dropped, and the next call
-/// starts a fresh one.
+/// Runs `request` in `kept` (starting one first when there is none). An instance whose call
+/// trapped or ran out of memory is in an unknown state: the result says `discarded`, and the
+/// caller must not run anything in it again (it stays in `kept` only to be torn down off the
+/// call's path).
 pub(super) fn run_kept<S, I, Start, Refresh, Call, Diagnose>(
     kept: &mut Option<Kept<S, I>>,
     request: &RunRequest,
@@ -103,9 +105,7 @@ where
     let discarded = outcome.is_err() || session.store.data_mut().run_core().limiter.exhausted();
     let detail = (form.diagnose)(session.store.data());
     let result = finish(&mut session.store, outcome, &detail, started, fuel);
-    if !discarded {
-        *kept = Some(session);
-    }
+    *kept = Some(session);
     SessionRun {
         result,
         fresh,
@@ -147,12 +147,43 @@ impl Sandbox {
             kept.discard();
         }
         kept.guest = Some(guest.name);
+        let spare = if kept.is_live() {
+            None
+        } else {
+            self.spares.take(guest.name)
+        };
         match self.guests.get(guest.name) {
             Some(PreparedGuest::CoreModule(pre)) => {
-                core_module::execute_in_session(&self.engine, pre, &mut kept.core, request)
+                let spare = spare.and_then(Spare::into_core);
+                let run = core_module::execute_in_session(
+                    &self.engine,
+                    pre,
+                    &mut kept.core,
+                    spare,
+                    request,
+                );
+                if run.discarded
+                    && let Some(spent) = kept.core.take()
+                {
+                    self.spares.retire(Spare::Core(spent));
+                }
+                run
             }
             Some(PreparedGuest::Component(pre)) => {
-                component::execute_in_session(&self.engine, pre, &mut kept.component, request)
+                let spare = spare.and_then(Spare::into_component);
+                let run = component::execute_in_session(
+                    &self.engine,
+                    pre,
+                    &mut kept.component,
+                    spare,
+                    request,
+                );
+                if run.discarded
+                    && let Some(spent) = kept.component.take()
+                {
+                    self.spares.retire(Spare::Component(spent));
+                }
+                run
             }
             None => SessionRun::failed(
                 format!("the {} guest is not loaded in this sandbox", guest.name),

@@ -55,6 +55,11 @@ pub struct Service {
     session_capacity: u32,
 }
 
+/// Instances of each guest made ahead of time (`sandbox/spares.rs`), so that a call arriving
+/// at a server that is not saturated does not wait for its instantiation. Each waits in its
+/// pool slots with what instantiation touched (docs/benchmarks.md, issue 16).
+const SPARES_PER_GUEST: usize = 1;
+
 impl Service {
     /// Builds the sandbox (compiling or loading the guests) for `policy`.
     pub fn new(policy: Policy, cache_dir: Option<PathBuf>) -> anyhow::Result<Service> {
@@ -76,6 +81,7 @@ impl Service {
             max_memory_bytes: usize::try_from(limits.memory_bytes)?,
             max_concurrent_runs: limits.concurrency(),
             kept_instances: usize::try_from(session_capacity)?,
+            spares_per_guest: SPARES_PER_GUEST,
             cache_dir,
         };
         let sandbox = Sandbox::new(&config, &runtimes.guests())?;

@@ -890,6 +890,7 @@ fn run_wat(guest: &WatGuest) -> Result<(ExecutionResult, usize), String> {
         max_memory_bytes: 4 << 20,
         max_concurrent_runs: 1,
         kept_instances: 0,
+        spares_per_guest: 1,
         cache_dir: None,
     };
     let sandbox =

@@ -34,6 +34,7 @@ fn heap_search(api: u16) -> String {
     let key_piece: String = KEY[..12].chars().rev().collect();
     format!(
         r#"import gc, requests
+gc.unfreeze()  # the snapshot's objects are frozen (out of the collector's lists): search them too
 requests.get('http://127.0.0.1:{api}/echo?k=__WARDEN_SECRET_key__')
 pieces = [{token_piece:?}[::-1], {key_piece:?}[::-1]]
 seen, found = 0, 0
