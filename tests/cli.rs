@@ -385,3 +385,43 @@ fn prepare_fills_the_cache_that_the_next_start_loads() {
     assert_eq!(no_cache.status.code(), Some(2));
     assert!(text(&no_cache.stderr).contains("nothing to prepare without a cache"));
 }
+
+/// stdin as a regular file (not a pipe): the server reads it with tokio's blocking stream
+/// instead of the reactor (mcp/std_streams.rs), answers every message, and ends at its end.
+#[test]
+fn serves_stdio_from_a_file_as_well_as_from_a_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let messages = dir.path().join("messages.jsonl");
+    std::fs::write(
+        &messages,
+        concat!(
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"file","version":"0"}}}"#,
+            "\n",
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            "\n",
+            r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["serve", "--cache-dir"])
+        .arg(common::cache_dir())
+        .stdin(std::fs::File::open(&messages).unwrap())
+        .output()
+        .unwrap();
+    let replies: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(replies.len(), 2, "{replies:?} {}", text(&out.stderr));
+    assert_eq!(replies[0]["id"], 1);
+    assert!(
+        replies[0]["result"]["serverInfo"].is_object(),
+        "{replies:?}"
+    );
+    assert_eq!(
+        replies[1],
+        serde_json::json!({"jsonrpc": "2.0", "id": 2, "result": {}})
+    );
+}

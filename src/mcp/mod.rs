@@ -7,6 +7,7 @@ mod approval;
 mod files;
 pub mod http;
 mod server;
+mod std_streams;
 mod stdio;
 mod tool;
 

@@ -34,9 +34,10 @@ pub async fn serve_stdio(service: Arc<Service>) -> anyhow::Result<()> {
     let (rmcp_output, from_rmcp) = tokio::io::duplex(64 * 1024);
     let (lines_out, lines) = mpsc::channel::<Vec<u8>>(64);
 
-    let filter = tokio::spawn(filter_input(tokio::io::stdin(), to_rmcp, lines_out.clone()));
+    let (stdin, stdout) = super::std_streams::stdio();
+    let filter = tokio::spawn(filter_input(stdin, to_rmcp, lines_out.clone()));
     let mut relay = tokio::spawn(relay_lines(from_rmcp, lines_out));
-    let writer = tokio::spawn(write_lines(lines, tokio::io::stdout()));
+    let writer = tokio::spawn(write_lines(lines, stdout));
 
     let served = async {
         let session = WardenServer::new(service, approvals)
