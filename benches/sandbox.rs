@@ -27,7 +27,8 @@ fn request(code: &str) -> RunRequest {
     }
 }
 
-fn runs(c: &mut Criterion) {
+/// One run at a time, with the server's one spare of each guest.
+fn sandbox() -> Sandbox {
     let config = SandboxConfig {
         wasm_stack_bytes: 1 << 20,
         max_memory_bytes: 128 << 20,
@@ -36,7 +37,11 @@ fn runs(c: &mut Criterion) {
         spares_per_guest: 1,
         cache_dir: SandboxConfig::default_cache_dir(),
     };
-    let sandbox = Sandbox::new(&config, &[&JAVASCRIPT_GUEST, &PYTHON_GUEST]).expect("sandbox");
+    Sandbox::new(&config, &[&JAVASCRIPT_GUEST, &PYTHON_GUEST]).expect("sandbox")
+}
+
+fn runs(c: &mut Criterion) {
+    let sandbox = sandbox();
     let check = sandbox.run(&JAVASCRIPT_GUEST, request("1+1"));
     assert_eq!(check.result, serde_json::json!(2), "{check:?}");
 
@@ -119,15 +124,7 @@ fn peers(c: &mut Criterion) {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/peers/programs.json");
     let text = std::fs::read_to_string(path).expect("bench/peers/programs.json");
     let file: serde_json::Value = serde_json::from_str(&text).expect("programs.json is JSON");
-    let config = SandboxConfig {
-        wasm_stack_bytes: 1 << 20,
-        max_memory_bytes: 128 << 20,
-        max_concurrent_runs: 1,
-        kept_instances: 0,
-        spares_per_guest: 1,
-        cache_dir: SandboxConfig::default_cache_dir(),
-    };
-    let sandbox = Sandbox::new(&config, &[&JAVASCRIPT_GUEST, &PYTHON_GUEST]).expect("sandbox");
+    let sandbox = sandbox();
     let mut group = c.benchmark_group("peers");
     for program in file["programs"].as_array().expect("programs") {
         let language = program["language"].as_str().expect("language");

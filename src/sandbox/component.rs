@@ -130,12 +130,7 @@ pub fn execute(
 }
 
 fn new_state(request: &RunRequest) -> ComponentState {
-    let run = RunCore::new(request);
-    ComponentState {
-        wasi: wasi_context(&run),
-        table: ResourceTable::new(),
-        run,
-    }
+    state_of(RunCore::new(request))
 }
 
 /// A Python interpreter kept between calls: `run` called again on the same instance runs in
@@ -156,7 +151,10 @@ pub fn make_spare(
 
 /// The state of an instance that is not (yet) a call's: no fetch, workspace or tools.
 fn doorless_state(limits: &RunLimits) -> ComponentState {
-    let run = RunCore::without_doors(limits);
+    state_of(RunCore::without_doors(limits))
+}
+
+fn state_of(run: RunCore) -> ComponentState {
     ComponentState {
         wasi: wasi_context(&run),
         table: ResourceTable::new(),
