@@ -34,9 +34,9 @@ impl TotalMemoryLimiter {
         self.peak as u64
     }
 
-    /// A new call on an instance kept between calls (a session): memory already grown stays
-    /// counted; the peak and the refusal are this call's.
-    /// The next call's cap; what the instance already holds counts against it.
+    /// A new call on an instance kept between calls (a session) or made ahead of time (a
+    /// spare): `cap` is that call's, memory already grown stays counted against it, the peak
+    /// and the refusal are the call's.
     pub fn begin_call(&mut self, cap: u64) {
         self.cap = usize::try_from(cap).unwrap_or(usize::MAX);
         self.peak = self.total;

@@ -123,7 +123,8 @@ impl Sandbox {
         let module_linker = core_module::linker(&engine)?;
         let component_linker = component::linker(&engine)?;
         // Checked once at start-up: the limits must let every guest instantiate.
-        let check_limits = run::spare_limits(config.max_memory_bytes);
+        let max_memory_bytes = config.max_memory_bytes;
+        let check_limits = run::spare_limits(max_memory_bytes);
         let mut guests = HashMap::new();
         let mut makers: Vec<(&'static str, spares::Maker)> = Vec::new();
         for program in programs {
@@ -139,11 +140,12 @@ impl Sandbox {
                         core_module::check_instantiates(&engine, &pre, &check_limits)
                     })
                     .with_context(|| format!("instantiating the {} guest", program.name))?;
-                    let (engine, spare_pre, limits) =
-                        (engine.clone(), pre.clone(), check_limits.clone());
+                    let (engine, spare_pre) = (engine.clone(), pre.clone());
                     makers.push((
                         program.name,
                         Box::new(move || {
+                            // Made now: a spare's placeholder deadline must lie ahead of it.
+                            let limits = run::spare_limits(max_memory_bytes);
                             core_module::make_spare(&engine, &spare_pre, &limits).map(Spare::Core)
                         }),
                     ));
@@ -160,11 +162,11 @@ impl Sandbox {
                         component::check_instantiates(&engine, &pre, &check_limits)
                     })
                     .with_context(|| format!("instantiating the {} guest", program.name))?;
-                    let (engine, spare_pre, limits) =
-                        (engine.clone(), pre.clone(), check_limits.clone());
+                    let (engine, spare_pre) = (engine.clone(), pre.clone());
                     makers.push((
                         program.name,
                         Box::new(move || {
+                            let limits = run::spare_limits(max_memory_bytes);
                             component::make_spare(&engine, &spare_pre, &limits)
                                 .map(Spare::Component)
                         }),

@@ -5,10 +5,10 @@
 //! under placeholder limits, and never run: the call that takes it gives it its own limits,
 //! doors and output (`run::begin_call`) before any guest code of the call runs, and nothing
 //! else ever uses it. Once a run has ended its store is retired here and dropped by the same
-//! thread, which is where the pool resets the instance's memory (`memset` of the pages the
-//! run dirtied, `madvise` of the rest). Both only move work off the caller's path: a run is
+//! thread, which is where the pool resets the instance's memory (`memset` of the part kept
+//! resident, `madvise` of the rest). Both only move work off the caller's path: a run is
 //! exactly as fresh as an inline one, and the pool holds slots for every spare and every
-//! retired store in addition to the runs (`SPARE_SLOTS`).
+//! retired store in addition to the runs (`pooling_config` in mod.rs).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
