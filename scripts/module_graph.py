@@ -21,6 +21,7 @@ ALLOWED = {
     "upstream": set(),
     "policy": {"contract", "audit", "net", "secrets", "workspace", "upstream"},
     "auth": {"policy"},
+    "counters": {"policy"},
     "service": {"contract", "metrics", "audit", "sandbox", "runtimes", "net", "secrets", "policy", "auth", "workspace", "upstream"},
     "mcp": {"contract", "policy", "runtimes", "auth", "service", "workspace"},
 }

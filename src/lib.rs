@@ -5,13 +5,14 @@
 //! checks it): [`contract`] (the tool's arguments and result) ; [`metrics`], [`audit`],
 //! [`sandbox`] and [`runtimes`] ; [`net`] (allowlist, blocked networks, the client) ;
 //! [`secrets`] (credentials behind net's trait) ; [`policy`] (document, grants, engine) ;
-//! [`auth`] (callers' tokens) ; [`service`] (the pipeline: decide -> approve -> admit -> run) ;
+//! [`auth`] (callers' tokens) ; [`counters`] (where rate-limit counters live: SQLite, Redis) ; [`service`] (the pipeline: decide -> approve -> admit -> run) ;
 //! [`mcp`] (the transports and the approval UX). [`workspace`] (files under quotas, through
 //! cap-std) is a leaf.
 
 pub mod audit;
 pub mod auth;
 pub mod contract;
+pub mod counters;
 pub mod mcp;
 pub mod metrics;
 pub mod net;

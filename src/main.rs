@@ -10,7 +10,10 @@ use tokio_util::sync::CancellationToken;
 
 #[path = "main/run_command.rs"]
 mod run_command;
+#[path = "main/state.rs"]
+mod state;
 use run_command::{print_result, read_program, run};
+use state::StateArgs;
 
 use warden::audit::AuditLog;
 use warden::contract::Language;
@@ -49,6 +52,8 @@ enum Command {
     Serve {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        state: StateArgs,
         /// Serve Streamable HTTP on this address (e.g. 127.0.0.1:8080) instead of stdio.
         #[arg(long, value_name = "ADDR")]
         http: Option<std::net::SocketAddr>,
@@ -80,6 +85,8 @@ enum Command {
     Run {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        state: StateArgs,
         #[arg(long, short, value_enum)]
         language: CliLanguage,
         /// Wall-clock limit in milliseconds (clamped to the policy's maximum).
@@ -184,13 +191,14 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Serve {
             common,
+            state,
             http,
             metrics_addr,
             allowed_hosts,
             allowed_origins,
             grace_ms,
         } => {
-            let service = service(&common, Audit::AlwaysOn)?;
+            let service = service(&common, &state, Audit::AlwaysOn)?;
             if let Some(path) = &common.policy {
                 tokio::spawn(warden::service::watch::watch(path.clone(), service.clone()));
             }
@@ -217,6 +225,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Run {
             common,
+            state,
             language,
             timeout_ms,
             input,
@@ -227,7 +236,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let input = input
                 .map(|text| serde_json::from_str(&text).context("--input is not valid JSON"))
                 .transpose()?;
-            let service = service(&common, Audit::OnlyToAFile)?;
+            let service = service(&common, &state, Audit::OnlyToAFile)?;
             let mut raw = serde_json::Map::new();
             raw.insert("language".into(), Language::from(language).as_str().into());
             raw.insert("code".into(), code.into());
@@ -342,7 +351,9 @@ fn cache_dir(common: &Common) -> Option<PathBuf> {
     (!common.no_cache).then(chosen).flatten()
 }
 
-fn service(common: &Common, audit: Audit) -> anyhow::Result<Arc<Service>> {
+fn service(common: &Common, state: &StateArgs, audit: Audit) -> anyhow::Result<Arc<Service>> {
+    // Before the guests compile: a locked or corrupt counter store is an error at once.
+    let counters = state.config()?.open()?;
     let policy = load_policy(common)?;
     let audit_log = match audit {
         Audit::OnlyToAFile if policy.audit.path.is_none() => None,
@@ -350,7 +361,7 @@ fn service(common: &Common, audit: Audit) -> anyhow::Result<Arc<Service>> {
             || format!("opening the audit log {:?}", policy.audit.path),
         )?)),
     };
-    let mut service = Service::new(policy, cache_dir(common))?;
+    let mut service = Service::new(policy, cache_dir(common))?.with_counters(counters)?;
     if let Some(log) = audit_log {
         service = service.with_audit(log);
     }

@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 
 fn warden(args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .env("WARDEN_STATE_DIR", common::state_dir())
         .args(args)
         .arg("--cache-dir")
         .arg(common::cache_dir())
@@ -26,6 +27,7 @@ fn warden(args: &[&str], stdin: &str) -> Output {
 
 fn warden_policy(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_warden"))
+        .env("WARDEN_STATE_DIR", common::state_dir())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(args)
         .output()
@@ -180,6 +182,7 @@ fn policy_check_shows_where_secrets_live_never_more() {
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .env("WARDEN_STATE_DIR", common::state_dir())
         .args(["policy", "check", file.to_str().unwrap()])
         .env("GITHUB_TOKEN", "ghp_value_that_must_not_print")
         .output()
@@ -341,6 +344,7 @@ fn prepare_fills_the_cache_that_the_next_start_loads() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let prepare = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .env("WARDEN_STATE_DIR", common::state_dir())
         .args(["prepare", "--cache-dir"])
         .arg(&cache)
         .output()
@@ -369,6 +373,7 @@ fn prepare_fills_the_cache_that_the_next_start_loads() {
     );
     // A start with the same engine settings loads them: nothing is compiled or rewritten.
     let run = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .env("WARDEN_STATE_DIR", common::state_dir())
         .args(["run", "-l", "py", "--cache-dir"])
         .arg(&cache)
         .arg("-")
@@ -379,6 +384,7 @@ fn prepare_fills_the_cache_that_the_next_start_loads() {
     assert_eq!(entries(), prepared);
 
     let no_cache = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .env("WARDEN_STATE_DIR", common::state_dir())
         .args(["prepare", "--no-cache"])
         .output()
         .unwrap();
@@ -405,6 +411,7 @@ fn serves_stdio_from_a_file_as_well_as_from_a_pipe() {
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .env("WARDEN_STATE_DIR", common::state_dir())
         .args(["serve", "--cache-dir"])
         .arg(common::cache_dir())
         .stdin(std::fs::File::open(&messages).unwrap())

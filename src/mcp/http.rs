@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ApprovalStates, WardenServer};
 use crate::auth::bearer_token;
-use crate::policy::LOCAL_GRANT;
+use crate::policy::{FailMode, LOCAL_GRANT};
 use crate::service::Service;
 
 /// The authenticated caller of one HTTP request (a request extension the MCP layer reads).
@@ -119,7 +119,10 @@ where
     let mut app = Router::new()
         .nest_service("/mcp", mcp)
         .layer(axum::middleware::from_fn_with_state(auth, authenticate))
-        .route("/healthz", axum::routing::get(|| async { "ok\n" }));
+        .route(
+            "/healthz",
+            axum::routing::get(healthz).with_state(service.clone()),
+        );
     let metrics_router = Router::new()
         .route("/metrics", axum::routing::get(metrics))
         .with_state(service.clone());
@@ -234,6 +237,37 @@ async fn authenticate(
             );
             response
         }
+    }
+}
+
+/// 200 and `ok` when the rate-limit store answers; when it does not, 503 and `unavailable` if
+/// the store fails closed (every limited call would be refused: a load balancer should send
+/// calls elsewhere), 200 and `degraded` if it fails open. The first line names the store.
+async fn healthz(State(service): State<Arc<Service>>) -> Response {
+    // A shared store's check is a network round trip with a timeout: off the reactor.
+    let checked = tokio::task::spawn_blocking(move || {
+        let mode = service.counter_fail_mode();
+        (service.counter_health(), mode)
+    })
+    .await;
+    let Ok((health, mode)) = checked else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the health check failed\n",
+        )
+            .into_response();
+    };
+    let store = format!("counters: {} {}", health.kind, health.location);
+    match health.unavailable {
+        None => format!("{store}: ok\nok\n").into_response(),
+        Some(why) if mode == FailMode::Open => {
+            format!("{store}: {why} (fail mode open)\ndegraded\n").into_response()
+        }
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{store}: {why} (fail mode closed)\nunavailable\n"),
+        )
+            .into_response(),
     }
 }
 

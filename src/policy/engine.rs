@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::admit::Reader;
 use super::document::{Action, Policy, PolicyError};
 use super::grants::Grant;
-use super::ratelimit::{Caller, CounterKey, CounterStore, LimitSpec, increment_from};
-use super::rules::{Arguments, Counters, Effect, Outcome, Rule};
+use super::ratelimit::{Caller, CounterStore, LimitSpec};
+use super::rules::{Arguments, Effect, Outcome, Rule};
 use crate::contract::{ExecuteArgs, PolicyDecision, Status, TOOL_NAME};
 
 /// What the policy says about a call before any rate limit is counted.
@@ -47,13 +48,6 @@ impl Denial {
     }
 }
 
-/// What an admitted call counted, to give back if it never runs.
-#[derive(Debug, Clone, Default)]
-pub struct Reservation {
-    counted: Vec<CounterKey>,
-    admitted_ms: u64,
-}
-
 /// Milliseconds since the Unix epoch, the clock counters' windows are aligned to.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -71,7 +65,7 @@ pub struct PolicyEngine {
     /// followed by `all_tools`' when the document is an upstream's own.
     pub(super) tool_rules: HashMap<String, Vec<Rule>>,
     /// Each counter a limit defines, by name, for conditions that read it.
-    limits_by_counter: HashMap<String, LimitSpec>,
+    pub(super) limits_by_counter: HashMap<String, LimitSpec>,
     pub(super) counters: Arc<dyn CounterStore>,
     /// Set for an upstream server's own document: its `all_tools` governs that server's tools
     /// (not `execute_code`), and its counters are its own (prefixed with the server's name).
@@ -201,11 +195,7 @@ impl PolicyEngine {
                 format!("the policy denies {tool}"),
             ));
         }
-        let reader = Reader {
-            engine: self,
-            caller,
-            now,
-        };
+        let reader = Reader::new(self, caller, now);
         let mut approval = None;
         for rule in rules {
             let outcome = rule.outcome(args, &reader);
@@ -228,6 +218,9 @@ impl PolicyEngine {
                     approval.get_or_insert_with(|| (rule.name.clone(), rule.message.clone()));
                 }
             }
+        }
+        if let Some(denial) = reader.unavailable_denial() {
+            return Decision::Deny(denial);
         }
         if let Arguments::Execute(args) = args
             && let Some(allowed) = self.policy.tool().and_then(|t| t.languages.as_ref())
@@ -262,138 +255,6 @@ impl PolicyEngine {
         match self.policy.tools.get(tool).and_then(|t| t.action) {
             Some(a) => (a, format!("tools.{tool}.action")),
             None => (self.policy.default, "default".to_string()),
-        }
-    }
-
-    /// Counts the call against every rate limit that applies, all or nothing.
-    pub fn admit(
-        &self,
-        args: &ExecuteArgs,
-        caller: &Caller<'_>,
-        now_ms: u64,
-    ) -> Result<Reservation, Denial> {
-        let specs: Vec<&LimitSpec> = self.limit_specs().collect();
-        self.count(&specs, Arguments::Execute(args), caller, now_ms)
-    }
-
-    pub(super) fn count(
-        &self,
-        limits: &[&LimitSpec],
-        args: Arguments<'_>,
-        caller: &Caller<'_>,
-        now_ms: u64,
-    ) -> Result<Reservation, Denial> {
-        let (keys, specs) = self.counter_keys(limits, args, caller)?;
-        if keys.is_empty() {
-            return Ok(Reservation::default());
-        }
-        self.counters.try_admit(&keys, now_ms).map_err(|refusal| {
-            let spec = specs[refusal.index.min(specs.len() - 1)];
-            let reason = match &spec.message {
-                Some(message) => message.clone(),
-                None => format!(
-                    "at most {} calls per {:?} ({:?} scope); try again in {} ms",
-                    spec.max, spec.window, spec.scope, refusal.retry_after_ms
-                )
-                .to_lowercase(),
-            };
-            let mut denial = Denial::new(
-                Status::RateLimited,
-                format!("rate_limit.{}", spec.counter),
-                reason,
-            );
-            denial.decision.retry_after_ms = Some(refusal.retry_after_ms);
-            denial
-        })?;
-        Ok(Reservation {
-            counted: keys,
-            admitted_ms: now_ms,
-        })
-    }
-
-    /// Gives back what an admitted call counted, when it never ran (the server was too busy,
-    /// or could not start it): a failed call consumes no quota.
-    pub fn refund(&self, reservation: &Reservation) {
-        if !reservation.counted.is_empty() {
-            self.counters
-                .refund(&reservation.counted, reservation.admitted_ms);
-        }
-    }
-
-    /// The tool's limits, then every tool's.
-    pub(super) fn limit_specs(&self) -> impl Iterator<Item = &LimitSpec> {
-        self.policy
-            .tool()
-            .map(|t| t.limits.iter())
-            .into_iter()
-            .flatten()
-            .chain(self.policy.all_tools.limits.iter())
-    }
-
-    /// The counters a call counts in, each with the limit it comes from.
-    #[allow(clippy::type_complexity)]
-    fn counter_keys<'s>(
-        &self,
-        limits: &[&'s LimitSpec],
-        args: Arguments<'_>,
-        caller: &Caller<'_>,
-    ) -> Result<(Vec<CounterKey>, Vec<&'s LimitSpec>), Denial> {
-        // The same counter named twice (e.g. by the tool and by all_tools) is one counter: the
-        // call counts once, against the smaller max.
-        let mut keys: Vec<CounterKey> = Vec::new();
-        let mut key_specs: Vec<&LimitSpec> = Vec::new();
-        for &spec in limits {
-            let mut key = self.counter_key(spec, caller);
-            if let Some(path) = &spec.increment_from {
-                key.amount = increment_from(args, path).map_err(|why| {
-                    Denial::new(Status::Denied, format!("rate_limit.{}", spec.counter), why)
-                })?;
-            }
-            match keys
-                .iter()
-                .position(|k| k.key == key.key && k.window_ms == key.window_ms)
-            {
-                Some(i) if key.max < keys[i].max => {
-                    keys[i] = key;
-                    key_specs[i] = spec;
-                }
-                Some(_) => {}
-                None => {
-                    keys.push(key);
-                    key_specs.push(spec);
-                }
-            }
-        }
-        Ok((keys, key_specs))
-    }
-
-    /// The counter `spec` names for `caller`; an upstream document's counters are its own.
-    pub(super) fn counter_key(&self, spec: &LimitSpec, caller: &Caller<'_>) -> CounterKey {
-        let mut key = CounterKey::for_caller(spec, caller);
-        if let Some(server) = &self.upstream {
-            key.key = format!("upstream:{server}:{}", key.key);
-        }
-        key
-    }
-}
-
-/// Counters as a caller's conditions see them now.
-pub(super) struct Reader<'a> {
-    pub(super) engine: &'a PolicyEngine,
-    pub(super) caller: &'a Caller<'a>,
-    pub(super) now: u64,
-}
-
-impl Counters for Reader<'_> {
-    fn current(&self, counter: &str) -> u64 {
-        match self.engine.limits_by_counter.get(counter) {
-            Some(spec) => {
-                let key = self.engine.counter_key(spec, self.caller);
-                self.engine
-                    .counters
-                    .current(&key.key, key.window_ms, self.now)
-            }
-            None => 0,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `policy explain`: the engine's decision for a call, step by step, counting nothing.
 
-use super::engine::{Decision, PolicyEngine, Question, Reader, now_ms};
+use super::admit::Reader;
+use super::engine::{Decision, PolicyEngine, Question, now_ms};
 use super::ratelimit::increment_from;
 use super::ratelimit::{Caller, CounterKey};
 use super::rules::{Counters, Effect, Outcome};
@@ -23,11 +24,7 @@ impl PolicyEngine {
         }
         let (action, source) = self.action();
         trace.push(format!("action: {action:?} (from {source})").to_lowercase());
-        let reader = Reader {
-            engine: self,
-            caller,
-            now,
-        };
+        let reader = Reader::new(self, caller, now);
         for rule in &self.rules {
             let effect = match rule.effect {
                 Effect::Deny => "deny",
@@ -83,7 +80,10 @@ impl PolicyEngine {
                 key.key,
                 spec.max,
                 spec.window,
-                self.counters.current(&key.key, key.window_ms, now)
+                match self.counters.current(&key.key, key.window_ms, now) {
+                    Ok(n) => n.to_string(),
+                    Err(why) => format!("unknown ({why})"),
+                }
             ));
         }
         if !any {

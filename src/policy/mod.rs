@@ -4,6 +4,7 @@
 //! deny / require approval) -> rate limits (reserved atomically). Knows nothing of MCP, of
 //! the sandbox or of transports.
 
+mod admit;
 mod dialect;
 mod document;
 mod engine;
@@ -21,12 +22,16 @@ mod sessions;
 mod tests;
 mod tool_calls;
 
+pub use admit::{Reservation, STORE_UNAVAILABLE_RULE};
 pub use document::{Action, AllTools, DEFAULT_POLICY, Policy, PolicyError, ToolPolicy};
-pub use engine::{Decision, Denial, PolicyEngine, Question, Reservation, now_ms};
+pub use engine::{Decision, Denial, PolicyEngine, Question, now_ms};
 pub use grants::{Grant, GrantSpec, LOCAL_GRANT};
 pub use limits::{GUEST_THREAD_STACK_BYTES, Limits, LimitsOverride, MAX_WASM_STACK_BYTES};
 pub use locate::Issue;
-pub use ratelimit::{Caller, CounterStore, LimitSpec, MemoryCounterStore, Scope, Window};
+pub use ratelimit::{
+    AdmitError, Caller, CounterKey, CounterStore, FailMode, LimitSpec, MemoryCounterStore, Refusal,
+    Scope, StoreHealth, StoreUnavailable, Window,
+};
 pub use rules::{Arguments, ConditionSpec, Effect, Operator, Rule, RuleSpec};
 pub use sessions::SessionSettings;
 pub use tool_calls::ToolCall;

@@ -128,17 +128,59 @@ pub struct Refusal {
     pub retry_after_ms: u64,
 }
 
+/// The store could not be read or written (a dead Redis, a broken database file): the limits
+/// cannot be checked. What happens to the call is the store's [`FailMode`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the rate-limit store is unavailable: {0}")]
+pub struct StoreUnavailable(pub String);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdmitError {
+    Refused(Refusal),
+    Unavailable(StoreUnavailable),
+}
+
+/// What a call meets when its counters cannot be read (PolicyLayer's `--state-fail-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// Refuse every call that a limit or a counter condition applies to (audited).
+    #[default]
+    Closed,
+    /// Let such calls through uncounted, counters read as zero (audited, warned).
+    Open,
+}
+
+/// What `/healthz` says about a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// `memory`, `sqlite`, `redis`.
+    pub kind: &'static str,
+    /// Where: a file, or a Redis address without credentials.
+    pub location: String,
+    /// None when the store answered; else why not.
+    pub unavailable: Option<String>,
+}
+
 pub trait CounterStore: Send + Sync {
     /// Atomically: if every counter has room in its current window, counts the call in all of
     /// them; otherwise counts nothing and names the first full one.
-    fn try_admit(&self, counters: &[CounterKey], now_ms: u64) -> Result<(), Refusal>;
+    fn try_admit(&self, counters: &[CounterKey], now_ms: u64) -> Result<(), AdmitError>;
 
     /// Gives back a call admitted at `admitted_ms` that the server then could not start (it
     /// was refused for load), in every counter whose window is still the one it counted in.
-    fn refund(&self, counters: &[CounterKey], admitted_ms: u64);
+    fn refund(&self, counters: &[CounterKey], admitted_ms: u64) -> Result<(), StoreUnavailable>;
 
     /// What `counter` has counted in its window at `now_ms` (0 for a counter never used).
-    fn current(&self, key: &str, window_ms: u64, now_ms: u64) -> u64;
+    fn current(&self, key: &str, window_ms: u64, now_ms: u64) -> Result<u64, StoreUnavailable>;
+
+    /// What a call meets while the store is unavailable.
+    fn fail_mode(&self) -> FailMode {
+        FailMode::Closed
+    }
+
+    /// Whether the store answers now (for `/healthz`; a round trip to a shared store).
+    fn health(&self) -> StoreHealth;
 }
 
 /// The embedded store: one mutex around a map, so admission is atomic.
@@ -157,7 +199,7 @@ struct FixedWindow {
 const PRUNE_ABOVE: usize = 10_000;
 
 impl CounterStore for MemoryCounterStore {
-    fn try_admit(&self, counters: &[CounterKey], now_ms: u64) -> Result<(), Refusal> {
+    fn try_admit(&self, counters: &[CounterKey], now_ms: u64) -> Result<(), AdmitError> {
         let mut windows = self
             .windows
             .lock()
@@ -169,10 +211,10 @@ impl CounterStore for MemoryCounterStore {
                 .filter(|w| w.start_ms == start)
                 .map_or(0, |w| w.count);
             if used.saturating_add(c.amount) > c.max {
-                return Err(Refusal {
+                return Err(AdmitError::Refused(Refusal {
                     index,
-                    retry_after_ms: (start + c.window_ms).saturating_sub(now_ms).max(1),
-                });
+                    retry_after_ms: retry_after(now_ms, c.window_ms),
+                }));
             }
         }
         for c in counters {
@@ -197,7 +239,7 @@ impl CounterStore for MemoryCounterStore {
         Ok(())
     }
 
-    fn refund(&self, counters: &[CounterKey], admitted_ms: u64) {
+    fn refund(&self, counters: &[CounterKey], admitted_ms: u64) -> Result<(), StoreUnavailable> {
         let mut windows = self
             .windows
             .lock()
@@ -209,22 +251,40 @@ impl CounterStore for MemoryCounterStore {
                 w.count = w.count.saturating_sub(c.amount);
             }
         }
+        Ok(())
     }
 
-    fn current(&self, key: &str, window_ms: u64, now_ms: u64) -> u64 {
+    fn current(&self, key: &str, window_ms: u64, now_ms: u64) -> Result<u64, StoreUnavailable> {
         let windows = self
             .windows
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        windows
+        Ok(windows
             .get(&(key.to_string(), window_ms))
             .filter(|w| w.start_ms == window_start(now_ms, window_ms))
-            .map_or(0, |w| w.count)
+            .map_or(0, |w| w.count))
+    }
+
+    fn health(&self) -> StoreHealth {
+        StoreHealth {
+            kind: "memory",
+            location: "this process".to_string(),
+            unavailable: None,
+        }
     }
 }
 
-fn window_start(now_ms: u64, window_ms: u64) -> u64 {
+/// The start of the fixed window of `window_ms` that `now_ms` falls in (windows are aligned to
+/// the Unix epoch, so every store and every replica agrees on them).
+pub fn window_start(now_ms: u64, window_ms: u64) -> u64 {
     now_ms - now_ms % window_ms.max(1)
+}
+
+/// How long until the window `now_ms` falls in ends (at least 1 ms).
+pub fn retry_after(now_ms: u64, window_ms: u64) -> u64 {
+    (window_start(now_ms, window_ms) + window_ms)
+        .saturating_sub(now_ms)
+        .max(1)
 }
 
 /// What a call adds to a counter that counts an argument (`increment_from`): the argument's
@@ -251,186 +311,4 @@ pub(super) fn increment_from<'a>(
     }
     // `as` saturates: a huge number counts as the most a counter can hold.
     Ok(number.trunc() as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn key(name: &str, window_ms: u64, max: u64) -> CounterKey {
-        CounterKey {
-            key: name.to_string(),
-            window_ms,
-            max,
-            amount: 1,
-        }
-    }
-
-    #[test]
-    fn admits_up_to_max_per_window_then_says_when_to_retry() {
-        let store = MemoryCounterStore::default();
-        let k = [key("calls", 1000, 2)];
-        assert!(store.try_admit(&k, 10_100).is_ok());
-        assert!(store.try_admit(&k, 10_200).is_ok());
-        assert_eq!(
-            store.try_admit(&k, 10_300),
-            Err(Refusal {
-                index: 0,
-                retry_after_ms: 700
-            })
-        );
-        assert!(store.try_admit(&k, 11_000).is_ok(), "a new window starts");
-    }
-
-    #[test]
-    fn a_refund_gives_the_call_back_only_in_its_own_window() {
-        let store = MemoryCounterStore::default();
-        let k = [key("calls", 1000, 1)];
-        assert!(store.try_admit(&k, 10_100).is_ok());
-        assert!(store.try_admit(&k, 10_200).is_err());
-        store.refund(&k, 10_100);
-        assert!(
-            store.try_admit(&k, 10_300).is_ok(),
-            "the refunded slot is free again"
-        );
-        // A refund for an earlier window must not free the current one.
-        store.refund(&k, 9_100);
-        assert!(store.try_admit(&k, 10_400).is_err());
-        // Nor go below zero.
-        store.refund(&k, 10_100);
-        store.refund(&k, 10_100);
-        assert!(store.try_admit(&k, 10_500).is_ok());
-        assert!(store.try_admit(&k, 10_600).is_err());
-    }
-
-    #[test]
-    fn a_refusal_consumes_nothing_anywhere() {
-        let store = MemoryCounterStore::default();
-        let wide = key("wide", 60_000, 10);
-        let narrow = key("narrow", 60_000, 1);
-        assert!(store.try_admit(&[wide.clone(), narrow.clone()], 0).is_ok());
-        for _ in 0..5 {
-            assert_eq!(
-                store
-                    .try_admit(&[wide.clone(), narrow.clone()], 1)
-                    .unwrap_err()
-                    .index,
-                1
-            );
-        }
-        // `wide` counted only the one admitted call: nine more fit.
-        for _ in 0..9 {
-            assert!(store.try_admit(std::slice::from_ref(&wide), 2).is_ok());
-        }
-        assert!(store.try_admit(&[wide], 3).is_err());
-    }
-
-    #[test]
-    fn a_call_counts_its_amount_and_a_refund_gives_it_back() {
-        let store = MemoryCounterStore::default();
-        let spend = |amount| CounterKey {
-            amount,
-            ..key("spend", 60_000, 10_000)
-        };
-        assert!(store.try_admit(&[spend(6_000)], 1_000).is_ok());
-        assert_eq!(store.current("spend", 60_000, 2_000), 6_000);
-        assert!(store.try_admit(&[spend(4_001)], 2_000).is_err(), "past max");
-        assert!(store.try_admit(&[spend(4_000)], 2_000).is_ok(), "up to max");
-        store.refund(&[spend(4_000)], 2_000);
-        assert_eq!(store.current("spend", 60_000, 3_000), 6_000);
-        assert_eq!(store.current("spend", 60_000, 61_000), 0, "a new window");
-        assert!(store.try_admit(&[spend(0)], 3_000).is_ok());
-        assert!(
-            store.try_admit(&[key("never", 60_000, 0)], 3_000).is_err(),
-            "max 0 refuses every call"
-        );
-    }
-
-    #[test]
-    fn limits_naming_the_same_counter_share_it() {
-        let store = MemoryCounterStore::default();
-        let spec = LimitSpec::new("runs", Window::Minute, 2, Scope::Grant);
-        let alice = Caller {
-            grant: "alice",
-            session: "s1",
-        };
-        let alice_elsewhere = Caller {
-            grant: "alice",
-            session: "s2",
-        };
-        let bob = Caller {
-            grant: "bob",
-            session: "s3",
-        };
-        assert!(
-            store
-                .try_admit(&[CounterKey::for_caller(&spec, &alice)], 0)
-                .is_ok()
-        );
-        assert!(
-            store
-                .try_admit(&[CounterKey::for_caller(&spec, &alice_elsewhere)], 0)
-                .is_ok()
-        );
-        assert!(
-            store
-                .try_admit(&[CounterKey::for_caller(&spec, &alice)], 0)
-                .is_err()
-        );
-        assert!(
-            store
-                .try_admit(&[CounterKey::for_caller(&spec, &bob)], 0)
-                .is_ok(),
-            "grants are apart"
-        );
-    }
-
-    #[test]
-    fn concurrent_admission_is_exact() {
-        let store = std::sync::Arc::new(MemoryCounterStore::default());
-        let k = [key("c", 60_000, 10)];
-        let admitted: usize = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..100)
-                .map(|_| {
-                    let store = store.clone();
-                    let k = k.clone();
-                    s.spawn(move || usize::from(store.try_admit(&k, 5).is_ok()))
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).sum()
-        });
-        assert_eq!(admitted, 10);
-    }
-
-    proptest! {
-        /// However calls arrive, no window ever admits more than `max`, and a call is refused
-        /// only when its window is full; retry hints point at the window's end.
-        #[test]
-        fn never_more_than_max_per_window(
-            max in 1u64..5,
-            window_ms in 1u64..50,
-            steps in proptest::collection::vec(0u64..20, 1..200),
-        ) {
-            let store = MemoryCounterStore::default();
-            let k = [key("p", window_ms, max)];
-            let mut now = 0u64;
-            let mut per_window: HashMap<u64, u64> = HashMap::new();
-            for step in steps {
-                now += step;
-                let start = now - now % window_ms;
-                let used = per_window.get(&start).copied().unwrap_or(0);
-                match store.try_admit(&k, now) {
-                    Ok(()) => {
-                        prop_assert!(used < max);
-                        per_window.insert(start, used + 1);
-                    }
-                    Err(r) => {
-                        prop_assert_eq!(used, max);
-                        prop_assert_eq!(now + r.retry_after_ms, start + window_ms);
-                    }
-                }
-            }
-        }
-    }
 }

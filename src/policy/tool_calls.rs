@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::admit::Reservation;
 use super::document::{Action, Policy, PolicyError};
-use super::engine::{Decision, Denial, PolicyEngine, Reservation};
+use super::engine::{Decision, Denial, PolicyEngine};
 use super::ratelimit::{Caller, CounterStore, LimitSpec};
 use super::rules::Arguments;
 

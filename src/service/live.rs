@@ -7,7 +7,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::auth::GrantTokens;
 use crate::net::{CredentialBroker, Outbound, Request};
-use crate::policy::{MemoryCounterStore, Policy, PolicyEngine};
+use crate::policy::{CounterStore, MemoryCounterStore, Policy, PolicyEngine};
 use crate::secrets::Credentials;
 use crate::upstream::{UpstreamSpec, Upstreams};
 
@@ -25,7 +25,7 @@ pub(super) struct Live {
 impl Live {
     /// Loads `policy`'s credentials and tokens. One that cannot be loaded is logged and
     /// unusable; it never stops the server.
-    fn build(policy: Policy, counters: Arc<MemoryCounterStore>) -> anyhow::Result<Live> {
+    fn build(policy: Policy, counters: Arc<dyn CounterStore>) -> anyhow::Result<Live> {
         let (credentials, warnings) = Credentials::load(&policy.credentials);
         let (tokens, token_warnings) = GrantTokens::load(&policy.grants);
         for warning in warnings.iter().chain(&token_warnings) {
@@ -93,16 +93,27 @@ fn injected_headers(
 
 pub(super) struct PolicyInForce {
     live: RwLock<Arc<Live>>,
-    counters: Arc<MemoryCounterStore>,
+    counters: Arc<dyn CounterStore>,
 }
 
 impl PolicyInForce {
+    /// `policy` with counters in this process's memory.
     pub fn new(policy: Policy) -> anyhow::Result<PolicyInForce> {
-        let counters = Arc::new(MemoryCounterStore::default());
+        PolicyInForce::with_counters(policy, Arc::new(MemoryCounterStore::default()))
+    }
+
+    pub fn with_counters(
+        policy: Policy,
+        counters: Arc<dyn CounterStore>,
+    ) -> anyhow::Result<PolicyInForce> {
         Ok(PolicyInForce {
             live: RwLock::new(Arc::new(Live::build(policy, counters.clone())?)),
             counters,
         })
+    }
+
+    pub fn counters(&self) -> &dyn CounterStore {
+        self.counters.as_ref()
     }
 
     pub fn current(&self) -> Arc<Live> {

@@ -27,7 +27,7 @@ use crate::audit::{AuditLog, AuthEvent};
 use crate::contract::{ExecuteArgs, Language, parse_args};
 use crate::metrics::Metrics;
 use crate::net::AllowRule;
-use crate::policy::{Limits, Policy};
+use crate::policy::{CounterStore, FailMode, Limits, Policy, StoreHealth};
 use crate::runtimes::Runtimes;
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::secrets::placeholder;
@@ -97,6 +97,23 @@ impl Service {
             sessions: Sessions::default(),
             session_capacity,
         })
+    }
+
+    /// Keeps rate-limit counters in `store` (by default they live in this process's memory),
+    /// for the calls from now on.
+    pub fn with_counters(mut self, store: Arc<dyn CounterStore>) -> anyhow::Result<Service> {
+        let policy = self.policy.current().engine.policy().clone();
+        self.policy = PolicyInForce::with_counters(policy, store)?;
+        Ok(self)
+    }
+
+    pub fn counter_fail_mode(&self) -> FailMode {
+        self.policy.counters().fail_mode()
+    }
+
+    /// Whether the rate-limit store answers, for `/healthz`.
+    pub fn counter_health(&self) -> StoreHealth {
+        self.policy.counters().health()
     }
 
     /// Sends audit events to `log` (without one, nothing is audited).

@@ -281,9 +281,15 @@ impl<'s> Call<'s> {
             Ok(reservation) => reservation,
             Err(denial) => return Step::Done(self.stop(denial)),
         };
+        let uncounted = reservation.uncounted().map(str::to_string);
         let counted = Counted::new(live, reservation);
+        let mut allowed = self.event("allow");
+        if let Some(why) = &uncounted {
+            allowed.rule = Some("state.fail_open");
+            allowed.reason = Some(why);
+        }
         if let Some(log) = &self.service.audit
-            && let Err(e) = log.record(&self.event("allow"))
+            && let Err(e) = log.record(&allowed)
         {
             tracing::error!("the audit log cannot be written: {e}");
             if log.fail_closed() {

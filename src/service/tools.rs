@@ -269,9 +269,12 @@ impl RunTools {
                 event.decision = "approve";
             }
         }
-        engine
+        let reservation = engine
             .admit_tool(call, &self.caller(), now_ms())
             .map_err(refusal)?;
+        if reservation.uncounted().is_some() {
+            event.rule = Some("state.fail_open");
+        }
         if event.decision != "approve" {
             event.decision = "allow";
         }

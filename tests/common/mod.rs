@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests: the real binary, a shared guest cache, an rmcp
 //! client that records progress notifications, and small assertions on results.
+
 #![allow(dead_code)] // each test crate uses a different subset
+
+pub mod redis_server;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -20,6 +23,22 @@ pub fn cache_dir() -> PathBuf {
     std::env::var_os("WARDEN_TEST_CACHE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("warden-cache"))
+}
+
+/// A state directory of its own (the embedded counter database) for one server process, so
+/// that no two servers of the suite, nor two runs of it, share rate-limit counts.
+pub fn state_dir() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "warden-state-{}-{}-{n}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
 
 /// One in-process service per test binary (building it loads the guests once).
@@ -165,7 +184,9 @@ async fn spawn<H: ClientHandler>(
     ];
     args.extend(extra);
     let command = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden")).configure(|cmd| {
-        cmd.args(&args).env("WARDEN_LOG", "warn");
+        cmd.args(&args)
+            .env("WARDEN_LOG", "warn")
+            .env("WARDEN_STATE_DIR", state_dir());
     });
     // The server's stderr carries its logs and audit events: not the tests' business.
     let (transport, _) = TokioChildProcess::builder(command)
@@ -300,6 +321,7 @@ impl HttpServer {
         write_whole(&path, policy_toml);
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
             .args(["serve", "--http", "127.0.0.1:0", "--cache-dir"])
+            .env("WARDEN_STATE_DIR", state_dir())
             .arg(cache_dir())
             .arg("--policy")
             .arg(&path)

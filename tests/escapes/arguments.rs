@@ -295,6 +295,7 @@ fn raw_stdio_session() -> Value {
     let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(["serve", "--cache-dir"])
         .arg(crate::common::cache_dir())
+        .env("WARDEN_STATE_DIR", crate::common::state_dir())
         .env("WARDEN_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

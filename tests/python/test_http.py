@@ -14,7 +14,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from test_stdio import CACHE, MODES, WARDEN, call
+from test_stdio import CACHE, MODES, WARDEN, call, server_env
 
 TOKEN = "py-token-5c1e9a7b3d2f8046"
 OTHER = "py-other-0d4b8f2a6e1c3975"
@@ -43,7 +43,7 @@ def http_server(policy=POLICY):
         [WARDEN, "serve", "--http", "127.0.0.1:0", "--cache-dir", CACHE, "--policy", str(path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        env={"WARDEN_LOG": "warn"},
+        env=server_env(),
         text=True,
     )
     try:

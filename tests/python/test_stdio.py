@@ -21,6 +21,12 @@ CACHE = os.environ.get("WARDEN_TEST_CACHE_DIR") or str(ROOT / "target" / "warden
 MODES = ["legacy", "auto"]
 
 
+def server_env() -> dict:
+    """The environment of one server: its own state directory (rate-limit counters), so that
+    no two servers of the suite, nor two runs of it, share counts."""
+    return {"WARDEN_LOG": "warn", "WARDEN_STATE_DIR": tempfile.mkdtemp(prefix="warden-state-")}
+
+
 def server(
     policy: str | None = None, pid_file: str | None = None, suffix: str = ".toml"
 ) -> StdioServerParameters:
@@ -31,11 +37,11 @@ def server(
         path.write_text(policy)
         args += ["--policy", str(path)]
     if pid_file is None:
-        return StdioServerParameters(command=WARDEN, args=args, env={"WARDEN_LOG": "warn"})
+        return StdioServerParameters(command=WARDEN, args=args, env=server_env())
     # `exec` keeps the PID, so the file names the server process itself.
     script = 'echo $$ > "$0"; exec "$@"'
     return StdioServerParameters(
-        command="sh", args=["-c", script, pid_file, WARDEN, *args], env={"WARDEN_LOG": "warn"}
+        command="sh", args=["-c", script, pid_file, WARDEN, *args], env=server_env()
     )
 
 

@@ -1,0 +1,63 @@
+//! Where rate-limit counters live (`--state-*`, named as PolicyLayer's gateway names them).
+
+use std::path::PathBuf;
+
+use clap::ValueEnum;
+use warden::counters::{DEFAULT_PREFIX, StateConfig};
+use warden::policy::FailMode;
+
+#[derive(clap::Args)]
+pub struct StateArgs {
+    /// Directory of the embedded counter database (counters.sqlite)
+    /// [default: $XDG_STATE_HOME/warden, i.e. ~/.local/state/warden].
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "WARDEN_STATE_DIR",
+        conflicts_with = "state_dsn"
+    )]
+    state_dir: Option<PathBuf>,
+    /// Shared counters for replicas: redis://[user:password@]host:port[/db] (rediss:// for
+    /// TLS); `memory:` keeps them in this process only (lost at exit).
+    #[arg(long, value_name = "DSN", env = "WARDEN_STATE_DSN")]
+    state_dsn: Option<String>,
+    /// Prepended to every counter key on Redis, so that deployments can share one.
+    #[arg(long, value_name = "PREFIX", env = "WARDEN_STATE_PREFIX", default_value = DEFAULT_PREFIX)]
+    state_prefix: String,
+    /// When the counter store cannot be reached: `closed` refuses calls that a rate limit or
+    /// counter condition applies to, `open` lets them through uncounted. Both are audited.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        env = "WARDEN_STATE_FAIL_MODE",
+        default_value = "closed"
+    )]
+    state_fail_mode: CliFailMode,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CliFailMode {
+    Closed,
+    Open,
+}
+
+impl StateArgs {
+    pub fn config(&self) -> anyhow::Result<StateConfig> {
+        let dir = match &self.state_dir {
+            Some(dir) => dir.clone(),
+            None => StateConfig::default_dir().ok_or_else(|| {
+                anyhow::anyhow!("no state directory: set --state-dir or $WARDEN_STATE_DIR")
+            })?,
+        };
+        Ok(StateConfig {
+            dir,
+            dsn: self.state_dsn.clone().filter(|d| !d.is_empty()),
+            prefix: self.state_prefix.clone(),
+            fail_mode: match self.state_fail_mode {
+                CliFailMode::Closed => FailMode::Closed,
+                CliFailMode::Open => FailMode::Open,
+            },
+        })
+    }
+}
