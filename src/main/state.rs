@@ -8,14 +8,9 @@ use warden::policy::FailMode;
 
 #[derive(clap::Args)]
 pub struct StateArgs {
-    /// Directory of the embedded counter database (counters.sqlite)
+    /// Directory of the embedded counter database (counters.sqlite); unused with --state-dsn
     /// [default: $XDG_STATE_HOME/warden, i.e. ~/.local/state/warden].
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "WARDEN_STATE_DIR",
-        conflicts_with = "state_dsn"
-    )]
+    #[arg(long, value_name = "DIR", env = "WARDEN_STATE_DIR")]
     state_dir: Option<PathBuf>,
     /// Shared counters for replicas: redis://[user:password@]host:port[/db] (rediss:// for
     /// TLS); `memory:` keeps them in this process only (lost at exit).
