@@ -204,7 +204,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
             let Some(addr) = http else {
                 tracing::info!(languages = ?service.languages(), "serving MCP on stdio");
-                warden::mcp::serve_stdio(service).await?;
+                warden::mcp::serve_stdio(service, state.keys()).await?;
                 return Ok(ExitCode::SUCCESS);
             };
             let shutdown = CancellationToken::new();
@@ -219,6 +219,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 allowed_hosts,
                 allowed_origins,
                 grace: std::time::Duration::from_millis(grace_ms),
+                state_keys: state.keys(),
             };
             warden::mcp::serve_http(service, options, shutdown).await?;
             Ok(ExitCode::SUCCESS)

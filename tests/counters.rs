@@ -382,3 +382,40 @@ fn redis_down_is_unavailable_at_once_and_counting_resumes_when_it_is_back() {
     assert!(store.try_admit(&k, 5).is_ok());
     assert!(store.try_admit(&k, 6).is_err());
 }
+
+#[test]
+fn a_token_is_claimed_once_until_it_expires() {
+    for (kind, store) in stores() {
+        assert!(
+            store.claim_once("approval|n1", 1_000, 5_000).unwrap(),
+            "{kind}"
+        );
+        assert!(
+            !store.claim_once("approval|n1", 2_000, 5_000).unwrap(),
+            "{kind}: used"
+        );
+        assert!(
+            store.claim_once("approval|n2", 2_000, 5_000).unwrap(),
+            "{kind}"
+        );
+        let claims: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..16)
+                .map(|_| {
+                    let store = store.clone();
+                    s.spawn(move || {
+                        usize::from(store.claim_once("approval|n3", 2_000, 5_000).unwrap())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(claims, 1, "{kind}: concurrent claims");
+        if kind != "redis" {
+            // Redis expires by its own clock; the others by the time they are given.
+            assert!(
+                store.claim_once("approval|n1", 6_000, 9_000).unwrap(),
+                "{kind}: expired"
+            );
+        }
+    }
+}

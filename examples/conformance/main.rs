@@ -192,6 +192,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         allowed_hosts: Vec::new(),
         allowed_origins: Vec::new(),
         grace: std::time::Duration::from_secs(1),
+        state_keys: Default::default(),
     };
     tracing::warn!("test server: the conformance suite's fixture tools and resources are offered");
     serve_http_with(service, options, CancellationToken::new(), |server| {

@@ -52,6 +52,10 @@ impl SqliteCounterStore {
                      count INTEGER NOT NULL,
                      PRIMARY KEY (key, window_ms)
                  ) WITHOUT ROWID;
+                 CREATE TABLE IF NOT EXISTS claims (
+                     token TEXT PRIMARY KEY,
+                     expires_ms INTEGER NOT NULL
+                 ) WITHOUT ROWID;
                  COMMIT;",
             )?;
             let check: String = connection.query_row("PRAGMA quick_check", [], |row| row.get(0))?;
@@ -190,6 +194,32 @@ impl CounterStore for SqliteCounterStore {
             amount: 0,
         };
         read(&connection, &probe, window_start(now_ms, window_ms)).map_err(|e| self.unavailable(&e))
+    }
+
+    fn claim_once(
+        &self,
+        token: &str,
+        now_ms: u64,
+        expires_ms: u64,
+    ) -> Result<bool, StoreUnavailable> {
+        let mut connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let claimed = (|| {
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "DELETE FROM claims WHERE expires_ms <= ?1",
+                params![int(now_ms)],
+            )?;
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO claims (token, expires_ms) VALUES (?1, ?2)",
+                params![token, int(expires_ms)],
+            )?;
+            tx.commit()?;
+            Ok(inserted == 1)
+        })();
+        claimed.map_err(|e: rusqlite::Error| self.unavailable(&e))
     }
 
     fn fail_mode(&self) -> FailMode {

@@ -200,6 +200,26 @@ impl CounterStore for RedisCounterStore {
         Ok(used.unwrap_or(0))
     }
 
+    fn claim_once(
+        &self,
+        token: &str,
+        now_ms: u64,
+        expires_ms: u64,
+    ) -> Result<bool, StoreUnavailable> {
+        let key = format!("{}claim|{token}", self.prefix);
+        let ttl = expires_ms.saturating_sub(now_ms).max(1) + EXPIRY_SLACK_MS;
+        let set: Option<String> = self.with_connection(|connection| {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl)
+                .query(connection)
+        })?;
+        Ok(set.is_some())
+    }
+
     fn fail_mode(&self) -> FailMode {
         self.fail_mode
     }

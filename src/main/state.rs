@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 use warden::counters::{DEFAULT_PREFIX, StateConfig};
+use warden::mcp::StateKeys;
 use warden::policy::FailMode;
 
 #[derive(clap::Args)]
@@ -29,6 +30,11 @@ pub struct StateArgs {
         default_value = "closed"
     )]
     state_fail_mode: CliFailMode,
+    /// The keyring sealing approval questions, shared by replicas so that a question asked by
+    /// one is answered on another: lines of `<key-id> <secret>` (32+ bytes), the first sealing;
+    /// re-read when it changes. Without it (or $WARDEN_STATE_KEYS) the key is this process's.
+    #[arg(long, value_name = "FILE", env = "WARDEN_STATE_KEY_FILE")]
+    state_key_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -38,6 +44,16 @@ enum CliFailMode {
 }
 
 impl StateArgs {
+    /// The approval keyring: the file, else `$WARDEN_STATE_KEYS` (the keyring itself, entries
+    /// separated by `;` or newlines), else a random key.
+    pub fn keys(&self) -> StateKeys {
+        match (&self.state_key_file, std::env::var("WARDEN_STATE_KEYS")) {
+            (Some(file), _) => StateKeys::File(file.clone()),
+            (None, Ok(text)) if !text.trim().is_empty() => StateKeys::Text(text),
+            _ => StateKeys::Random,
+        }
+    }
+
     pub fn config(&self) -> anyhow::Result<StateConfig> {
         let dir = match &self.state_dir {
             Some(dir) => dir.clone(),

@@ -13,19 +13,19 @@
 //! asked for, expires with [`APPROVAL_TIMEOUT`], and can be redeemed once: an approval cannot
 //! be moved to other code, replayed, or forged by a client that edits the state.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{
     ElicitRequest, ElicitRequestParams, ElicitResult, ElicitationAction, ElicitationSchema,
-    InputRequest, InputRequiredResult, InputResponses, RequestStateCodec, RequestStateError,
-    SealOptions,
+    InputRequest, InputRequiredResult, InputResponses, RequestStateError, SealOptions,
 };
 use rmcp::{Peer, RoleServer};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::state_keys::{Keyring, StateKeys};
+use crate::policy::{CounterStore, FailMode};
 use crate::service::{Approval, ApprovalRequest, AskPerson};
 
 /// How long a person has to answer an approval request.
@@ -102,12 +102,12 @@ async fn elicit_text(peer: &Peer<RoleServer>, question: String) -> Approval {
     }
 }
 
-/// Seals and redeems the `requestState` of approval rounds. One per server process: its key
-/// is random, so a restart invalidates questions still open (the client is asked again).
+/// Seals and redeems the `requestState` of approval rounds, with the keys of
+/// [`StateKeys`] (shared by replicas, or this process's own). Each answer is redeemed once:
+/// its nonce is claimed in the counter store, which replicas share too.
 pub struct ApprovalStates {
-    codec: RequestStateCodec,
-    /// Nonces already redeemed, with their expiry (unix ms), so that each answer counts once.
-    redeemed: Mutex<HashMap<String, u64>>,
+    keys: Keyring,
+    claims: Arc<dyn CounterStore>,
 }
 
 /// The sealed payload. Signed, not encrypted: it holds nothing secret.
@@ -139,13 +139,10 @@ pub enum AnswerError {
 }
 
 impl ApprovalStates {
-    pub fn new() -> anyhow::Result<ApprovalStates> {
-        let mut key = [0u8; 32];
-        getrandom::fill(&mut key)
-            .map_err(|e| anyhow::anyhow!("no randomness for the approval key: {e}"))?;
+    pub fn new(keys: StateKeys, claims: Arc<dyn CounterStore>) -> anyhow::Result<ApprovalStates> {
         Ok(ApprovalStates {
-            codec: RequestStateCodec::try_new(key.to_vec())?,
-            redeemed: Mutex::new(HashMap::new()),
+            keys: Keyring::new(keys)?,
+            claims,
         })
     }
 
@@ -161,7 +158,7 @@ impl ApprovalStates {
             expires_ms: now_ms() + APPROVAL_TIMEOUT.as_millis() as u64,
         };
         let payload = serde_json::to_vec(&sealed).unwrap_or_default();
-        self.codec.seal_with(
+        self.keys.codec().seal_with(
             &payload,
             &SealOptions::new()
                 .associated_data(binding)
@@ -190,7 +187,7 @@ impl ApprovalStates {
                 ));
             }
         };
-        let payload = match self.codec.open_with(state, binding) {
+        let payload = match self.keys.codec().open_with(state, binding) {
             Ok(payload) => payload,
             Err(RequestStateError::Expired) => {
                 return Err(AnswerError::Stale(format!(
@@ -215,20 +212,26 @@ impl ApprovalStates {
                 "inputResponses.{INPUT_KEY} is not an elicitation result: {e}"
             ))
         })?;
-        {
-            let now = now_ms();
-            let mut redeemed = self
-                .redeemed
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            redeemed.retain(|_, expires| *expires > now);
-            if redeemed
-                .insert(question.nonce, question.expires_ms)
-                .is_some()
-            {
+        match self.claims.claim_once(
+            &format!("approval|{}", question.nonce),
+            now_ms(),
+            question.expires_ms,
+        ) {
+            Ok(true) => {}
+            Ok(false) => {
                 return Err(AnswerError::Stale(
                     "this approval was already used; each approval runs the code once".into(),
                 ));
+            }
+            Err(why) if self.claims.fail_mode() == FailMode::Open => {
+                tracing::warn!(
+                    "{why}: an approval is accepted without checking it was not used before (state fail mode open)"
+                );
+            }
+            Err(why) => {
+                return Err(AnswerError::Stale(format!(
+                    "{why}: whether this approval was already used cannot be checked; call again later"
+                )));
             }
         }
         Ok(Some(Answer {
@@ -338,6 +341,14 @@ mod tests {
     use crate::contract::Language;
     use serde_json::json;
 
+    fn states() -> ApprovalStates {
+        ApprovalStates::new(
+            StateKeys::Random,
+            Arc::new(crate::policy::MemoryCounterStore::default()),
+        )
+        .unwrap()
+    }
+
     fn request() -> ApprovalRequest<'static> {
         ApprovalRequest {
             rule: "py-approval",
@@ -367,7 +378,7 @@ mod tests {
 
     #[test]
     fn an_answer_redeems_once() {
-        let states = ApprovalStates::new().unwrap();
+        let states = states();
         let binding = call_binding("local", json!({"code": "1"}).as_object());
         let state = asked_state(&states, &binding);
         let answer = states
@@ -382,7 +393,7 @@ mod tests {
 
     #[test]
     fn declines_and_refusals_are_declined() {
-        let states = ApprovalStates::new().unwrap();
+        let states = states();
         let binding = call_binding("local", None);
         for answer in [
             json!({"action": "decline"}),
@@ -401,7 +412,7 @@ mod tests {
 
     #[test]
     fn an_approval_does_not_move_to_other_code_or_callers() {
-        let states = ApprovalStates::new().unwrap();
+        let states = states();
         let binding = call_binding(
             "local",
             json!({"code": "1", "language": "python"}).as_object(),
@@ -432,7 +443,7 @@ mod tests {
 
     #[test]
     fn tampered_or_half_retries_are_protocol_errors() {
-        let states = ApprovalStates::new().unwrap();
+        let states = states();
         let binding = call_binding("local", None);
         let state = asked_state(&states, &binding);
         let mut tampered = state.clone().into_bytes();
@@ -461,18 +472,14 @@ mod tests {
     #[test]
     fn a_state_from_another_server_process_is_refused() {
         let binding = call_binding("local", None);
-        let state = asked_state(&ApprovalStates::new().unwrap(), &binding);
-        let r = ApprovalStates::new().unwrap().redeem(
-            &binding,
-            Some(&state),
-            Some(&responses(accept())),
-        );
+        let state = asked_state(&states(), &binding);
+        let r = states().redeem(&binding, Some(&state), Some(&responses(accept())));
         assert!(matches!(r, Err(AnswerError::Malformed(_))), "{r:?}");
     }
 
     #[test]
     fn an_answer_for_another_rule_asks_again_and_no_elicitation_is_unavailable() {
-        let states = ApprovalStates::new().unwrap();
+        let states = states();
         let answer = Answer {
             rule: "other-rule".into(),
             approval: Approval::Approved,

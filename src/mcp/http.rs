@@ -18,7 +18,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
-use super::{ApprovalStates, WardenServer};
+use super::{ApprovalStates, StateKeys, WardenServer};
 use crate::auth::bearer_token;
 use crate::policy::{FailMode, LOCAL_GRANT};
 use crate::service::Service;
@@ -39,6 +39,8 @@ pub struct HttpOptions {
     pub allowed_origins: Vec<String>,
     /// How long running calls may finish after SIGTERM/SIGINT before they are cancelled.
     pub grace: Duration,
+    /// The keys sealing approval questions: replicas share a keyring.
+    pub state_keys: StateKeys,
 }
 
 #[derive(Clone)]
@@ -78,7 +80,10 @@ where
             options.addr
         );
     }
-    let approvals = Arc::new(ApprovalStates::new()?);
+    let approvals = Arc::new(ApprovalStates::new(
+        options.state_keys.clone(),
+        service.counter_store(),
+    )?);
     let sessions_stop = CancellationToken::new();
     let mut config = StreamableHttpServerConfig::default()
         .with_cancellation_token(sessions_stop.clone())

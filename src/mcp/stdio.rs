@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
-use super::{ApprovalStates, WardenServer};
+use super::{ApprovalStates, StateKeys, WardenServer};
 use crate::service::Service;
 
 /// The longest line handed to rmcp, newline included: rmcp's own limit, which it enforces by
@@ -28,8 +28,8 @@ const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 const FLUSH_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Serves MCP on stdin/stdout until the client disconnects.
-pub async fn serve_stdio(service: Arc<Service>) -> anyhow::Result<()> {
-    let approvals = Arc::new(ApprovalStates::new()?);
+pub async fn serve_stdio(service: Arc<Service>, keys: StateKeys) -> anyhow::Result<()> {
+    let approvals = Arc::new(ApprovalStates::new(keys, service.counter_store())?);
     let (to_rmcp, rmcp_input) = tokio::io::duplex(64 * 1024);
     let (rmcp_output, from_rmcp) = tokio::io::duplex(64 * 1024);
     let (lines_out, lines) = mpsc::channel::<Vec<u8>>(64);

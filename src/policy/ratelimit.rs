@@ -174,6 +174,15 @@ pub trait CounterStore: Send + Sync {
     /// What `counter` has counted in its window at `now_ms` (0 for a counter never used).
     fn current(&self, key: &str, window_ms: u64, now_ms: u64) -> Result<u64, StoreUnavailable>;
 
+    /// Marks `token` used until `expires_ms`; true only for the first claim (on any replica
+    /// sharing the store). An approval is redeemed once, wherever its answer arrives.
+    fn claim_once(
+        &self,
+        token: &str,
+        now_ms: u64,
+        expires_ms: u64,
+    ) -> Result<bool, StoreUnavailable>;
+
     /// What a call meets while the store is unavailable.
     fn fail_mode(&self) -> FailMode {
         FailMode::Closed
@@ -187,6 +196,8 @@ pub trait CounterStore: Send + Sync {
 #[derive(Debug, Default)]
 pub struct MemoryCounterStore {
     windows: Mutex<HashMap<(String, u64), FixedWindow>>,
+    /// Claimed tokens, with their expiry.
+    claims: Mutex<HashMap<String, u64>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -263,6 +274,20 @@ impl CounterStore for MemoryCounterStore {
             .get(&(key.to_string(), window_ms))
             .filter(|w| w.start_ms == window_start(now_ms, window_ms))
             .map_or(0, |w| w.count))
+    }
+
+    fn claim_once(
+        &self,
+        token: &str,
+        now_ms: u64,
+        expires_ms: u64,
+    ) -> Result<bool, StoreUnavailable> {
+        let mut claims = self
+            .claims
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        claims.retain(|_, expires| *expires > now_ms);
+        Ok(claims.insert(token.to_string(), expires_ms).is_none())
     }
 
     fn health(&self) -> StoreHealth {

@@ -116,6 +116,10 @@ impl PolicyInForce {
         self.counters.as_ref()
     }
 
+    pub fn counter_store(&self) -> Arc<dyn CounterStore> {
+        self.counters.clone()
+    }
+
     pub fn current(&self) -> Arc<Live> {
         self.live
             .read()

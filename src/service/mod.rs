@@ -107,6 +107,12 @@ impl Service {
         Ok(self)
     }
 
+    /// The counter store (approvals claim their answers in it, so that replicas sharing it
+    /// redeem each answer once).
+    pub fn counter_store(&self) -> Arc<dyn CounterStore> {
+        self.policy.counter_store()
+    }
+
     pub fn counter_fail_mode(&self) -> FailMode {
         self.policy.counters().fail_mode()
     }

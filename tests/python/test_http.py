@@ -36,14 +36,15 @@ scope = "grant"
 
 
 @contextmanager
-def http_server(policy=POLICY):
+def http_server(policy=POLICY, extra=(), env=None):
     path = Path(tempfile.mkdtemp()) / "policy.toml"
     path.write_text(policy)
     proc = subprocess.Popen(
-        [WARDEN, "serve", "--http", "127.0.0.1:0", "--cache-dir", CACHE, "--policy", str(path)],
+        [WARDEN, "serve", "--http", "127.0.0.1:0", "--cache-dir", CACHE, "--policy", str(path),
+         *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        env=server_env(),
+        env={**server_env(), **(env or {})},
         text=True,
     )
     try:
