@@ -121,7 +121,11 @@ impl SqliteCounterStore {
                 params![c.key, int(c.window_ms), int(start), int(count)],
             )?;
         }
-        if self.admissions.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == 0 {
+        if self
+            .admissions
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(PRUNE_EVERY)
+        {
             tx.execute(
                 "DELETE FROM counters WHERE start_ms + window_ms <= ?1",
                 params![int(now_ms)],
