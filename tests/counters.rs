@@ -7,8 +7,8 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 
 use common::redis_server::RedisServer;
 use proptest::prelude::*;
@@ -40,7 +40,6 @@ fn current(store: &dyn CounterStore, key: &str, window_ms: u64, now: u64) -> u64
         .expect("the store answers")
 }
 
-static SHARED_REDIS: OnceLock<RedisServer> = OnceLock::new();
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
 fn unique() -> u64 {
@@ -55,9 +54,9 @@ fn temp_db() -> PathBuf {
     ))
 }
 
-/// A fresh store of each kind: nothing counted yet (Redis: a prefix of its own).
-fn stores() -> Vec<(&'static str, Arc<dyn CounterStore>)> {
-    let redis = SHARED_REDIS.get_or_init(RedisServer::start);
+/// A fresh store of each kind: nothing counted yet (Redis: a prefix of its own on `redis`,
+/// which each test starts and owns, so that it stops with the test).
+fn stores(redis: &RedisServer) -> Vec<(&'static str, Arc<dyn CounterStore>)> {
     let prefix = format!("test{}:", unique());
     vec![
         ("memory", Arc::new(MemoryCounterStore::default())),
@@ -74,7 +73,8 @@ fn stores() -> Vec<(&'static str, Arc<dyn CounterStore>)> {
 
 #[test]
 fn admits_up_to_max_per_window_then_says_when_to_retry() {
-    for (kind, store) in stores() {
+    let redis = RedisServer::start();
+    for (kind, store) in stores(&redis) {
         let k = [key("calls", 1000, 2)];
         assert!(store.try_admit(&k, 10_100).is_ok(), "{kind}");
         assert!(store.try_admit(&k, 10_200).is_ok(), "{kind}");
@@ -92,7 +92,8 @@ fn admits_up_to_max_per_window_then_says_when_to_retry() {
 
 #[test]
 fn a_refund_gives_the_call_back_only_in_its_own_window() {
-    for (kind, store) in stores() {
+    let redis = RedisServer::start();
+    for (kind, store) in stores(&redis) {
         let k = [key("calls", 1000, 1)];
         assert!(store.try_admit(&k, 10_100).is_ok());
         assert!(store.try_admit(&k, 10_200).is_err());
@@ -111,7 +112,8 @@ fn a_refund_gives_the_call_back_only_in_its_own_window() {
 
 #[test]
 fn a_refusal_consumes_nothing_anywhere() {
-    for (kind, store) in stores() {
+    let redis = RedisServer::start();
+    for (kind, store) in stores(&redis) {
         let wide = key("wide", 60_000, 10);
         let narrow = key("narrow", 60_000, 1);
         assert!(store.try_admit(&[wide.clone(), narrow.clone()], 0).is_ok());
@@ -132,7 +134,8 @@ fn a_refusal_consumes_nothing_anywhere() {
 
 #[test]
 fn a_call_counts_its_amount_and_a_refund_gives_it_back() {
-    for (kind, store) in stores() {
+    let redis = RedisServer::start();
+    for (kind, store) in stores(&redis) {
         let spend = |amount| CounterKey {
             amount,
             ..key("spend", 60_000, 10_000)
@@ -170,7 +173,8 @@ fn a_call_counts_its_amount_and_a_refund_gives_it_back() {
 
 #[test]
 fn limits_naming_the_same_counter_share_it_and_grants_are_apart() {
-    for (kind, store) in stores() {
+    let redis = RedisServer::start();
+    for (kind, store) in stores(&redis) {
         let spec = LimitSpec::new("runs", Window::Minute, 2, Scope::Grant);
         let caller = |grant, session| Caller { grant, session };
         let admit = |c: Caller<'_>| store.try_admit(&[CounterKey::for_caller(&spec, &c)], 0);
@@ -186,7 +190,8 @@ fn limits_naming_the_same_counter_share_it_and_grants_are_apart() {
 
 #[test]
 fn concurrent_admission_is_exact() {
-    for (kind, store) in stores() {
+    let redis = RedisServer::start();
+    for (kind, store) in stores(&redis) {
         let k = [key("c", 60_000, 10)];
         let admitted: usize = std::thread::scope(|s| {
             let handles: Vec<_> = (0..40)
@@ -213,7 +218,12 @@ proptest! {
         window_ms in 1u64..50,
         steps in proptest::collection::vec(0u64..20, 1..120),
     ) {
-        for (kind, store) in stores() {
+        thread_local! {
+            // One server for all the cases (they run on the test's thread), stopped with it.
+            static REDIS: RedisServer = RedisServer::start();
+        }
+        let stores = REDIS.with(stores);
+        for (kind, store) in stores {
             let k = [key("p", window_ms, max)];
             let mut now = 0u64;
             let mut per_window: HashMap<u64, u64> = HashMap::new();
@@ -324,7 +334,7 @@ fn rusqlite_holder(path: &std::path::Path) -> impl Drop {
 
 #[test]
 fn redis_keys_expire_with_their_windows_and_carry_the_prefix() {
-    let redis = SHARED_REDIS.get_or_init(RedisServer::start);
+    let redis = RedisServer::start();
     let prefix = format!("deploy{}:", unique());
     let store = RedisCounterStore::open(&redis.dsn(), &prefix, FailMode::Closed).unwrap();
     let now = warden::policy::now_ms();
@@ -385,7 +395,8 @@ fn redis_down_is_unavailable_at_once_and_counting_resumes_when_it_is_back() {
 
 #[test]
 fn a_token_is_claimed_once_until_it_expires() {
-    for (kind, store) in stores() {
+    let redis = RedisServer::start();
+    for (kind, store) in stores(&redis) {
         assert!(
             store.claim_once("approval|n1", 1_000, 5_000).unwrap(),
             "{kind}"
@@ -417,5 +428,42 @@ fn a_token_is_claimed_once_until_it_expires() {
                 "{kind}: expired"
             );
         }
+    }
+}
+
+#[test]
+fn redis_over_tls_with_a_password() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "redis-tls-{}-{}",
+        std::process::id(),
+        unique()
+    ));
+    let redis = RedisServer::start_tls(&dir, "s3cret-pass");
+    let tls = redis.tls().expect("tls");
+    let ca = std::fs::read(tls.ca()).unwrap();
+    let store =
+        RedisCounterStore::open_with_ca(&redis.dsn(), "tls:", FailMode::Closed, Some(ca.clone()))
+            .unwrap();
+    let k = [key("c", 60_000, 1)];
+    assert!(store.try_admit(&k, 1).is_ok());
+    assert!(store.try_admit(&k, 2).is_err());
+    assert!(store.health().unavailable.is_none());
+    assert!(
+        !store.health().location.contains("s3cret"),
+        "the password is never shown: {}",
+        store.health().location
+    );
+
+    // Without the CA, the web PKI roots do not trust the certificate; a wrong password is
+    // refused: both are an unavailable store, naming why, never an admission.
+    let untrusted = RedisCounterStore::open(&redis.dsn(), "tls:", FailMode::Closed).unwrap();
+    let why = untrusted.health().unavailable.expect("not trusted");
+    assert!(!why.contains("s3cret"), "{why}");
+    let wrong = format!("rediss://:wrong@127.0.0.1:{}/0", redis.port);
+    let refused =
+        RedisCounterStore::open_with_ca(&wrong, "tls:", FailMode::Closed, Some(ca)).unwrap();
+    match refused.try_admit(&k, 3) {
+        Err(AdmitError::Unavailable(e)) => assert!(!e.to_string().contains("wrong@"), "{e}"),
+        other => panic!("{other:?}"),
     }
 }

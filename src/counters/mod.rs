@@ -32,6 +32,8 @@ pub struct StateConfig {
     /// Prepended to every key on a shared store, so that deployments can share one Redis.
     pub prefix: String,
     pub fail_mode: FailMode,
+    /// PEM certificates to trust for `rediss://` instead of the web PKI roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl StateConfig {
@@ -56,7 +58,13 @@ impl StateConfig {
             }
             Some("memory:") => Ok(Arc::new(MemoryCounterStore::default())),
             Some(dsn) if dsn.starts_with("redis://") || dsn.starts_with("rediss://") => {
-                let store = RedisCounterStore::open(dsn, &self.prefix, self.fail_mode)
+                let ca = match &self.ca_file {
+                    Some(path) => Some(std::fs::read(path).with_context(|| {
+                        format!("reading the Redis CA file {}", path.display())
+                    })?),
+                    None => None,
+                };
+                let store = RedisCounterStore::open_with_ca(dsn, &self.prefix, self.fail_mode, ca)
                     .context("the --state-dsn Redis address")?;
                 Ok(Arc::new(store))
             }

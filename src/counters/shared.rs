@@ -73,19 +73,42 @@ struct Link {
 impl RedisCounterStore {
     /// Checks the address; connects on first use (a Redis down at start is not an error).
     pub fn open(dsn: &str, prefix: &str, fail_mode: FailMode) -> anyhow::Result<RedisCounterStore> {
+        RedisCounterStore::open_with_ca(dsn, prefix, fail_mode, None)
+    }
+
+    /// [`Self::open`], trusting `ca_pem` (PEM certificates) instead of the web PKI roots for
+    /// `rediss://` (a Redis with a private CA).
+    pub fn open_with_ca(
+        dsn: &str,
+        prefix: &str,
+        fail_mode: FailMode,
+        ca_pem: Option<Vec<u8>>,
+    ) -> anyhow::Result<RedisCounterStore> {
+        let shown = super::shown(dsn);
         if dsn.starts_with("rediss://") {
             // rustls needs one crypto provider chosen for the process; the HTTP client's is
             // ring. Already installed is fine.
             let _ = rustls::crypto::ring::default_provider().install_default();
+        } else if ca_pem.is_some() {
+            anyhow::bail!("{shown}: a CA file is for TLS (rediss://) only");
         }
-        let client =
-            redis::Client::open(dsn).map_err(|e| anyhow::anyhow!("{}: {e}", super::shown(dsn)))?;
+        let client = match ca_pem {
+            None => redis::Client::open(dsn),
+            Some(pem) => redis::Client::build_with_tls(
+                dsn,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            ),
+        }
+        .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
         Ok(RedisCounterStore {
             client,
             link: Mutex::new(Link::default()),
             prefix: prefix.to_string(),
             fail_mode,
-            location: super::shown(dsn),
+            location: shown,
             admit: redis::Script::new(ADMIT),
             refund: redis::Script::new(REFUND),
         })

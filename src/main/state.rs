@@ -35,6 +35,9 @@ pub struct StateArgs {
     /// re-read when it changes. Without it (or $WARDEN_STATE_KEYS) the key is this process's.
     #[arg(long, value_name = "FILE", env = "WARDEN_STATE_KEY_FILE")]
     state_key_file: Option<PathBuf>,
+    /// PEM certificates to trust for a rediss:// store instead of the web PKI roots.
+    #[arg(long, value_name = "FILE", env = "WARDEN_STATE_CA_FILE")]
+    state_ca_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -69,6 +72,7 @@ impl StateArgs {
                 CliFailMode::Closed => FailMode::Closed,
                 CliFailMode::Open => FailMode::Open,
             },
+            ca_file: self.state_ca_file.clone(),
         })
     }
 }

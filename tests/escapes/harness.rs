@@ -508,6 +508,14 @@ pub fn no_network(_: Ports) -> String {
 
 impl Env {
     pub fn new(spec: EnvSpec<'_>) -> Env {
+        Env::with_counters(spec, None)
+    }
+
+    /// [`Env::new`] with the rate-limit counters in `store` (instead of memory).
+    pub fn with_counters(
+        spec: EnvSpec<'_>,
+        store: Option<Arc<dyn warden::policy::CounterStore>>,
+    ) -> Env {
         let api = spec.api.then(FakeApi::start);
         let sink = spec.sink.then(Sink::start);
         let ports = Ports {
@@ -516,7 +524,11 @@ impl Env {
         };
         let (limits, caps) = limits_table(spec.limits);
         let policy = format!("version = 1\n{limits}\n{}", (spec.network)(ports));
-        let executor = Arc::new(crate::common::executor_with(&policy));
+        let mut service = crate::common::executor_with(&policy);
+        if let Some(store) = store {
+            service = service.with_counters(store).expect("the policy builds");
+        }
+        let executor = Arc::new(service);
         let secret_named = |s: &str| policy.contains(credential_section(s));
         let secrets: Vec<&'static str> = [API_TOKEN, KEY, SINK_SECRET]
             .into_iter()

@@ -23,6 +23,7 @@ mod network;
 mod output;
 mod ssrf;
 mod stack;
+mod state;
 mod tools;
 mod workspace;
 
@@ -47,6 +48,7 @@ fn tables() -> Vec<(&'static str, Vec<harness::Case>)> {
         ("gateway policy bypasses", gateway::cases(&p)),
         ("workspace and sessions", workspace::cases(&p)),
         ("tools from code", tools::cases(&p)),
+        ("counter store", state::cases(&p)),
     ]
 }
 
