@@ -114,12 +114,12 @@ impl SqliteCounterStore {
             counts.push((start, used.saturating_add(c.amount)));
         }
         for (c, (start, count)) in counters.iter().zip(counts) {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO counters (key, window_ms, start_ms, count) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (key, window_ms) DO UPDATE
                  SET start_ms = excluded.start_ms, count = excluded.count",
-                params![c.key, int(c.window_ms), int(start), int(count)],
-            )?;
+            )?
+            .execute(params![c.key, int(c.window_ms), int(start), int(count)])?;
         }
         if self
             .admissions
@@ -138,12 +138,12 @@ impl SqliteCounterStore {
 
 /// What `c` has counted in the window starting at `start`.
 fn read(connection: &Connection, c: &CounterKey, start: u64) -> rusqlite::Result<u64> {
+    // Statements are prepared once per connection (rusqlite's cache), not per call.
     let used: Option<i64> = connection
-        .query_row(
+        .prepare_cached(
             "SELECT count FROM counters WHERE key = ?1 AND window_ms = ?2 AND start_ms = ?3",
-            params![c.key, int(c.window_ms), int(start)],
-            |row| row.get(0),
-        )
+        )?
+        .query_row(params![c.key, int(c.window_ms), int(start)], |row| row.get(0))
         .optional()?;
     Ok(used.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
 }
