@@ -143,7 +143,9 @@ fn read(connection: &Connection, c: &CounterKey, start: u64) -> rusqlite::Result
         .prepare_cached(
             "SELECT count FROM counters WHERE key = ?1 AND window_ms = ?2 AND start_ms = ?3",
         )?
-        .query_row(params![c.key, int(c.window_ms), int(start)], |row| row.get(0))
+        .query_row(params![c.key, int(c.window_ms), int(start)], |row| {
+            row.get(0)
+        })
         .optional()?;
     Ok(used.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
 }

@@ -3,8 +3,9 @@
 //! refunds are Lua scripts, which Redis runs atomically, so replicas never read-then-write.
 //!
 //! Calls are synchronous with short timeouts (admission happens before a run, on the caller's
-//! path). A failed connection is dropped; the next attempt waits [`RECONNECT_AFTER`], and calls
-//! meanwhile meet the fail mode at once instead of each waiting for a timeout.
+//! path), each on a connection of its own from a small pool. After a failure the connections
+//! are dropped; the next attempt waits [`RECONNECT_AFTER`], and calls meanwhile meet the fail
+//! mode at once instead of each waiting for a timeout.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -17,6 +18,8 @@ use crate::policy::{
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const IO_TIMEOUT: Duration = Duration::from_secs(1);
 const RECONNECT_AFTER: Duration = Duration::from_millis(500);
+/// Connections kept open for the next calls (as many run at once as admissions do).
+const MAX_IDLE: usize = 16;
 /// A window's key outlives its window by this much, for replicas whose clocks differ a little.
 const EXPIRY_SLACK_MS: u64 = 5_000;
 /// Lua's numbers are doubles: limits and amounts are kept well inside their exact range.
@@ -62,9 +65,11 @@ pub struct RedisCounterStore {
     refund: redis::Script,
 }
 
+/// Idle connections and the back-off. The lock is never held across a network call: calls run
+/// concurrently, each on a connection of its own, and a slow connect blocks only its caller.
 #[derive(Default)]
 struct Link {
-    connection: Option<redis::Connection>,
+    idle: Vec<redis::Connection>,
     /// After a failure: no new attempt before this.
     retry_at: Option<Instant>,
     last_error: Option<String>,
@@ -119,35 +124,36 @@ impl RedisCounterStore {
         &self,
         op: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, StoreUnavailable> {
-        let mut link = self
-            .link
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if link.connection.is_none() {
+        let idle = {
+            let mut link = self.link();
             if let Some(at) = link.retry_at
                 && Instant::now() < at
             {
                 let why = link.last_error.clone().unwrap_or_default();
                 return Err(self.unavailable(&why));
             }
-            match self.connect() {
-                Ok(connection) => {
-                    if link.last_error.take().is_some() {
-                        tracing::info!("the rate-limit store {} answers again", self.location);
-                    }
-                    link.connection = Some(connection);
-                    link.retry_at = None;
-                }
-                Err(e) => return Err(self.failed(&mut link, &e)),
-            }
-        }
-        let Some(connection) = link.connection.as_mut() else {
-            return Err(self.unavailable("no connection"));
+            link.idle.pop()
         };
-        match op(connection) {
-            Ok(value) => Ok(value),
-            Err(e) => Err(self.failed(&mut link, &e)),
+        let mut connection = match idle {
+            Some(connection) => connection,
+            None => self.connect().map_err(|e| self.failed(&e))?,
+        };
+        let value = op(&mut connection).map_err(|e| self.failed(&e))?;
+        let mut link = self.link();
+        if link.last_error.take().is_some() {
+            tracing::info!("the rate-limit store {} answers again", self.location);
         }
+        link.retry_at = None;
+        if link.idle.len() < MAX_IDLE {
+            link.idle.push(connection);
+        }
+        Ok(value)
+    }
+
+    fn link(&self) -> std::sync::MutexGuard<'_, Link> {
+        self.link
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn connect(&self) -> redis::RedisResult<redis::Connection> {
@@ -157,12 +163,15 @@ impl RedisCounterStore {
         Ok(connection)
     }
 
-    fn failed(&self, link: &mut Link, e: &redis::RedisError) -> StoreUnavailable {
+    /// A failed connect or command: every idle connection is dropped too (they lead to the
+    /// same server), and no new attempt is made for [`RECONNECT_AFTER`].
+    fn failed(&self, e: &redis::RedisError) -> StoreUnavailable {
         let why = e.to_string();
+        let mut link = self.link();
         if link.last_error.is_none() {
             tracing::warn!("the rate-limit store {} failed: {why}", self.location);
         }
-        link.connection = None;
+        link.idle.clear();
         link.retry_at = Some(Instant::now() + RECONNECT_AFTER);
         link.last_error = Some(why.clone());
         self.unavailable(&why)
