@@ -362,7 +362,7 @@ fn service(common: &Common, state: &StateArgs, audit: Audit) -> anyhow::Result<A
             || format!("opening the audit log {:?}", policy.audit.path),
         )?)),
     };
-    let mut service = Service::new(policy, cache_dir(common))?.with_counters(counters)?;
+    let mut service = Service::with_store(policy, cache_dir(common), counters)?;
     if let Some(log) = audit_log {
         service = service.with_audit(log);
     }

@@ -7,7 +7,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::auth::GrantTokens;
 use crate::net::{CredentialBroker, Outbound, Request};
-use crate::policy::{CounterStore, MemoryCounterStore, Policy, PolicyEngine};
+use crate::policy::{CounterStore, Policy, PolicyEngine};
 use crate::secrets::Credentials;
 use crate::upstream::{UpstreamSpec, Upstreams};
 
@@ -97,11 +97,6 @@ pub(super) struct PolicyInForce {
 }
 
 impl PolicyInForce {
-    /// `policy` with counters in this process's memory.
-    pub fn new(policy: Policy) -> anyhow::Result<PolicyInForce> {
-        PolicyInForce::with_counters(policy, Arc::new(MemoryCounterStore::default()))
-    }
-
     pub fn with_counters(
         policy: Policy,
         counters: Arc<dyn CounterStore>,

@@ -63,6 +63,19 @@ const SPARES_PER_GUEST: usize = 1;
 impl Service {
     /// Builds the sandbox (compiling or loading the guests) for `policy`.
     pub fn new(policy: Policy, cache_dir: Option<PathBuf>) -> anyhow::Result<Service> {
+        Service::with_store(
+            policy,
+            cache_dir,
+            Arc::new(crate::policy::MemoryCounterStore::default()),
+        )
+    }
+
+    /// [`Service::new`] with the rate-limit counters in `store`.
+    pub fn with_store(
+        policy: Policy,
+        cache_dir: Option<PathBuf>,
+        store: Arc<dyn CounterStore>,
+    ) -> anyhow::Result<Service> {
         let runtimes = Runtimes::builtin();
         let limits = &policy.limits;
         let session_capacity = policy.sessions.as_ref().map_or(0, |s| s.max_sessions);
@@ -90,7 +103,7 @@ impl Service {
             sandbox: Arc::new(sandbox),
             runtimes: Arc::new(runtimes),
             admission: Admission::new(limits.concurrency(), metrics.clone()),
-            policy: PolicyInForce::new(policy)?,
+            policy: PolicyInForce::with_counters(policy, store)?,
             audit: None,
             metrics,
             workspaces,
@@ -99,8 +112,8 @@ impl Service {
         })
     }
 
-    /// Keeps rate-limit counters in `store` (by default they live in this process's memory),
-    /// for the calls from now on.
+    /// Keeps rate-limit counters in `store` from now on (the policy in force is built again:
+    /// [`Service::with_store`] does it once).
     pub fn with_counters(mut self, store: Arc<dyn CounterStore>) -> anyhow::Result<Service> {
         let policy = self.policy.current().engine.policy().clone();
         self.policy = PolicyInForce::with_counters(policy, store)?;
