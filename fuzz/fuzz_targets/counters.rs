@@ -43,8 +43,14 @@ enum Op {
     Admit(Vec<Counter>),
     /// Gives back the n-th admission so far.
     Refund(u8),
-    Read { key: u8, window: u8 },
-    Claim { token: u8, ttl: u16 },
+    Read {
+        key: u8,
+        window: u8,
+    },
+    Claim {
+        token: u8,
+        ttl: u16,
+    },
     Reopen,
     Wait(u32),
 }
@@ -97,7 +103,9 @@ fuzz_target!(|ops: Vec<Op>| {
                 let key_text = KEYS[usize::from(*key) % KEYS.len()];
                 let window = WINDOWS[usize::from(*window) % WINDOWS.len()];
                 assert_eq!(
-                    store.current(key_text, window, now).expect("the store reads"),
+                    store
+                        .current(key_text, window, now)
+                        .expect("the store reads"),
                     model.current(key_text, window, now).expect("memory"),
                     "read {key_text:?}/{window} at {now}"
                 );
@@ -106,7 +114,9 @@ fuzz_target!(|ops: Vec<Op>| {
                 let token = format!("approval|{}", KEYS[usize::from(*token) % KEYS.len()]);
                 let expires = now + u64::from(*ttl);
                 assert_eq!(
-                    store.claim_once(&token, now, expires).expect("the store claims"),
+                    store
+                        .claim_once(&token, now, expires)
+                        .expect("the store claims"),
                     model.claim_once(&token, now, expires).expect("memory"),
                     "claim {token:?} at {now}"
                 );
