@@ -26,6 +26,11 @@ impl Tls {
 impl RedisServer {
     /// Starts one on a free port; panics (the test fails) if it does not answer in 10 s.
     pub fn start() -> RedisServer {
+        RedisServer::started(None)
+    }
+
+    /// On a free loopback port, answering.
+    fn started(tls: Option<Tls>) -> RedisServer {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -33,7 +38,7 @@ impl RedisServer {
         let mut server = RedisServer {
             port,
             child: None,
-            tls: None,
+            tls,
         };
         server.restart();
         server
@@ -102,20 +107,10 @@ impl RedisServer {
             "-out",
             "server.pem",
         ]);
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free loopback port");
-        let mut server = RedisServer {
-            port,
-            child: None,
-            tls: Some(Tls {
-                dir: dir.to_path_buf(),
-                password: password.to_string(),
-            }),
-        };
-        server.restart();
-        server
+        RedisServer::started(Some(Tls {
+            dir: dir.to_path_buf(),
+            password: password.to_string(),
+        }))
     }
 
     pub fn tls(&self) -> Option<&Tls> {
