@@ -89,7 +89,11 @@ mod from_source {
             "guest-runtimes/python/warden_net.py",
             "guest-runtimes/python/warden_fs.py",
             "guest-runtimes/python/warden_tools.py",
+            "guest-runtimes/python/warden_packages.py",
+            "guest-runtimes/python/warden_tmp.py",
+            "guest-runtimes/python/batteries.txt",
             "guest-runtimes/wit/warden.wit",
+            "scripts/python_guest.py",
         ] {
             println!(
                 "cargo:rerun-if-changed={}",
@@ -101,6 +105,7 @@ mod from_source {
             "WARDEN_WASI_AR",
             "WARDEN_WASI_SYSROOT_INCLUDE",
             "WARDEN_COMPONENTIZE_PY",
+            "WARDEN_PYTHON",
         ] {
             println!("cargo:rerun-if-env-changed={var}");
         }
@@ -114,36 +119,31 @@ mod from_source {
         Ok(())
     }
 
+    /// scripts/python_guest.py (the operators' command too) builds the guest with the packages
+    /// of guest-runtimes/python/batteries.txt, fetched into .tools/wheels by `make setup`.
     fn build_python_guest(manifest_dir: &Path, dest: &Path) -> anyhow_like::Result<()> {
-        let componentize_py = std::env::var_os("WARDEN_COMPONENTIZE_PY")
+        let python = std::env::var_os("WARDEN_PYTHON")
             .map(PathBuf::from)
-            .unwrap_or_else(|| manifest_dir.join(".venv/bin/componentize-py"));
-        let status = Command::new(&componentize_py)
-        .current_dir(manifest_dir)
-        // Only the app directory is the guest's Python path: nothing from a venv leaks in.
-        .env_remove("VIRTUAL_ENV")
-        .args([
-            "--quiet",
-            "-d",
-            "guest-runtimes/wit",
-            "-w",
-            "guest",
-            "componentize",
-            "app",
-        ])
-        .args(["-p", "guest-runtimes/python", "-o"])
-        .arg(dest)
-        .status()
-        .map_err(|e| {
-            format!(
-                "running {}: {e}; run `make setup` to install componentize-py 0.25.1 into .venv",
-                componentize_py.display()
-            )
-        })?;
+            .unwrap_or_else(|| manifest_dir.join(".venv/bin/python"));
+        let status = Command::new(&python)
+            .current_dir(manifest_dir)
+            .env_remove("VIRTUAL_ENV")
+            .arg("scripts/python_guest.py")
+            .args(["build", "--requirements", "guest-runtimes/python/batteries.txt"])
+            .arg("--out")
+            .arg(dest)
+            .status()
+            .map_err(|e| {
+                format!(
+                    "running {}: {e}; run `make setup` to create .venv with componentize-py 0.25.1",
+                    python.display()
+                )
+            })?;
         if !status.success() {
-            return Err(
-                format!("componentize-py failed to build the Python guest ({status})").into(),
-            );
+            return Err(format!(
+                "scripts/python_guest.py could not build the Python guest ({status})"
+            )
+            .into());
         }
         Ok(())
     }

@@ -18,6 +18,7 @@ use state::StateArgs;
 use warden::audit::AuditLog;
 use warden::contract::Language;
 use warden::policy::{Caller, LOCAL_GRANT, Policy};
+use warden::runtimes::{PythonGuest, Runtimes};
 use warden::sandbox::SandboxConfig;
 use warden::service::Service;
 
@@ -43,6 +44,10 @@ struct Common {
     /// Compile the guests in memory at start instead of using the on-disk cache.
     #[arg(long)]
     no_cache: bool,
+    /// Serve this Python guest instead of the built-in one: a guest built with your own
+    /// packages by `scripts/python_guest.py build` (docs/python-packages.md).
+    #[arg(long, value_name = "FILE", env = "WARDEN_PYTHON_GUEST")]
+    python_guest: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -181,7 +186,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Prepare { common } => {
             let dir = cache_dir(&common).context("there is nothing to prepare without a cache")?;
             let started = std::time::Instant::now();
-            Service::new(load_policy(&common)?, Some(dir.clone()))?;
+            Service::with_runtimes(
+                load_policy(&common)?,
+                Some(dir.clone()),
+                Arc::new(warden::policy::MemoryCounterStore::default()),
+                runtimes(&common)?,
+            )?;
             eprintln!(
                 "warden: the guests are ready in {} ({:.1} s)",
                 dir.display(),
@@ -342,6 +352,13 @@ fn load_policy(common: &Common) -> anyhow::Result<Policy> {
     })
 }
 
+fn runtimes(common: &Common) -> anyhow::Result<Runtimes> {
+    Ok(match &common.python_guest {
+        Some(path) => Runtimes::with_python_guest(PythonGuest::load(path)?),
+        None => Runtimes::builtin(),
+    })
+}
+
 fn cache_dir(common: &Common) -> Option<PathBuf> {
     let chosen = || {
         common
@@ -362,7 +379,8 @@ fn service(common: &Common, state: &StateArgs, audit: Audit) -> anyhow::Result<A
             || format!("opening the audit log {:?}", policy.audit.path),
         )?)),
     };
-    let mut service = Service::with_store(policy, cache_dir(common), counters)?;
+    let mut service =
+        Service::with_runtimes(policy, cache_dir(common), counters, runtimes(common)?)?;
     if let Some(log) = audit_log {
         service = service.with_audit(log);
     }

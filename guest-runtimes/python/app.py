@@ -10,6 +10,7 @@ JSON. Limits are enforced by the host.
 import ast
 import builtins
 import gc
+import importlib.util
 import json
 import linecache
 import sys
@@ -23,17 +24,39 @@ import decimal, difflib, enum, fnmatch, fractions, functools, glob, graphlib, gz
 import heapq, hmac, html, html.parser, io, ipaddress, itertools, keyword, math  # noqa: E401,F401
 import numbers, operator, os, pathlib, pprint, random, re, reprlib, secrets, shlex, statistics  # noqa: E401,F401
 import shutil, string, struct, textwrap, time, tomllib, types, typing, unicodedata, uuid  # noqa: E401,F401
-import urllib.parse, warnings, weakref, xml.etree.ElementTree, zipfile, zlib  # noqa: E401,F401
+import urllib.parse, warnings, weakref, xml.etree.ElementTree, zipfile, zlib, zoneinfo  # noqa: E401,F401
 
 # Codecs are found by import at first use; the ones files and archives need must be in the
 # snapshot (zipfile's names are cp437, CSV exports are often cp1252 or latin-1).
 import encodings.ascii, encodings.cp437, encodings.cp1252, encodings.latin_1  # noqa: E401,F401
 import encodings.utf_16, encodings.utf_8_sig  # noqa: E401,F401
+import pkgutil  # noqa: E402
+
+# And every other codec: data comes in all of them (XlsxWriter writes UTF-16-LE).
+for _codec in pkgutil.iter_modules(encodings.__path__):
+    try:
+        __import__("encodings." + _codec.name)
+    except Exception:  # e.g. mbcs: Windows only
+        pass
 
 import wit_world
 import warden_fs
 import warden_net
+import warden_packages
 import warden_tools
+
+# The packages built into this guest (none unless scripts/python_guest.py put them on the
+# build's path), imported now so that they are in the snapshot. A package that cannot be
+# imported in the sandbox fails the build, naming it.
+if warden_packages.load(sys.path):
+    warden_packages.install()
+    _failed = warden_packages.preimport()
+    if _failed:
+        raise ImportError(
+            "these packages cannot be imported in the sandbox: "
+            + "; ".join(f"{name} ({why})" for name, why in sorted(_failed.items()))
+        )
+    warden_packages.release_imported()
 
 AVAILABLE = sorted(
     """abc array ast base64 binascii bisect builtins calendar cmath codecs collections
@@ -41,7 +64,7 @@ AVAILABLE = sorted(
     fnmatch fractions functools glob graphlib gzip hashlib heapq hmac html html.parser io ipaddress
     itertools json keyword math numbers operator os pathlib pprint random re reprlib secrets
     shlex shutil statistics string struct sys textwrap time tomllib traceback types typing unicodedata uuid
-    urllib.parse warnings weakref xml.etree.ElementTree zipfile zlib
+    urllib.parse warnings weakref xml.etree.ElementTree zipfile zlib zoneinfo
     requests urllib.request urllib.error warden""".split()
 )
 
@@ -54,39 +77,95 @@ BLOCKED = frozenset(
 )
 
 
+def _blocked(name):
+    return ModuleNotFoundError(
+        f"No module named '{name}': it is not available in the sandbox "
+        "(no processes, threads, sockets or native libraries)",
+        name=name,
+    )
+
+
+def _is_package_code(filename):
+    return filename.startswith(warden_packages.ROOT + "/")
+
+
+def _package_is_importing():
+    """Whether the import under way was started by a built-in package's code (the first frame
+    outside the import machinery is theirs)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        machinery = filename.startswith("<frozen importlib") or "/importlib/" in filename
+        if not machinery and frame.f_code not in (_gated_import.__code__, _SandboxImports.find_spec.__code__):
+            return _is_package_code(filename)
+        frame = frame.f_back
+    return False
+
+
+class _Held:
+    """Loads a module the snapshot holds (see _HELD)."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def create_module(self, spec):
+        return self.module
+
+    def exec_module(self, module):
+        pass
+
+
 class _SandboxImports:
-    """Meta-path finders: one in front refusing BLOCKED modules, one at the end for anything the
-    standard finders did not find, both saying why."""
+    """Meta-path finders: one in front refusing BLOCKED modules (handing package code the ones
+    the snapshot holds), one at the end for anything the standard finders did not find, both
+    saying why."""
 
     def __init__(self, blocked_only):
         self.blocked_only = blocked_only
 
     def find_spec(self, name, path=None, target=None):
-        top = name.partition(".")[0]
-        if name in BLOCKED or top in BLOCKED:
-            raise ModuleNotFoundError(
-                f"No module named '{name}': it is not available in the sandbox "
-                "(no processes, threads, sockets or native libraries)",
-                name=name,
-            )
         if self.blocked_only:
+            held = _HELD.get(name)
+            if held is not None and _package_is_importing():
+                return importlib.util.spec_from_loader(name, _Held(held))
+            if name in BLOCKED or name.partition(".")[0] in BLOCKED:
+                raise _blocked(name)
             return None
         raise ModuleNotFoundError(
             f"No module named '{name}': it is not available in the sandbox; only part of the "
-            f"standard library is ({', '.join(AVAILABLE)}), and no packages can be installed",
+            f"standard library is ({', '.join(AVAILABLE)}), and the packages built into this "
+            f"guest ({', '.join(warden_packages.importable()) or 'none'}); nothing can be "
+            "installed at run time",
             name=name,
         )
 
 
+# Blocked modules that something in the snapshot imported (the standard library, or the
+# packages: pypdf imports subprocess, dateutil _thread), and the packages' stand-ins. Package
+# code may import them: they are inert here (WASI's CPython starts no thread or process and
+# opens no socket; the adversarial suite uses every one it can reach). A run's own code may
+# not: the gate below says why, as the finder above does before anything imported them.
+_HELD = dict(warden_packages.stand_ins)
 for _name in list(sys.modules):
     if _name in BLOCKED or _name.partition(".")[0] in BLOCKED:
-        del sys.modules[_name]
+        _HELD[_name] = sys.modules.pop(_name)
+_import = builtins.__import__
+
+
+def _gated_import(name, globals=None, locals=None, fromlist=(), level=0):
+    if level == 0 and name in _HELD and name in sys.modules:
+        if not _is_package_code((globals or {}).get("__file__") or ""):
+            raise _blocked(name)
+    return _import(name, globals, locals, fromlist, level)
+
+
+builtins.__import__ = _gated_import
 sys.meta_path.insert(0, _SandboxImports(blocked_only=True))
 sys.meta_path.append(_SandboxImports(blocked_only=False))
 # The network shims stand in for urllib.request and friends (which would need sockets).
 warden_net.install()
 # open/os/shutil on /workspace go to the host's workspace (quotas, names, no links: host side).
-warden_fs.install(wit_world.workspace)
+warden_fs.install(wit_world.workspace, warden_packages)
 # tools.<server>.<tool>(...) goes to the host, which applies the policy to every call.
 warden_tools.install(wit_world.tools)
 

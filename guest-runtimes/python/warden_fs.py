@@ -5,8 +5,11 @@ relative paths: the working directory is `/workspace`), through the host's one w
 Files are read whole when opened and written back whole when flushed or closed, so the host
 checks every write against the workspace's quotas and a refused write raises `OSError` (ENOSPC,
 EDQUOT, EFBIG) with the file left as it was. `pathlib`, `csv`, `json`, `zipfile` and `gzip`
-work through these functions. Paths elsewhere go to the original functions (which find no
-files: the sandbox has none).
+work through these functions. `/tmp` is a scratch directory in the run's memory (warden_tmp),
+served by the same functions; tempfile's NamedTemporaryFile, TemporaryFile, SpooledTemporaryFile,
+mkdtemp and TemporaryDirectory use it. Paths under warden_packages.ROOT are the built-in packages'
+files, read-only (a package may read a file beside its `__file__`). Paths elsewhere go to the
+original functions (which find no files: the sandbox has none).
 
 Issue 14: installed by app.py once the host offers the call (`install(call)`).
 """
@@ -18,6 +21,8 @@ import json
 import os
 import posixpath
 import stat as _modes
+
+import warden_tmp
 
 MOUNT = "/workspace"
 
@@ -32,10 +37,15 @@ _ERRORS = {
 
 _call = None
 _original = {}
+# warden_packages, once installed: serves reads of the packages' own files.
+_library = None
 
 
-def _ask(request, data=b""):
-    answer, payload = _call(json.dumps(request), bytes(data))
+def _ask(request, data=b"", place=None):
+    """One request to the host's workspace, or to /tmp in memory, by the path it is about."""
+    place = place or request.get("path") or ""
+    call = warden_tmp.call if place == warden_tmp.MOUNT or place.startswith(warden_tmp.MOUNT + "/") else _call
+    answer, payload = call(json.dumps(request), bytes(data))
     answer = json.loads(answer)
     if not answer.get("ok"):
         code = answer.get("code", "EIO")
@@ -45,7 +55,7 @@ def _ask(request, data=b""):
 
 
 def _ours(path):
-    """The workspace path for `path`, or None when it is not in the workspace (or is an fd)."""
+    """The workspace (or /tmp) path for `path`, or None when it is in neither (or is an fd)."""
     if isinstance(path, int):
         return None
     path = os.fspath(path)
@@ -54,8 +64,9 @@ def _ours(path):
     if not path.startswith("/"):
         path = MOUNT + "/" + path
     path = posixpath.normpath(path)
-    if path == MOUNT or path.startswith(MOUNT + "/"):
-        return path
+    for mount in (MOUNT, warden_tmp.MOUNT):
+        if path == mount or path.startswith(mount + "/"):
+            return path
     return None
 
 
@@ -91,7 +102,7 @@ class _WorkspaceFile(io.BytesIO):
             # Writes are kept until flush or close; the quota is checked as they come, so that
             # a write past it fails where it is made (a file that is never closed explicitly
             # would otherwise lose the error in its finalizer).
-            usage = _ask({"op": "usage"})[0]
+            usage = _ask({"op": "usage"}, place=path)[0]
             room = usage["max_bytes"] - usage["bytes"] + (len(content) if "w" not in mode else 0)
             self._limits = (usage["max_file_bytes"], room)
 
@@ -145,8 +156,31 @@ class _WorkspaceFile(io.BytesIO):
                 super().close()
 
 
+def _in_library(path):
+    """`path` relative to the packages' root, or None when it is elsewhere (or an fd)."""
+    if _library is None or isinstance(path, int):
+        return None
+    try:
+        return _library.relative_path(os.fspath(path))
+    except TypeError:
+        return None
+
+
+def _open_in_library(file, relative, mode, encoding, errors, newline):
+    if any(c in mode for c in "wax+"):
+        raise OSError(errno.EROFS, "Read-only file system", os.fspath(file))
+    raw = io.BytesIO(_library.read(relative))
+    raw.name = os.fspath(file)
+    if "b" in mode:
+        return raw
+    return io.TextIOWrapper(raw, encoding or "utf-8", errors, newline)
+
+
 def _open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None,
           closefd=True, opener=None):
+    relative = _in_library(file)
+    if relative is not None and opener is None:
+        return _open_in_library(file, relative, mode, encoding, errors, newline)
     path = _ours(file)
     if path is None or opener is not None:
         return _original["open"](file, mode, buffering, encoding, errors, newline, closefd, opener)
@@ -170,6 +204,12 @@ def _stat_result(entry):
 
 
 def _stat(path, *, dir_fd=None, follow_symlinks=True):
+    relative = _in_library(path)
+    if relative is not None and dir_fd is None:
+        if _library.is_dir(relative):
+            return _stat_result({"kind": "directory", "size": 0, "modified_ms": 0})
+        size = len(_library.read(relative))  # FileNotFoundError when there is no such file
+        return _stat_result({"kind": "file", "size": size, "modified_ms": 0})
     ours = _ours(path)
     if ours is None or dir_fd is not None:
         return _original["stat"](path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
@@ -181,6 +221,9 @@ def _lstat(path, *, dir_fd=None):
 
 
 def _listdir(path="."):
+    relative = _in_library(path)
+    if relative is not None:
+        return _library.entries(relative)
     ours = _ours(path)
     if ours is None:
         return _original["listdir"](path)
@@ -294,12 +337,45 @@ def _rmtree(path, ignore_errors=False, onerror=None, *, onexc=None, dir_fd=None)
             raise
 
 
-def install(call):
-    """Routes the workspace's paths through `call(request_json, data) -> (answer_json, data)`."""
-    global _call
+def _named_temporary_file(mode="w+b", buffering=-1, encoding=None, newline=None, suffix=None,
+                          prefix=None, dir=None, delete=True, *, errors=None, delete_on_close=True):
+    """tempfile.NamedTemporaryFile on /tmp (or the workspace): created exclusively, removed on
+    close unless `delete` is false (the original needs file descriptors, which runs lack)."""
+    import tempfile
+
+    prefix, suffix, dir, _ = tempfile._sanitize_params(prefix, suffix, dir)
+    names = tempfile._get_candidate_names()
+    for _ in range(tempfile.TMP_MAX):
+        name = posixpath.join(dir, prefix + next(names) + suffix)
+        path = _ours(name)
+        if path is None:
+            raise OSError(errno.EACCES, "temporary files go under /tmp or /workspace", name)
+        try:
+            _ask({"op": "write", "path": path, "mode": "create_new"})
+        except FileExistsError:
+            continue
+        file = _open(name, mode.replace("x", "w"), buffering, encoding, errors, newline)
+        return tempfile._TemporaryFileWrapper(file, name, delete, delete_on_close)
+    raise FileExistsError(errno.EEXIST, "No usable temporary file name found")
+
+
+def _temporary_file(mode="w+b", buffering=-1, encoding=None, newline=None, suffix=None,
+                    prefix=None, dir=None, *, errors=None):
+    """tempfile.TemporaryFile: a file without a name is only memory."""
+    raw = io.BytesIO()
+    if "b" in mode:
+        return raw
+    return io.TextIOWrapper(raw, encoding or "utf-8", errors, newline, write_through=True)
+
+
+def install(call, library=None):
+    """Routes the workspace's paths through `call(request_json, data) -> (answer_json, data)`,
+    and reads of the built-in packages' files to `library` (warden_packages)."""
+    global _call, _library
     import shutil
 
     _call = call
+    _library = library
     for name in ("stat", "lstat", "listdir", "scandir", "mkdir", "remove", "unlink", "rmdir",
                  "rename", "replace", "getcwd"):
         _original.setdefault(name, getattr(os, name))
@@ -314,3 +390,10 @@ def install(call):
     os.rename = os.replace = _rename
     os.getcwd = _getcwd
     shutil.rmtree = _rmtree
+    import tempfile
+
+    # /tmp is the run's memory (warden_tmp); naming it skips tempfile's probe, which writes
+    # through file descriptors.
+    tempfile.tempdir = warden_tmp.MOUNT
+    tempfile.NamedTemporaryFile = _named_temporary_file
+    tempfile.TemporaryFile = _temporary_file

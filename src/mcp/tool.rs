@@ -97,10 +97,29 @@ pub fn description(view: &CallerView) -> String {
     if languages.contains(&Language::Python) {
         text.push_str(&format!(
             "\nPython: CPython 3.14; runs like a REPL cell (a final expression is the result). \
-             `print` goes to stdout. Importable standard library: {}. Nothing else can be \
-             imported; `time.sleep` returns at once.\n",
+             `print` goes to stdout. Importable standard library: {}.",
             crate::runtimes::PYTHON_MODULES.join(", ")
         ));
+        if !view.python_packages.is_empty() {
+            let packages: Vec<String> = view
+                .python_packages
+                .iter()
+                .map(|p| match p.imports.as_slice() {
+                    [only] if only.eq_ignore_ascii_case(&p.name) => {
+                        format!("{} {}", p.name, p.version)
+                    }
+                    imports => format!("{} {} (import {})", p.name, p.version, imports.join(", ")),
+                })
+                .collect();
+            text.push_str(&format!(
+                " Packages, ready to import: {}.",
+                packages.join(", ")
+            ));
+        }
+        text.push_str(
+            " Nothing else can be imported (nothing can be installed); `time.sleep` returns at \
+             once.\n",
+        );
     }
     if let Some(quota) = &view.workspace {
         text.push_str(&format!(
@@ -185,6 +204,7 @@ pub fn description(view: &CallerView) -> String {
 mod tests {
     use super::*;
     use crate::policy::Limits;
+    use crate::runtimes::PythonPackage;
     use crate::service::CredentialHint;
     use crate::service::NetworkSummary;
 
@@ -199,6 +219,7 @@ mod tests {
             workspace: None,
             sessions: None,
             tools: None,
+            python_packages: Vec::new(),
         }
     }
 
@@ -236,6 +257,33 @@ mod tests {
         ));
         assert!(with_python.contains("javascript, typescript, python"));
         assert!(with_python.contains("dataclasses") && with_python.contains("urllib.parse"));
+    }
+
+    #[test]
+    fn description_names_the_python_packages_and_how_to_import_them() {
+        let package = |name: &str, version: &str, imports: &[&str]| PythonPackage {
+            name: name.into(),
+            version: version.into(),
+            license: "MIT".into(),
+            imports: imports.iter().map(|i| i.to_string()).collect(),
+        };
+        let mut v = view(&[Language::Python], NetworkSummary::default());
+        let bare = description(&v);
+        assert!(!bare.contains("Packages"), "{bare}");
+        v.python_packages = vec![
+            package("PyYAML", "6.0.4", &["yaml"]),
+            package("tabulate", "0.10.0", &["tabulate"]),
+        ];
+        let d = description(&v);
+        assert!(
+            d.contains("Packages, ready to import: PyYAML 6.0.4 (import yaml), tabulate 0.10.0."),
+            "{d}"
+        );
+        let js = description(&CallerView {
+            python_packages: v.python_packages.clone(),
+            ..view(&LANGS, NetworkSummary::default())
+        });
+        assert!(!js.contains("PyYAML"), "{js}");
     }
 
     #[test]

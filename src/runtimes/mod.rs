@@ -3,10 +3,12 @@
 
 mod javascript;
 mod python;
+mod python_guest;
 mod typescript;
 
 pub use javascript::{JAVASCRIPT_GUEST, JavaScript};
 pub use python::{PYTHON_GUEST, PYTHON_MODULES, Python};
+pub use python_guest::{PythonGuest, PythonGuestError, PythonPackage};
 pub use typescript::TypeScript;
 
 use crate::contract::{ErrorInfo, Language};
@@ -29,6 +31,10 @@ pub trait Runtime: Send + Sync {
     /// Turns the caller's source into what the guest evaluates. An `Err` is the caller's
     /// mistake (e.g. a TypeScript syntax error) and is reported as `status: error`.
     fn prepare(&self, code: &str) -> Result<Prepared, ErrorInfo>;
+    /// The packages built into the guest beyond the language's own library.
+    fn packages(&self) -> &[PythonPackage] {
+        &[]
+    }
 }
 
 /// The runtimes this server offers.
@@ -38,9 +44,26 @@ pub struct Runtimes {
 
 impl Runtimes {
     pub fn builtin() -> Runtimes {
+        Runtimes::with_python_guest(PythonGuest::builtin())
+    }
+
+    /// The built-in runtimes, Python on `guest`.
+    pub fn with_python_guest(guest: &'static PythonGuest) -> Runtimes {
         Runtimes {
-            runtimes: vec![Box::new(JavaScript), Box::new(TypeScript), Box::new(Python)],
+            runtimes: vec![
+                Box::new(JavaScript),
+                Box::new(TypeScript),
+                Box::new(Python { guest }),
+            ],
         }
+    }
+
+    /// The packages the Python guest offers (none when Python is not among the runtimes).
+    pub fn python_packages(&self) -> &[PythonPackage] {
+        self.runtimes
+            .iter()
+            .find_map(|r| (r.language() == Language::Python).then(|| r.packages()))
+            .unwrap_or_default()
     }
 
     pub fn get(&self, language: Language) -> Option<&dyn Runtime> {

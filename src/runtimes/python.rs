@@ -1,8 +1,9 @@
-//! Python: CPython 3.14 built for WASI by componentize-py, with a curated standard library
-//! pre-imported into its snapshot (guest-runtimes/python/app.py). The source goes to the guest
-//! as it is; parsing, REPL-style results and tracebacks happen inside it.
+//! Python: CPython 3.14 built for WASI by componentize-py, with a curated standard library and
+//! pure-Python packages pre-imported into its snapshot (guest-runtimes/python/app.py,
+//! scripts/python_guest.py). The source goes to the guest as it is; parsing, REPL-style results
+//! and tracebacks happen inside it.
 
-use super::{Language, Prepared, Runtime};
+use super::{Language, Prepared, PythonGuest, PythonPackage, Runtime};
 use crate::contract::ErrorInfo;
 use crate::sandbox::{GuestForm, GuestProgram};
 
@@ -89,7 +90,10 @@ pub const PYTHON_MODULES: &[&str] = &[
     "zlib",
 ];
 
-pub struct Python;
+/// Python on `guest`: the built-in one, or an operator's (`--python-guest`).
+pub struct Python {
+    pub guest: &'static PythonGuest,
+}
 
 impl Runtime for Python {
     fn language(&self) -> Language {
@@ -97,7 +101,7 @@ impl Runtime for Python {
     }
 
     fn guest(&self) -> &'static GuestProgram {
-        &PYTHON_GUEST
+        self.guest.program()
     }
 
     fn filename(&self) -> &'static str {
@@ -109,6 +113,10 @@ impl Runtime for Python {
             source: code.to_string(),
             positions: None,
         })
+    }
+
+    fn packages(&self) -> &[PythonPackage] {
+        self.guest.packages()
     }
 }
 

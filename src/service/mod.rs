@@ -76,7 +76,16 @@ impl Service {
         cache_dir: Option<PathBuf>,
         store: Arc<dyn CounterStore>,
     ) -> anyhow::Result<Service> {
-        let runtimes = Runtimes::builtin();
+        Service::with_runtimes(policy, cache_dir, store, Runtimes::builtin())
+    }
+
+    /// [`Service::with_store`] running `runtimes` (e.g. an operator's Python guest).
+    pub fn with_runtimes(
+        policy: Policy,
+        cache_dir: Option<PathBuf>,
+        store: Arc<dyn CounterStore>,
+        runtimes: Runtimes,
+    ) -> anyhow::Result<Service> {
         let limits = &policy.limits;
         let session_capacity = policy.sessions.as_ref().map_or(0, |s| s.max_sessions);
         let workspaces = if policy.workspace.enabled {
@@ -194,6 +203,7 @@ impl Service {
             arguments: policy.argument_limits(&limits),
             limits,
             languages: caller.languages(&self.runtimes.languages()),
+            python_packages: self.runtimes.python_packages().to_vec(),
             workspace: workspace.enabled.then_some(WorkspaceSummary {
                 max_bytes: workspace.max_bytes,
                 max_files: workspace.max_files,

@@ -4,6 +4,7 @@
 use super::live::Live;
 use crate::contract::{ArgumentLimits, Language};
 use crate::policy::{Limits, PolicyEngine, SessionSettings};
+use crate::runtimes::PythonPackage;
 use crate::upstream::declare;
 
 /// The policy in force as `grant` sees it.
@@ -21,6 +22,8 @@ pub struct CallerView {
     pub sessions: Option<SessionSettings>,
     /// `None`: the policy names no upstream servers.
     pub tools: Option<ToolsSummary>,
+    /// The packages built into the Python guest.
+    pub python_packages: Vec<PythonPackage>,
 }
 
 /// The upstream tools the caller may call from code, for the tool description: TypeScript

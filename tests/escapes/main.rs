@@ -21,6 +21,7 @@ mod introspection;
 mod memory;
 mod network;
 mod output;
+mod packages;
 mod ssrf;
 mod stack;
 mod state;
@@ -49,6 +50,7 @@ fn tables() -> Vec<(&'static str, Vec<harness::Case>)> {
         ("workspace and sessions", workspace::cases(&p)),
         ("tools from code", tools::cases(&p)),
         ("counter store", state::cases(&p)),
+        ("python packages", packages::cases(&p)),
     ]
 }
 
