@@ -129,7 +129,11 @@ mod from_source {
             .current_dir(manifest_dir)
             .env_remove("VIRTUAL_ENV")
             .arg("scripts/python_guest.py")
-            .args(["build", "--requirements", "guest-runtimes/python/batteries.txt"])
+            .args([
+                "build",
+                "--requirements",
+                "guest-runtimes/python/batteries.txt",
+            ])
             .arg("--out")
             .arg(dest)
             .status()

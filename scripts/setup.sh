@@ -32,13 +32,16 @@ rustup target add wasm32-wasip1 >/dev/null
 
 # .venv holds componentize-py (builds the Python guest) and the Python MCP SDK (drives the
 # real binary in the integration tests).
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import mcp, pytest' 2>/dev/null \
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import mcp, pytest, packaging' 2>/dev/null \
    || [ "$(.venv/bin/componentize-py --version 2>/dev/null)" != "componentize-py 0.25.1" ]; then
   echo "setup: creating .venv with componentize-py and the Python MCP SDK"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --upgrade pip
   .venv/bin/pip install --quiet -r guest-runtimes/python/requirements.txt -r tests/python/requirements.txt
 fi
+# The wheels of the packages built into the Python guest (pinned and hash-checked; build.rs
+# would fetch them too, but a build should not need the network).
+.venv/bin/python scripts/python_guest.py fetch --requirements guest-runtimes/python/batteries.txt
 # .tools holds Node 22 (from the npm registry, whatever Node the machine has) and the MCP
 # conformance suite, both pinned; `make test` runs the suite against the HTTP server.
 NODE_VERSION=22.23.3

@@ -10,7 +10,6 @@ JSON. Limits are enforced by the host.
 import ast
 import builtins
 import gc
-import importlib.util
 import json
 import linecache
 import sys
@@ -30,6 +29,11 @@ import urllib.parse, warnings, weakref, xml.etree.ElementTree, zipfile, zlib, zo
 # snapshot (zipfile's names are cp437, CSV exports are often cp1252 or latin-1).
 import encodings.ascii, encodings.cp437, encodings.cp1252, encodings.latin_1  # noqa: E401,F401
 import encodings.utf_16, encodings.utf_8_sig  # noqa: E401,F401
+# importlib.resources and .metadata serve the packages' files (tzdata's zones for zoneinfo,
+# versions); they import these parts only when first used.
+import importlib.metadata, importlib.metadata._adapters, importlib.metadata._meta  # noqa: E401,F401
+import importlib.metadata._text, importlib.resources, importlib.resources._adapters  # noqa: E401,F401
+import importlib.resources.readers  # noqa: E401,F401
 import pkgutil  # noqa: E402
 
 # And every other codec: data comes in all of them (XlsxWriter writes UTF-16-LE).
@@ -89,45 +93,15 @@ def _is_package_code(filename):
     return filename.startswith(warden_packages.ROOT + "/")
 
 
-def _package_is_importing():
-    """Whether the import under way was started by a built-in package's code (the first frame
-    outside the import machinery is theirs)."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        machinery = filename.startswith("<frozen importlib") or "/importlib/" in filename
-        if not machinery and frame.f_code not in (_gated_import.__code__, _SandboxImports.find_spec.__code__):
-            return _is_package_code(filename)
-        frame = frame.f_back
-    return False
-
-
-class _Held:
-    """Loads a module the snapshot holds (see _HELD)."""
-
-    def __init__(self, module):
-        self.module = module
-
-    def create_module(self, spec):
-        return self.module
-
-    def exec_module(self, module):
-        pass
-
-
 class _SandboxImports:
-    """Meta-path finders: one in front refusing BLOCKED modules (handing package code the ones
-    the snapshot holds), one at the end for anything the standard finders did not find, both
-    saying why."""
+    """Meta-path finders: one in front refusing BLOCKED modules, one at the end for anything
+    the standard finders did not find, both saying why."""
 
     def __init__(self, blocked_only):
         self.blocked_only = blocked_only
 
     def find_spec(self, name, path=None, target=None):
         if self.blocked_only:
-            held = _HELD.get(name)
-            if held is not None and _package_is_importing():
-                return importlib.util.spec_from_loader(name, _Held(held))
             if name in BLOCKED or name.partition(".")[0] in BLOCKED:
                 raise _blocked(name)
             return None
@@ -141,10 +115,11 @@ class _SandboxImports:
 
 
 # Blocked modules that something in the snapshot imported (the standard library, or the
-# packages: pypdf imports subprocess, dateutil _thread), and the packages' stand-ins. Package
-# code may import them: they are inert here (WASI's CPython starts no thread or process and
-# opens no socket; the adversarial suite uses every one it can reach). A run's own code may
-# not: the gate below says why, as the finder above does before anything imported them.
+# packages: pypdf imports subprocess, dateutil _thread), and the packages' stand-ins, held
+# aside. An import statement in a package's own code gets them straight from here (they are
+# inert: WASI's CPython starts no thread or process and opens no socket; the adversarial suite
+# uses every one it can reach), without entering sys.modules, so that a run's own code meets
+# the finder above however it imports them.
 _HELD = dict(warden_packages.stand_ins)
 for _name in list(sys.modules):
     if _name in BLOCKED or _name.partition(".")[0] in BLOCKED:
@@ -153,9 +128,10 @@ _import = builtins.__import__
 
 
 def _gated_import(name, globals=None, locals=None, fromlist=(), level=0):
-    if level == 0 and name in _HELD and name in sys.modules:
-        if not _is_package_code((globals or {}).get("__file__") or ""):
-            raise _blocked(name)
+    if level == 0 and name in _HELD and _is_package_code((globals or {}).get("__file__") or ""):
+        if "." in name and not fromlist:  # `import http.client` binds `http`
+            return _import(name.partition(".")[0], globals, locals, (), 0)
+        return _HELD[name]
     return _import(name, globals, locals, fromlist, level)
 
 

@@ -7,7 +7,8 @@ checks every write against the workspace's quotas and a refused write raises `OS
 EDQUOT, EFBIG) with the file left as it was. `pathlib`, `csv`, `json`, `zipfile` and `gzip`
 work through these functions. `/tmp` is a scratch directory in the run's memory (warden_tmp),
 served by the same functions; tempfile's NamedTemporaryFile, TemporaryFile, SpooledTemporaryFile,
-mkdtemp and TemporaryDirectory use it. Paths under warden_packages.ROOT are the built-in packages'
+mkstemp (its descriptor accepted by os.close, os.fdopen and os.write), mkdtemp and
+TemporaryDirectory use it. Paths under warden_packages.ROOT are the built-in packages'
 files, read-only (a package may read a file beside its `__file__`). Paths elsewhere go to the
 original functions (which find no files: the sandbox has none).
 
@@ -322,6 +323,15 @@ def _rename(src, dst, *, src_dir_fd=None, dst_dir_fd=None):
     _ask({"op": "rename", "path": a, "to": b})
 
 
+def _utime(path, times=None, *, ns=None, dir_fd=None, follow_symlinks=True):
+    """Files here keep the time of their last write (the workspace's protocol has no call to
+    set it); setting it succeeds for a file that exists, as packages expect (XlsxWriter)."""
+    ours = _ours(path)
+    if ours is None or dir_fd is not None:
+        return _original["utime"](path, times, ns=ns, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
+    _ask({"op": "stat", "path": ours})
+
+
 def _getcwd():
     return MOUNT
 
@@ -368,6 +378,54 @@ def _temporary_file(mode="w+b", buffering=-1, encoding=None, newline=None, suffi
     return io.TextIOWrapper(raw, encoding or "utf-8", errors, newline, write_through=True)
 
 
+# tempfile.mkstemp's descriptors: numbers no real descriptor has, each naming its path (runs
+# have no descriptors of their own; os.close, os.fdopen and os.write accept these).
+_FAKE_FD_BASE = 1 << 20
+_fake_fds = {}
+
+
+def _mkstemp(suffix=None, prefix=None, dir=None, text=False):
+    """tempfile.mkstemp on /tmp (or the workspace): `(descriptor, path)`, the file created
+    exclusively. Code typically closes the descriptor at once and opens the path."""
+    import tempfile
+
+    prefix, suffix, dir, output_type = tempfile._sanitize_params(prefix, suffix, dir)
+    names = tempfile._get_candidate_names()
+    for _ in range(tempfile.TMP_MAX):
+        name = posixpath.join(dir, prefix + next(names) + suffix)
+        path = _ours(name)
+        if path is None:
+            raise OSError(errno.EACCES, "temporary files go under /tmp or /workspace", name)
+        try:
+            _ask({"op": "write", "path": path, "mode": "create_new"})
+        except FileExistsError:
+            continue
+        fd = _FAKE_FD_BASE + len(_fake_fds)
+        _fake_fds[fd] = path
+        return fd, (os.fsencode(name) if output_type is bytes else name)
+    raise FileExistsError(errno.EEXIST, "No usable temporary file name found")
+
+
+def _close(fd):
+    if _fake_fds.pop(fd, None) is None:
+        _original["close"](fd)
+
+
+def _fdopen(fd, mode="r", *args, **kwargs):
+    path = _fake_fds.pop(fd, None) if isinstance(fd, int) else None
+    if path is None:
+        return _original["fdopen"](fd, mode, *args, **kwargs)
+    return _open(path, mode.replace("w", "r+") if "w" in mode else mode, *args, **kwargs)
+
+
+def _write(fd, data):
+    path = _fake_fds.get(fd)
+    if path is None:
+        return _original["write"](fd, data)
+    _ask({"op": "write", "path": path, "mode": "append"}, data)
+    return len(data)
+
+
 def install(call, library=None):
     """Routes the workspace's paths through `call(request_json, data) -> (answer_json, data)`,
     and reads of the built-in packages' files to `library` (warden_packages)."""
@@ -377,7 +435,7 @@ def install(call, library=None):
     _call = call
     _library = library
     for name in ("stat", "lstat", "listdir", "scandir", "mkdir", "remove", "unlink", "rmdir",
-                 "rename", "replace", "getcwd"):
+                 "rename", "replace", "getcwd", "close", "fdopen", "write", "utime"):
         _original.setdefault(name, getattr(os, name))
     _original.setdefault("open", builtins.open)
     _original.setdefault("rmtree", shutil.rmtree)
@@ -389,6 +447,7 @@ def install(call, library=None):
     os.rmdir = _rmdir
     os.rename = os.replace = _rename
     os.getcwd = _getcwd
+    os.utime = _utime
     shutil.rmtree = _rmtree
     import tempfile
 
@@ -397,3 +456,5 @@ def install(call, library=None):
     tempfile.tempdir = warden_tmp.MOUNT
     tempfile.NamedTemporaryFile = _named_temporary_file
     tempfile.TemporaryFile = _temporary_file
+    tempfile.mkstemp = _mkstemp
+    os.close, os.fdopen, os.write = _close, _fdopen, _write

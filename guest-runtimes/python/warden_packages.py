@@ -331,6 +331,15 @@ def preimport():
     for name, make in (("ctypes", _ctypes_stand_in), ("bz2", _bz2_stand_in)):
         if name not in sys.modules:
             stand_ins[name] = sys.modules[name] = make()
+    # importlib.metadata and .resources import parts of the standard library (email's parser,
+    # for one) when first used: use them once, on the first package.
+    for package in manifest["packages"][:1]:
+        try:
+            importlib.metadata.metadata(package["name"]).get_all("Requires-Dist")
+            importlib.metadata.entry_points()
+            importlib.metadata.files(package["name"])
+        except Exception:
+            pass
     failed = {}
     for package in manifest["packages"]:
         if not package.get("preload"):
@@ -357,9 +366,9 @@ def preimport():
 # for more than a lock. Left out of the snapshot, they cost nothing; a package function that
 # needs one fails on its import, saying the module is not available.
 _NOT_FOR_RUNS = frozenset(
-    """asyncio cProfile code codeop doctest ensurepip idlelib lib2to3 multiprocessing pdb
-    profile pstats pydoc readline rlcompleter select selectors signal socket ssl sysconfig
-    timeit tkinter turtle unittest venv winreg _socket""".split()
+    """asyncio cProfile doctest ensurepip idlelib lib2to3 multiprocessing pdb profile pstats
+    pydoc readline rlcompleter select selectors signal socket ssl tkinter turtle unittest venv
+    winreg _socket""".split()
 )
 
 # Stand-ins for standard modules WASI's CPython cannot import (see `preimport`), by name.

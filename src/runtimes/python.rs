@@ -88,6 +88,7 @@ pub const PYTHON_MODULES: &[&str] = &[
     "xml.etree.ElementTree",
     "zipfile",
     "zlib",
+    "zoneinfo",
 ];
 
 /// Python on `guest`: the built-in one, or an operator's (`--python-guest`).

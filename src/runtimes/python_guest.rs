@@ -73,7 +73,8 @@ static BUILTIN: LazyLock<PythonGuest> = LazyLock::new(|| {
     // one (a test build's stand-in) simply lists no packages.
     let manifest = custom_section(PYTHON_GUEST.wasm, MANIFEST_SECTION)
         .and_then(|bytes| serde_json::from_slice::<Manifest>(bytes).ok());
-    let (sources, packages) = manifest.map_or_else(Default::default, |m| (m.guest_sources, m.packages));
+    let (sources, packages) =
+        manifest.map_or_else(Default::default, |m| (m.guest_sources, m.packages));
     PythonGuest {
         program: &PYTHON_GUEST,
         packages,
@@ -218,7 +219,10 @@ mod tests {
     #[test]
     fn the_builtin_guest_lists_its_packages() {
         let guest = PythonGuest::builtin();
-        assert!(!guest.sources.is_empty(), "the built-in guest has a manifest");
+        assert!(
+            !guest.sources.is_empty(),
+            "the built-in guest has a manifest"
+        );
         let names: Vec<&str> = guest.packages().iter().map(|p| p.name.as_str()).collect();
         for expected in ["PyYAML", "sympy", "networkx"] {
             assert!(names.contains(&expected), "{expected} in {names:?}");
@@ -231,7 +235,10 @@ mod tests {
         assert!(not_wasm.to_string().contains("not a WebAssembly component"));
         let bare: &'static [u8] = COMPONENT_PREAMBLE;
         let err = PythonGuest::from_bytes(bare, "x.wasm").unwrap_err();
-        assert!(err.to_string().contains("was not built by scripts/python_guest.py"));
+        assert!(
+            err.to_string()
+                .contains("was not built by scripts/python_guest.py")
+        );
         let mut other = COMPONENT_PREAMBLE.to_vec();
         other.extend(section(
             MANIFEST_SECTION,

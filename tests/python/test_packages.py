@@ -203,6 +203,12 @@ def test_the_tool_description_names_every_package_and_version():
     assert "beautifulsoup4 4.15.0 (import bs4)" in description
 
 
+def test_the_licence_file_records_every_package_at_its_version():
+    text = (ROOT / "licenses" / "python-packages.txt").read_text()
+    for name, version in pinned():
+        assert f"\n{name} {version} (" in text, f"{name} {version}: run scripts/python_guest.py licences"
+
+
 def test_a_package_file_read_and_a_blocked_module_still_refused():
     code = (
         "import importlib.resources, sys\n"
