@@ -50,8 +50,9 @@ import warden_packages
 import warden_tools
 
 # The packages built into this guest (none unless scripts/python_guest.py put them on the
-# build's path), imported now so that they are in the snapshot. A package that cannot be
-# imported in the sandbox fails the build, naming it.
+# build's path): their code, the standard modules they import and the preloaded ones go into
+# the snapshot. A preloaded package that cannot be imported in the sandbox fails the build,
+# naming it.
 if warden_packages.load(sys.path):
     warden_packages.install()
     _failed = warden_packages.preimport()
@@ -90,7 +91,7 @@ def _blocked(name):
 
 
 def _is_package_code(filename):
-    return filename.startswith(warden_packages.ROOT + "/")
+    return isinstance(filename, str) and filename.startswith(warden_packages.ROOT + "/")
 
 
 class _SandboxImports:
@@ -128,7 +129,7 @@ _import = builtins.__import__
 
 
 def _gated_import(name, globals=None, locals=None, fromlist=(), level=0):
-    if level == 0 and name in _HELD and _is_package_code((globals or {}).get("__file__") or ""):
+    if level == 0 and name in _HELD and _is_package_code((globals or {}).get("__file__")):
         if "." in name and not fromlist:  # `import http.client` binds `http`
             return _import(name.partition(".")[0], globals, locals, (), 0)
         return _HELD[name]
