@@ -29,6 +29,7 @@ packages in its snapshot; `warden serve --python-guest FILE` serves it. The list
 """
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -76,14 +77,14 @@ class BuildError(Exception):
     """A problem with the requirements or a package, said in words an operator can act on."""
 
 
+@dataclasses.dataclass
 class Requirement:
-    def __init__(self, name, version, hashes, pure_mode, preload, line_no):
-        self.name = name
-        self.version = version
-        self.hashes = hashes
-        self.pure_mode = pure_mode
-        self.preload = preload
-        self.line_no = line_no
+    name: str
+    version: str
+    hashes: list
+    pure_mode: bool
+    preload: bool
+    line_no: int
 
     @property
     def key(self):

@@ -49,6 +49,11 @@ import warden_net
 import warden_packages
 import warden_tools
 
+# open/os/shutil on /workspace go to the host's workspace (quotas, names, no links: host side),
+# /tmp to the run's memory. Before the packages: a preloaded one that binds `tempfile` or `os`
+# functions at its top (openpyxl: `from tempfile import NamedTemporaryFile`) must bind these.
+warden_fs.install(None, warden_packages)
+
 # The packages built into this guest (none unless scripts/python_guest.py put them on the
 # build's path): their code, the standard modules they import and the preloaded ones go into
 # the snapshot. A preloaded package that cannot be imported in the sandbox fails the build,
@@ -141,8 +146,6 @@ sys.meta_path.insert(0, _SandboxImports(blocked_only=True))
 sys.meta_path.append(_SandboxImports(blocked_only=False))
 # The network shims stand in for urllib.request and friends (which would need sockets).
 warden_net.install()
-# open/os/shutil on /workspace go to the host's workspace (quotas, names, no links: host side).
-warden_fs.install(wit_world.workspace, warden_packages)
 # tools.<server>.<tool>(...) goes to the host, which applies the policy to every call.
 warden_tools.install(wit_world.tools)
 
@@ -277,6 +280,9 @@ class WitWorld(wit_world.WitWorld):
                 _failure({"type": type(e).__name__, "message": "the Python guest failed: " + _message(e)})
             )
 
+
+# The workspace is the host's; code run while building (the packages) must not call it.
+warden_fs.connect(wit_world.workspace)
 
 # Everything above is the snapshot: move it out of the collector's sight, so that no run's
 # collection walks (and writes to, dirtying the pages of) the interpreter's own objects.

@@ -17,7 +17,9 @@ Issue 14: installed by app.py once the host offers the call (`install(call)`).
 
 import builtins
 import errno
+import functools
 import io
+import itertools
 import json
 import os
 import posixpath
@@ -46,6 +48,8 @@ def _ask(request, data=b"", place=None):
     """One request to the host's workspace, or to /tmp in memory, by the path it is about."""
     place = place or request.get("path") or ""
     call = warden_tmp.call if place == warden_tmp.MOUNT or place.startswith(warden_tmp.MOUNT + "/") else _call
+    if call is None:  # while the guest is built: there is no host to ask
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", request.get("path"))
     answer, payload = call(json.dumps(request), bytes(data))
     answer = json.loads(answer)
     if not answer.get("ok"):
@@ -347,46 +351,9 @@ def _rmtree(path, ignore_errors=False, onerror=None, *, onexc=None, dir_fd=None)
             raise
 
 
-def _named_temporary_file(mode="w+b", buffering=-1, encoding=None, newline=None, suffix=None,
-                          prefix=None, dir=None, delete=True, *, errors=None, delete_on_close=True):
-    """tempfile.NamedTemporaryFile on /tmp (or the workspace): created exclusively, removed on
-    close unless `delete` is false (the original needs file descriptors, which runs lack)."""
-    import tempfile
-
-    prefix, suffix, dir, _ = tempfile._sanitize_params(prefix, suffix, dir)
-    names = tempfile._get_candidate_names()
-    for _ in range(tempfile.TMP_MAX):
-        name = posixpath.join(dir, prefix + next(names) + suffix)
-        path = _ours(name)
-        if path is None:
-            raise OSError(errno.EACCES, "temporary files go under /tmp or /workspace", name)
-        try:
-            _ask({"op": "write", "path": path, "mode": "create_new"})
-        except FileExistsError:
-            continue
-        file = _open(name, mode.replace("x", "w"), buffering, encoding, errors, newline)
-        return tempfile._TemporaryFileWrapper(file, name, delete, delete_on_close)
-    raise FileExistsError(errno.EEXIST, "No usable temporary file name found")
-
-
-def _temporary_file(mode="w+b", buffering=-1, encoding=None, newline=None, suffix=None,
-                    prefix=None, dir=None, *, errors=None):
-    """tempfile.TemporaryFile: a file without a name is only memory."""
-    raw = io.BytesIO()
-    if "b" in mode:
-        return raw
-    return io.TextIOWrapper(raw, encoding or "utf-8", errors, newline, write_through=True)
-
-
-# tempfile.mkstemp's descriptors: numbers no real descriptor has, each naming its path (runs
-# have no descriptors of their own; os.close, os.fdopen and os.write accept these).
-_FAKE_FD_BASE = 1 << 20
-_fake_fds = {}
-
-
-def _mkstemp(suffix=None, prefix=None, dir=None, text=False):
-    """tempfile.mkstemp on /tmp (or the workspace): `(descriptor, path)`, the file created
-    exclusively. Code typically closes the descriptor at once and opens the path."""
+def _create_temporary(suffix, prefix, dir):
+    """A new, empty file under /tmp (or the workspace) named as tempfile names them, created
+    exclusively: `(name as given, our path, the type names come in)`."""
     import tempfile
 
     prefix, suffix, dir, output_type = tempfile._sanitize_params(prefix, suffix, dir)
@@ -400,10 +367,47 @@ def _mkstemp(suffix=None, prefix=None, dir=None, text=False):
             _ask({"op": "write", "path": path, "mode": "create_new"})
         except FileExistsError:
             continue
-        fd = _FAKE_FD_BASE + len(_fake_fds)
-        _fake_fds[fd] = path
-        return fd, (os.fsencode(name) if output_type is bytes else name)
+        return name, path, output_type
     raise FileExistsError(errno.EEXIST, "No usable temporary file name found")
+
+
+def _named_temporary_file(mode="w+b", buffering=-1, encoding=None, newline=None, suffix=None,
+                          prefix=None, dir=None, delete=True, *, errors=None, delete_on_close=True):
+    """tempfile.NamedTemporaryFile on /tmp (or the workspace): created exclusively, removed on
+    close unless `delete` is false (the original needs file descriptors, which runs lack)."""
+    import tempfile
+
+    name, _, _ = _create_temporary(suffix, prefix, dir)
+    file = _open(name, mode.replace("x", "w"), buffering, encoding, errors, newline)
+    wrapper = tempfile._TemporaryFileWrapper(file, name, delete, delete_on_close)
+    # Its closer took os.unlink as a default argument when tempfile was imported: give it ours.
+    closer = wrapper._closer
+    closer.cleanup = functools.partial(type(closer).cleanup, closer, unlink=_remove)
+    return wrapper
+
+
+def _temporary_file(mode="w+b", buffering=-1, encoding=None, newline=None, suffix=None,
+                    prefix=None, dir=None, *, errors=None):
+    """tempfile.TemporaryFile: a file without a name is only memory."""
+    raw = io.BytesIO()
+    if "b" in mode:
+        return raw
+    return io.TextIOWrapper(raw, encoding or "utf-8", errors, newline, write_through=True)
+
+
+# tempfile.mkstemp's descriptors: numbers no real descriptor has, each naming its path (runs
+# have no descriptors of their own; os.close, os.fdopen and os.write accept these).
+_fd_numbers = itertools.count(1 << 20)
+_fake_fds = {}
+
+
+def _mkstemp(suffix=None, prefix=None, dir=None, text=False):
+    """tempfile.mkstemp on /tmp (or the workspace): `(descriptor, path)`, the file created
+    exclusively. Code typically closes the descriptor at once and opens the path."""
+    name, path, output_type = _create_temporary(suffix, prefix, dir)
+    fd = next(_fd_numbers)
+    _fake_fds[fd] = path
+    return fd, (os.fsencode(name) if output_type is bytes else name)
 
 
 def _close(fd):
@@ -424,6 +428,13 @@ def _write(fd, data):
         return _original["write"](fd, data)
     _ask({"op": "write", "path": path, "mode": "append"}, data)
     return len(data)
+
+
+def connect(call):
+    """Routes the workspace's paths through `call` from now on (the last step of the build:
+    until then, code imported into the snapshot finds no workspace)."""
+    global _call
+    _call = call
 
 
 def install(call, library=None):

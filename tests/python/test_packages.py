@@ -203,6 +203,58 @@ def test_the_tool_description_names_every_package_and_version():
     assert "beautifulsoup4 4.15.0 (import bs4)" in description
 
 
+TEMPFILES = r"""
+import errno, os, tempfile
+out = {}
+fd1, p1 = tempfile.mkstemp(suffix='.xml')
+fd2, p2 = tempfile.mkstemp()
+os.close(fd1)
+fd3, p3 = tempfile.mkstemp()
+out['distinct'] = len({fd1, fd2, fd3}) == 3 and len({p1, p2, p3}) == 3 and p1.endswith('.xml')
+with os.fdopen(fd2, 'w') as f:
+    f.write('two')
+os.write(fd3, b'three')
+os.close(fd3)
+out['contents'] = [open(p2).read(), open(p3, 'rb').read().decode()]
+with tempfile.NamedTemporaryFile('w+', suffix='.csv') as f:
+    f.write('a,b\n')
+    f.flush()
+    out['named'] = [f.name.startswith('/tmp/'), open(f.name).read()]
+out['named_removed'] = not os.path.exists(f.name)
+with tempfile.TemporaryDirectory() as d:
+    open(os.path.join(d, 'x.txt'), 'w').write('x')
+    out['dir'] = os.listdir(d)
+out['dir_removed'] = not os.path.exists(d)
+s = tempfile.SpooledTemporaryFile(max_size=10)
+s.write(b'0123456789abcdef')
+s.seek(0)
+out['spooled'] = s.read().decode()
+os.utime(p2)
+try:
+    open('/site-packages/yaml/__init__.py', 'w')
+except OSError as e:
+    out['read_only'] = e.errno == errno.EROFS
+out
+"""
+
+
+def test_tempfile_works_on_tmp_in_the_runs_memory():
+    async def body():
+        async with Client(server(), mode="legacy") as c:
+            _, s = await call(c, TEMPFILES, "python")
+            _, after = await call(c, "import os\nos.listdir('/tmp')", "python")
+            return s, after
+
+    s, after = run(body())
+    assert s["status"] == "ok", s
+    assert s["result"] == {
+        "distinct": True, "contents": ["two", "three"], "named": [True, "a,b\n"],
+        "named_removed": True, "dir": ["x.txt"], "dir_removed": True,
+        "spooled": "0123456789abcdef", "read_only": True,
+    }, s
+    assert after["status"] == "ok" and after["result"] == [], after
+
+
 def test_the_licence_file_records_every_package_at_its_version():
     text = (ROOT / "licenses" / "python-packages.txt").read_text()
     for name, version in pinned():
