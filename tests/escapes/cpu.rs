@@ -138,8 +138,8 @@ pub fn cases(_: &Ports) -> Vec<Case> {
         burn(PY, "Python sum(range(10**12))", "sum(range(10**12))"),
         burn(
             PY,
-            "Python hashes 16 MiB over and over (C code)",
-            "import hashlib\nb = bytes(2**24)\nwhile True:\n    b = hashlib.sha256(b).digest() * 2**19",
+            "Python hashes 4 MiB over and over (C code)",
+            "import hashlib\nb = bytes(2**22)\nwhile True:\n    b = hashlib.sha256(b).digest() * 2**17",
         ),
         burn(
             PY,

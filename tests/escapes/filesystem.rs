@@ -44,10 +44,16 @@ pub fn cases(_: &Ports) -> Vec<Case> {
             .must("no file of the host is readable: the open fails")
             .status(&["error"])
             .error_type(not_found),
-        Case::py("Python open('/tmp/escape', 'w') to plant a file", "open('/tmp/escape', 'w').write('x')")
-            .must("nothing can be written: the open fails")
-            .status(&["error"])
-            .error_type(not_found),
+        Case::py(
+            "Python open('/tmp/...', 'w') to plant a file in the host's /tmp",
+            "open('/tmp/warden-escapes-planted', 'w').write('x')",
+        )
+        .must("the file lands in the run's own in-memory /tmp (issue 18): the host's /tmp never sees it")
+        .ok_with(json!(1))
+        .check(|_| match std::path::Path::new("/tmp/warden-escapes-planted").exists() {
+            true => Err("the file appeared in the host's /tmp".into()),
+            false => Ok(()),
+        }),
         Case::py("Python os.listdir('/')", "import os\nos.listdir('/')")
             .must("the root directory cannot be listed")
             .status(&["error"])
@@ -67,8 +73,8 @@ pub fn cases(_: &Ports) -> Vec<Case> {
             "import os\n[os.path.exists(p) for p in ('/', '/etc/passwd', '/proc/self/environ', '/root', \
              '/home', '/tmp', '.', '/python/lib/python3.14/os.py', '/world/wit_world/__init__.py', '/dev/null')]",
         )
-        .must("no host path exists; '.' is the run's own /workspace")
-        .ok_with(json!([false, false, false, false, false, false, true, false, false, false])),
+        .must("no host path exists; '.' is the run's own /workspace, '/tmp' the run's in-memory scratch directory")
+        .ok_with(json!([false, false, false, false, false, true, true, false, false, false])),
         Case::py(
             "Python lists every directory of sys.path",
             "import os, sys\nout = []\nfor p in sys.path:\n    try:\n        out.append(len(os.listdir(p)))\n    except OSError as e:\n        out.append(type(e).__name__)\nsorted(set(map(str, out)))",
@@ -104,10 +110,14 @@ pub fn cases(_: &Ports) -> Vec<Case> {
             .error_type(not_found),
         Case::py(
             "Python os.mkdir / os.symlink / os.remove / os.rename under /tmp",
-            "import os\nout = []\nfor f, a in ((os.mkdir, ('/tmp/x',)), (os.symlink, ('/etc/passwd', '/tmp/l')), (os.remove, ('/tmp/x',)), (os.rename, ('/tmp/a', '/tmp/b'))):\n    try:\n        f(*a)\n        out.append('done')\n    except OSError as e:\n        out.append('refused')\nout",
+            "import os\nout = []\nfor f, a in ((os.mkdir, ('/tmp/warden-escapes-dir',)), (os.symlink, ('/etc/passwd', '/tmp/l')), (os.remove, ('/tmp/warden-escapes-dir',)), (os.rename, ('/tmp/a', '/tmp/b'))):\n    try:\n        f(*a)\n        out.append('done')\n    except OSError as e:\n        out.append('refused')\nout",
         )
-        .must("no filesystem change is possible")
-        .ok_with(json!(vec!["refused"; 4])),
+        .must("the directory is made in the run's own in-memory /tmp, never the host's; no link can be planted, a directory is not removed as a file, a missing file is not renamed")
+        .ok_with(json!(["done", "refused", "refused", "refused"]))
+        .check(|_| match std::path::Path::new("/tmp/warden-escapes-dir").exists() {
+            true => Err("the directory appeared in the host's /tmp".into()),
+            false => Ok(()),
+        }),
         Case::py("Python os.chdir('/etc') then a relative open", "import os\nos.chdir('/etc')\nopen('passwd').read()")
             .must("changing directory leads nowhere")
             .status(&["error"])
@@ -116,8 +126,8 @@ pub fn cases(_: &Ports) -> Vec<Case> {
             "Python imports pathlib, shutil, tempfile and glob to reach files another way",
             "out = []\nfor m in ('pathlib', 'shutil', 'tempfile', 'glob'):\n    try:\n        __import__(m)\n        out.append(m + ' imported')\n    except ImportError as e:\n        out.append(type(e).__name__)\nout",
         )
-        .must("tempfile is not in the sandbox; pathlib, shutil and glob are, and reach only /workspace (see the workspace category)")
-        .ok_with(json!(["pathlib imported", "shutil imported", "ModuleNotFoundError", "glob imported"])),
+        .must("all four are in the sandbox and reach only /workspace and the run's in-memory /tmp (see the workspace and python packages categories)")
+        .ok_with(json!(["pathlib imported", "shutil imported", "tempfile imported", "glob imported"])),
         // ------------------------------------------------------------ Python: environment
         Case::py(
             "Python reads the environment (os.environ, os.getenv of HOME, PATH and Warden's own variables)",

@@ -18,7 +18,9 @@ fn network(p: Ports) -> String {
 
 fn env() -> Env {
     Env::new(EnvSpec {
-        limits: &[],
+        // The default policy's fuel: walking the whole heap of a guest with packages in its
+        // snapshot (issue 18) takes more than the suite's usual budget.
+        limits: &[("fuel", 20_000_000_000)],
         api: true,
         sink: false,
         network,
@@ -61,10 +63,13 @@ pub fn cases(p: &Ports) -> Vec<Case> {
     vec![
         Case::py(
             "Python walks object.__subclasses__() for process and socket functions in any method's globals",
-            "found = {}\nfor cls in object.__subclasses__():\n    for attr in ('__init__', '__new__', '__enter__', '__call__'):\n        g = getattr(getattr(cls, attr, None), '__globals__', None) or {}\n        for name in ('system', 'fork', 'execv', 'execve', 'spawnv', 'posix_spawn', 'socket', 'create_connection', 'Popen', 'check_output'):\n            if name in g and callable(g[name]):\n                found.setdefault(name, cls.__name__)\nfound",
+            "found = {}\nfor cls in object.__subclasses__():\n    for attr in ('__init__', '__new__', '__enter__', '__call__'):\n        g = getattr(getattr(cls, attr, None), '__globals__', None) or {}\n        for name in ('system', 'fork', 'execv', 'execve', 'spawnv', 'posix_spawn', 'socket', 'create_connection', 'Popen', 'check_output'):\n            if name in g and callable(g[name]):\n                found.setdefault(name, g[name])\nargs = {'system': ('id',), 'fork': (), 'execv': ('/bin/sh', ['sh']), 'execve': ('/bin/sh', ['sh'], {}), 'spawnv': (0, '/bin/sh', ['sh']), 'posix_spawn': ('/bin/sh', ['sh'], {}), 'socket': (), 'create_connection': (('127.0.0.1', 1),), 'Popen': (['id'],), 'check_output': (['id'],)}\nout = {}\nfor name, f in found.items():\n    try:\n        f(*args[name])\n        out[name] = 'ran'\n    except BaseException as e:\n        out[name] = type(e).__name__\nout",
         )
-        .must("none is reachable")
-        .ok_with(json!({})),
+        .must("whatever is reachable (since issue 18 the snapshot holds subprocess for pypdf: Popen and check_output) fails when called: no process or socket exists")
+        .check(|o| match o.result.result.as_object() {
+            Some(all) if o.result.status.as_str() == "ok" && all.values().all(|v| v != "ran") => Ok(()),
+            _ => Err(format!("got {} {}", o.result.status.as_str(), o.result.result)),
+        }),
         Case::py(
             "Python reaches os.popen through os._wrap_close.__init__.__globals__ and calls it",
             "g = [c for c in object.__subclasses__() if c.__name__ == '_wrap_close'][0].__init__.__globals__\ng['popen']('id').read()",
