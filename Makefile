@@ -9,7 +9,7 @@ export WARDEN_BIN := $(CARGO_TARGET_DIR)/release/warden
 export WARDEN_TEST_CACHE_DIR := $(CARGO_TARGET_DIR)/warden-test-cache
 PYTHON := .venv/bin/python
 
-.PHONY: setup build dist serve test test-rust test-python test-conformance lint fmt bench bench-peers bench-packages clean
+.PHONY: setup build dist serve test test-rust test-python test-conformance lint fmt bench bench-peers bench-packages bench-tasks clean
 .PHONY: fuzz-setup fuzz-smoke fuzz
 
 setup:
@@ -71,6 +71,11 @@ bench: build
 # What each Python package of the default guest costs (a guest per package, served as users run it).
 bench-packages: build
 	$(PYTHON) bench/python_packages.py
+
+# What a run costs as an MCP task against the same call answered in its request; cancellation;
+# the memory of kept results (docs/benchmarks.md, "Tasks").
+bench-tasks: build
+	$(PYTHON) bench/tasks.py
 
 # Warden against quickjs-emscripten, Pyodide, native rquickjs and CPython on the same programs,
 # with ratios (bench/peers/README.md); its --markdown output is docs/benchmarks.md's section.

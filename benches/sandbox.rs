@@ -24,6 +24,7 @@ fn request(code: &str) -> RunRequest {
         fetch: Default::default(),
         workspace: Default::default(),
         tools: Default::default(),
+        output: Default::default(),
     }
 }
 

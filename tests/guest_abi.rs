@@ -61,6 +61,7 @@ fn request(fuel: u64, timeout: Duration) -> RunRequest {
         fetch: Default::default(),
         workspace: Default::default(),
         tools: Default::default(),
+        output: Default::default(),
     }
 }
 

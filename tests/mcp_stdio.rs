@@ -309,6 +309,70 @@ async fn long_runs_report_progress() {
     server.client.cancel().await.unwrap();
 }
 
+#[tokio::test]
+async fn a_session_client_that_declares_tasks_gets_its_run_as_a_task_with_progress() {
+    use rmcp::model::{CallToolResponse, GetTaskParams, TaskStatus};
+    // A 2025-11-25 session (initialize) whose client declares the extension: the run is a
+    // task, and the connection living on, progress notifications follow the task.
+    let client = common::TasksClient::default();
+    let progress = client.progress.clone();
+    let (client, _pid) = common::connect(None, client).await;
+    let code = "const t = Date.now(); let n = 0; \
+        while (Date.now() - t < 2500) { if (++n % 200000 === 0) console.log('step ' + n) } n";
+    let request = CallToolRequestParams::new("execute_code").with_arguments(
+        json!({"language": "javascript", "code": code})
+            .as_object()
+            .cloned()
+            .unwrap(),
+    );
+    let request = ClientRequest::CallToolRequest(Request::new(request));
+    let handle = client
+        .send_cancellable_request(request, PeerRequestOptions::no_options())
+        .await
+        .unwrap();
+    let token = handle.progress_token.clone();
+    let response = handle.await_response().await.unwrap();
+    let rmcp::model::ServerResult::CreateTaskResult(created) = response else {
+        panic!("not a task: {response:?}");
+    };
+    let id = created.task.task_id;
+    let started = Instant::now();
+    let finished = loop {
+        let task = client.get_task(GetTaskParams::new(&id)).await.unwrap();
+        if task.task.status() == TaskStatus::Completed {
+            break task;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{task:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let detail = serde_json::to_value(&finished).unwrap();
+    let s = &detail["result"]["structuredContent"];
+    assert_eq!(s["status"], "ok", "{detail}");
+    assert!(s["result"].as_u64().unwrap() > 0);
+    let progress = progress.lock().unwrap().clone();
+    assert!(!progress.is_empty(), "no progress for the task");
+    assert!(progress.iter().all(|p| p.progress_token == token));
+    let messages: Vec<String> = progress.iter().filter_map(|p| p.message.clone()).collect();
+    assert!(
+        messages.iter().any(|m| m.contains(": step ")),
+        "the progress carries what the run printed: {messages:?}"
+    );
+    // The same client's call as a plain request still works: it is a task too.
+    let plain = client
+        .call_tool_once(
+            CallToolRequestParams::new("execute_code").with_arguments(
+                json!({"language": "javascript", "code": "1"})
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(plain, CallToolResponse::Task(_)));
+    client.cancel().await.unwrap();
+}
+
 /// Runs `runs` programs one after another (after `warm_up` to reach a steady state) and checks
 /// that the server's RSS grew by less than `bound_mib`.
 async fn assert_rss_bounded(

@@ -1,8 +1,10 @@
 //! The conformance test server: Warden's Streamable HTTP server with the fixture tools the
-//! official MCP conformance suite calls (`test_*`) beside `execute_code`, and its fixture
-//! resources (`test://…`) beside the files of Warden's code sessions. A cargo example, so
-//! that the fixtures are built for `tests/conformance/run.sh` and never ship in the `warden`
-//! binary. Usage: `conformance --http ADDR [--policy FILE] [--cache-dir DIR]`.
+//! official MCP conformance suite calls (`test_*`, and the tasks extension's, whose tasks run
+//! in Warden's store) beside `execute_code`, its fixture resources (`test://…`) beside
+//! the files of Warden's code sessions, and its fixture prompts (Warden has none). A cargo
+//! example, so that the fixtures are built for `tests/conformance/run.sh` and never ship in
+//! the `warden` binary.
+//! Usage: `conformance --http ADDR [--policy FILE] [--cache-dir DIR]`.
 
 // The suite still exercises logging and sampling, which SEP-2577 deprecates; so do these
 // fixtures (and nothing in Warden itself).
@@ -10,7 +12,9 @@
 
 mod fixtures;
 mod input_required;
+mod prompts;
 mod resources;
+mod tasks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,10 +22,11 @@ use std::sync::Arc;
 
 use clap::Parser;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, ErrorCode, ListResourceTemplatesResult,
-    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
-    ReadResourceResponse, ServerCapabilities, ServerConfig, SubscribeRequestParams,
-    SubscriptionFilter, Tool, UnsubscribeRequestParams,
+    CallToolRequestParams, CallToolResponse, CancelTaskParams, ErrorCode, GetPromptRequestParams,
+    GetPromptResponse, GetTaskParams, GetTaskResult, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
+    SubscribeRequestParams, SubscriptionFilter, Tool, UnsubscribeRequestParams, UpdateTaskParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -41,21 +46,28 @@ struct Args {
     cache_dir: Option<PathBuf>,
 }
 
-/// Warden's handler with the fixtures around it, one per MCP session.
+/// Warden's handler with the fixtures around it, one per MCP session (per request when
+/// stateless); the service gives the task fixtures the policy's `[tasks]` quota.
 #[derive(Clone)]
-struct WithFixtures(WardenServer, resources::Subscriptions);
+struct WithFixtures(WardenServer, resources::Subscriptions, Arc<Service>);
 
 impl ServerHandler for WithFixtures {
     fn get_info(&self) -> ServerConfig {
         let mut info = self.0.get_info();
         // The logging fixture needs the logging capability, the resource fixtures
-        // subscriptions (Warden's own resources offer none).
-        info.capabilities = ServerCapabilities::builder()
+        // subscriptions (Warden's own resources offer none), the prompt fixtures prompts;
+        // tasks as Warden offers them.
+        let capabilities = ServerCapabilities::builder()
             .enable_tools()
             .enable_logging()
+            .enable_prompts()
             .enable_resources()
-            .enable_resources_subscribe()
-            .build();
+            .enable_resources_subscribe();
+        info.capabilities = if info.capabilities.supports_tasks() {
+            capabilities.enable_tasks().build()
+        } else {
+            capabilities.build()
+        };
         info
     }
 
@@ -67,12 +79,38 @@ impl ServerHandler for WithFixtures {
         Ok(())
     }
 
+    /// The fixture prompts, and Warden's if it comes to offer any.
     async fn list_prompts(
         &self,
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
-    ) -> Result<rmcp::model::ListPromptsResult, ErrorData> {
-        self.0.list_prompts(request, context).await
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let mut prompts = prompts::list();
+        match self.0.list_prompts(request, context).await {
+            Ok(own) => prompts.extend(own.prompts),
+            Err(e) if e.code == ErrorCode::METHOD_NOT_FOUND => {}
+            Err(e) => return Err(e),
+        }
+        Ok(ListPromptsResult::with_all_items(prompts))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        if let Some(result) = prompts::get(&request) {
+            return result;
+        }
+        // Prompts are declared here, so an unknown name is the caller's invalid params.
+        let name = request.name.clone();
+        match self.0.get_prompt(request, context).await {
+            Err(e) if e.code == ErrorCode::METHOD_NOT_FOUND => Err(ErrorData::invalid_params(
+                format!("no such prompt: {name}"),
+                None,
+            )),
+            other => other,
+        }
     }
 
     /// The fixture resources, then Warden's (the files of the caller's code sessions).
@@ -160,10 +198,38 @@ impl ServerHandler for WithFixtures {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        if let Some(result) = tasks::call(&self.0, &self.2, &request, &context).await {
+            return result;
+        }
         if let Some(result) = fixtures::call(&request, &context).await {
             return result;
         }
         self.0.call_tool(request, context).await
+    }
+
+    // The fixtures' tasks live in Warden's store, so Warden's own handling serves them.
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        self.0.get_task(request, context).await
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.0.update_task(request, context).await
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.0.cancel_task(request, context).await
     }
 }
 
@@ -186,6 +252,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         None => Policy::builtin(),
     };
     let service = Arc::new(Service::new(policy, args.cache_dir)?);
+    let fixtures_service = service.clone();
     let options = HttpOptions {
         addr: args.http,
         metrics_addr: None,
@@ -195,8 +262,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         state_keys: Default::default(),
     };
     tracing::warn!("test server: the conformance suite's fixture tools and resources are offered");
-    serve_http_with(service, options, CancellationToken::new(), |server| {
-        WithFixtures(server, resources::Subscriptions::default())
+    serve_http_with(service, options, CancellationToken::new(), move |server| {
+        WithFixtures(
+            server,
+            resources::Subscriptions::default(),
+            fixtures_service.clone(),
+        )
     })
     .await
 }

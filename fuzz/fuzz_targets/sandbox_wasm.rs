@@ -233,6 +233,7 @@ fn request(limits: &RunLimits, source: &[u8]) -> RunRequest {
         fetch: FetchCapability::default(),
         workspace: Default::default(),
         tools: Default::default(),
+        output: Default::default(),
     }
 }
 

@@ -25,6 +25,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::state_keys::{Keyring, StateKeys};
+use super::tasks::TaskContext;
 use crate::policy::{CounterStore, FailMode};
 use crate::service::{Approval, ApprovalRequest, AskPerson};
 
@@ -83,6 +84,65 @@ impl AskPerson for ElicitingAsker {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Approval> + Send + '_>> {
         Box::pin(elicit_text(&self.0, question))
     }
+}
+
+/// Asks the client of a task about the calls its run's code makes: the task turns
+/// `input_required` with the form until a `tasks/update` answers it (or the task is cancelled).
+pub struct TaskAsker {
+    task: TaskContext,
+    asked: std::sync::atomic::AtomicU64,
+}
+
+impl TaskAsker {
+    pub fn new(task: TaskContext) -> TaskAsker {
+        TaskAsker {
+            task,
+            asked: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl AskPerson for TaskAsker {
+    fn ask(
+        &self,
+        question: String,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Approval> + Send + '_>> {
+        Box::pin(async move {
+            let request = match approval_input(question) {
+                Ok(request) => request,
+                Err(why) => return Approval::Unavailable(why),
+            };
+            // Keys are unique over a task's life: each question gets its own.
+            let n = self
+                .asked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let key = format!("{INPUT_KEY}-{}", n + 1);
+            let answer = tokio::time::timeout(APPROVAL_TIMEOUT, self.task.ask(&key, request));
+            match answer.await {
+                Ok(Some(answer)) => match serde_json::from_value::<ElicitResult>(answer) {
+                    Ok(answer) => approval_from(&answer),
+                    Err(e) => Approval::Unavailable(format!(
+                        "the answer is not an elicitation result ({e})"
+                    )),
+                },
+                Ok(None) => Approval::Unavailable("the task was cancelled".into()),
+                Err(_) => Approval::Unavailable("nobody answered in time".into()),
+            }
+        })
+    }
+}
+
+/// The approval form asking `message`, as an input request.
+fn approval_input(message: String) -> Result<InputRequest, String> {
+    let schema = ElicitationSchema::from_type::<ApprovalForm>()
+        .map_err(|e| format!("the approval form is invalid ({e})"))?;
+    Ok(InputRequest::Elicitation(ElicitRequest::new(
+        ElicitRequestParams::FormElicitationParams {
+            meta: None,
+            message,
+            requested_schema: schema,
+        },
+    )))
 }
 
 async fn elicit_text(peer: &Peer<RoleServer>, question: String) -> Approval {
@@ -306,18 +366,8 @@ impl ApprovalStates {
         binding: &[u8],
         request: &ApprovalRequest<'_>,
     ) -> Result<InputRequiredResult, String> {
-        let schema = ElicitationSchema::from_type::<ApprovalForm>()
-            .map_err(|e| format!("the approval form is invalid ({e})"))?;
-        let elicitation = ElicitRequest::new(ElicitRequestParams::FormElicitationParams {
-            meta: None,
-            message: question(request),
-            requested_schema: schema,
-        });
         let mut requests = std::collections::BTreeMap::new();
-        requests.insert(
-            INPUT_KEY.to_string(),
-            InputRequest::Elicitation(elicitation),
-        );
+        requests.insert(INPUT_KEY.to_string(), approval_input(question(request))?);
         Ok(InputRequiredResult::new(
             Some(requests),
             Some(self.seal(binding, request.rule)),

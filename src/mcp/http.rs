@@ -18,7 +18,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
-use super::{ApprovalStates, StateKeys, WardenServer};
+use super::{ApprovalStates, StateKeys, TaskStore, WardenServer};
 use crate::auth::bearer_token;
 use crate::policy::{FailMode, LOCAL_GRANT};
 use crate::service::Service;
@@ -84,6 +84,7 @@ where
         options.state_keys.clone(),
         service.counter_store(),
     )?);
+    let tasks = TaskStore::new();
     let sessions_stop = CancellationToken::new();
     let mut config = StreamableHttpServerConfig::default()
         .with_cancellation_token(sessions_stop.clone())
@@ -107,11 +108,13 @@ where
         config = config.with_allowed_origins(origins);
     }
     let session_service = service.clone();
+    let session_tasks = tasks.clone();
     let mcp = StreamableHttpService::new(
         move || {
             Ok(handler(WardenServer::new(
                 session_service.clone(),
                 approvals.clone(),
+                session_tasks.clone(),
             )))
         },
         Arc::new(LocalSessionManager::default()),
@@ -173,6 +176,9 @@ where
         "shutting down: no new connections; calls in flight may finish"
     );
     draining.cancel();
+    // Tasks live in this process only: their results would be lost with it, so they stop now
+    // rather than hold the grace period.
+    tasks.stop_all();
     let deadline = tokio::time::Instant::now() + options.grace;
     while service.calls_in_flight() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

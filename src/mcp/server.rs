@@ -7,12 +7,11 @@
 //! unknown tool name, which the protocol itself defines as an invalid-params error).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion,
-    ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CancelTaskParams, CreateTaskResult, GetTaskParams,
+    GetTaskResult, Implementation, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
+    ServerCapabilities, ServerConfig, Task, Tool, UpdateTaskParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -20,14 +19,13 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use super::approval::{
     AnswerError, ApprovalStates, Asked, ElicitingAsker, ask_or_answer, call_binding, elicit,
 };
+use super::progress::with_progress;
+use super::result::to_call_tool_result;
+use super::tasks::{self, TaskStore};
 use super::tool::execute_code_tool;
-use crate::contract::{ErrorInfo, ErrorKind, ExecutionResult, Status, TOOL_NAME};
+use crate::contract::{ExecutionResult, TOOL_NAME};
 use crate::policy::{Caller, LOCAL_GRANT};
 use crate::service::{AskPerson, Service, Step};
-
-/// Runs shorter than this send no progress notifications.
-const PROGRESS_AFTER: Duration = Duration::from_secs(1);
-const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct WardenServer {
@@ -36,6 +34,8 @@ pub struct WardenServer {
     session: Arc<str>,
     /// Open approval questions of the 2026-07-28 flow, shared by every session.
     approvals: Arc<ApprovalStates>,
+    /// Calls run as tasks, shared by every session and transport of the server.
+    tasks: Arc<TaskStore>,
 }
 
 /// How a call ended: with a result, or with a question for the person behind the client
@@ -43,17 +43,29 @@ pub struct WardenServer {
 enum Ended {
     Finished(ExecutionResult),
     Asking(rmcp::model::InputRequiredResult),
+    /// It runs on as a task.
+    Started(Task),
 }
 
 impl WardenServer {
-    pub fn new(service: Arc<Service>, approvals: Arc<ApprovalStates>) -> Self {
+    pub fn new(
+        service: Arc<Service>,
+        approvals: Arc<ApprovalStates>,
+        tasks: Arc<TaskStore>,
+    ) -> Self {
         static SESSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let n = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         WardenServer {
             service,
             session: format!("{}-{n}", std::process::id()).into(),
             approvals,
+            tasks,
         }
+    }
+
+    /// The server's tasks (a test server runs its own fixtures' tasks in the same store).
+    pub fn tasks(&self) -> &Arc<TaskStore> {
+        &self.tasks
     }
 
     /// The tool as the policy in force describes it to `grant` (a reload can change it).
@@ -95,10 +107,18 @@ impl WardenServer {
             None
         };
         let parsed = self.service.parse_args(&grant, request.arguments.as_ref());
-        let timeout_ms = self
-            .service
-            .limits(&grant)
-            .timeout_ms(parsed.as_ref().ok().and_then(|a| a.timeout_ms));
+        // The server decides what becomes a task: every run, when the request declares the
+        // extension (a call stopped before it runs is answered at once all the same).
+        let as_task = self.service.task_settings().enabled
+            && context
+                .client_capabilities()
+                .is_some_and(|c| c.supports_tasks());
+        let limits = if as_task {
+            self.service.task_limits(&grant)
+        } else {
+            self.service.limits(&grant)
+        };
+        let timeout_ms = limits.timeout_ms(parsed.as_ref().ok().and_then(|a| a.timeout_ms));
         let cancel = &context.ct;
         let call = async {
             let step = match self.service.decide(parsed, &caller, cancel) {
@@ -139,6 +159,19 @@ impl WardenServer {
             };
             Ended::Finished(match step {
                 Step::Done(result) => result,
+                Step::Run(admitted) if as_task => {
+                    match tasks::start(
+                        &self.service,
+                        &self.tasks,
+                        admitted,
+                        &grant,
+                        timeout_ms,
+                        context,
+                    ) {
+                        Ok(task) => return Ended::Started(task),
+                        Err(refused) => *refused,
+                    }
+                }
                 Step::Run(admitted) => {
                     // Calls the code makes can be approved mid-run only by elicitation on a
                     // session; a 2026-07-28 client's round trips cannot pause a run.
@@ -153,46 +186,14 @@ impl WardenServer {
         match with_progress(call, context, timeout_ms).await {
             Ended::Finished(result) => Ok(to_call_tool_result(&result).into()),
             Ended::Asking(question) => Ok(CallToolResponse::InputRequired(question)),
-        }
-    }
-}
-
-/// Drives `call`, sending a progress notification every second once it has run for a second
-/// (when the client asked for progress).
-async fn with_progress<T>(
-    call: impl std::future::Future<Output = T>,
-    context: &RequestContext<RoleServer>,
-    timeout_ms: u64,
-) -> T {
-    let Some(token) = context.meta.get_progress_token() else {
-        return call.await;
-    };
-    tokio::pin!(call);
-    let started = tokio::time::Instant::now();
-    let mut ticks = tokio::time::interval_at(started + PROGRESS_AFTER, PROGRESS_EVERY);
-    loop {
-        tokio::select! {
-            result = &mut call => return result,
-            _ = ticks.tick() => {
-                let elapsed_ms = started.elapsed().as_millis() as f64;
-                let note = ProgressNotificationParam::new(token.clone(), elapsed_ms)
-                    .with_total(timeout_ms as f64)
-                    .with_message(format!(
-                        "running for {:.1} s (limit {:.1} s)",
-                        elapsed_ms / 1000.0,
-                        timeout_ms as f64 / 1000.0
-                    ));
-                if let Err(e) = context.peer.notify_progress(note).await {
-                    tracing::debug!("could not send a progress notification: {e}");
-                }
-            }
+            Ended::Started(task) => Ok(CallToolResponse::Task(CreateTaskResult::new(task))),
         }
     }
 }
 
 /// The caller's grant: set by the HTTP transport after checking its bearer token; the local
 /// user on stdio.
-fn grant_of(context: &RequestContext<RoleServer>) -> String {
+pub fn grant_of(context: &RequestContext<RoleServer>) -> String {
     context
         .extensions
         .get::<http::request::Parts>()
@@ -225,47 +226,23 @@ fn uses_input_required(context: &RequestContext<RoleServer>) -> bool {
         .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
 }
 
-/// The contract's MCP result: `structuredContent`, one readable text block, `isError`.
-pub fn to_call_tool_result(result: &ExecutionResult) -> CallToolResult {
-    let structured = match serde_json::to_value(result) {
-        Ok(v) => v,
-        Err(e) => {
-            // Cannot happen for these types; keep the contract even so.
-            let fallback = ExecutionResult::without_run(
-                Status::Error,
-                ErrorInfo::new(
-                    ErrorKind::InternalError,
-                    format!("encoding the result failed: {e}"),
-                ),
-            );
-            return to_call_tool_result(&fallback);
-        }
-    };
-    let mut call_result = if result.is_error() {
-        CallToolResult::structured_error(structured)
-    } else {
-        CallToolResult::structured(structured)
-    };
-    call_result.content = vec![ContentBlock::text(result.to_text())];
-    call_result
-        .content
-        .extend(super::files::file_blocks(result));
-    call_result
-}
-
 impl ServerHandler for WardenServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(
-            ServerCapabilities::builder()
-                .enable_tools()
-                .enable_resources()
-                .build(),
-        )
-        .with_server_info(Implementation::new("warden", env!("CARGO_PKG_VERSION")))
-        .with_instructions(
-            "Warden runs untrusted code in a fresh WebAssembly sandbox per call. Use the \
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_resources();
+        // The tasks extension, unless the policy in force turns it off.
+        let capabilities = if self.service.task_settings().enabled {
+            capabilities.enable_tasks().build()
+        } else {
+            capabilities.build()
+        };
+        ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new("warden", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Warden runs untrusted code in a fresh WebAssembly sandbox per call. Use the \
                  execute_code tool; its description lists the languages and limits.",
-        )
+            )
     }
 
     // Logging is not declared (and deprecated by SEP-2577).
@@ -348,6 +325,36 @@ impl ServerHandler for WardenServer {
         Ok(ListToolsResult::with_all_items(tools))
     }
 
+    /// A task of the caller's grant; any other id gets the unknown-task error.
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        let detailed = self.tasks.get(&grant_of(&context), &request.task_id)?;
+        Ok(GetTaskResult::new(detailed))
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.tasks.update(
+            &grant_of(&context),
+            &request.task_id,
+            request.input_responses,
+        )
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.tasks.cancel(&grant_of(&context), &request.task_id)
+    }
+
     fn get_tool(&self, name: &str) -> Option<Tool> {
         (name == TOOL_NAME && !self.service.tool_hidden()).then(|| self.tool(LOCAL_GRANT))
     }
@@ -367,33 +374,5 @@ impl ServerHandler for WardenServer {
             ));
         }
         self.call_execute_code(request, &context).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn non_ok_results_are_errors_with_structured_content() {
-        let r = ExecutionResult::without_run(
-            Status::Timeout,
-            ErrorInfo::new(ErrorKind::Timeout, "slow"),
-        );
-        let c = to_call_tool_result(&r);
-        assert_eq!(c.is_error, Some(true));
-        assert_eq!(c.structured_content.as_ref().unwrap()["status"], "timeout");
-        assert_eq!(c.content.len(), 1);
-    }
-
-    #[test]
-    fn ok_result_is_not_an_error() {
-        let mut r =
-            ExecutionResult::without_run(Status::Ok, ErrorInfo::new(ErrorKind::InternalError, "y"));
-        r.error = None;
-        r.result = serde_json::json!(2);
-        let c = to_call_tool_result(&r);
-        assert_eq!(c.is_error, Some(false));
-        assert_eq!(c.structured_content.unwrap()["result"], 2);
     }
 }

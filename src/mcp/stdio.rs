@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
-use super::{ApprovalStates, StateKeys, WardenServer};
+use super::{ApprovalStates, StateKeys, TaskStore, WardenServer};
 use crate::service::Service;
 
 /// The longest line handed to rmcp, newline included: rmcp's own limit, which it enforces by
@@ -30,6 +30,7 @@ const FLUSH_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Serves MCP on stdin/stdout until the client disconnects.
 pub async fn serve_stdio(service: Arc<Service>, keys: StateKeys) -> anyhow::Result<()> {
     let approvals = Arc::new(ApprovalStates::new(keys, service.counter_store())?);
+    let tasks = TaskStore::new();
     let (to_rmcp, rmcp_input) = tokio::io::duplex(64 * 1024);
     let (rmcp_output, from_rmcp) = tokio::io::duplex(64 * 1024);
     let (lines_out, lines) = mpsc::channel::<Vec<u8>>(64);
@@ -40,7 +41,7 @@ pub async fn serve_stdio(service: Arc<Service>, keys: StateKeys) -> anyhow::Resu
     let writer = tokio::spawn(write_lines(lines, stdout));
 
     let served = async {
-        let session = WardenServer::new(service, approvals)
+        let session = WardenServer::new(service, approvals, tasks.clone())
             .serve((rmcp_input, rmcp_output))
             .await
             .context("starting the MCP session on stdio")?;
@@ -51,6 +52,8 @@ pub async fn serve_stdio(service: Arc<Service>, keys: StateKeys) -> anyhow::Resu
     // The session is over (stdin closed, or rmcp stopped): stop reading, then let every line
     // already produced reach stdout before the process exits.
     filter.abort();
+    // The client is gone, and with it whoever could read the tasks' results.
+    tasks.stop_all();
     if tokio::time::timeout(FLUSH_GRACE, &mut relay).await.is_err() {
         tracing::warn!("rmcp's output did not end after the session; not waiting for it");
         relay.abort();

@@ -181,6 +181,21 @@ pub fn description(view: &CallerView) -> String {
             ));
         }
     }
+    if let Some(tasks) = &view.tasks {
+        text.push_str(&format!(
+            "\nLong runs: a client that declares the MCP tasks extension gets each run as a \
+             task (answered at once with a task id; poll tasks/get, which shows the last line \
+             the program printed; tasks/cancel stops it), with up to {max_timeout} ms wall clock \
+             (default {timeout} ms) and {fuel} units of fuel; up to {per} tasks per caller at \
+             once; a result stays readable for {keep} s. Python programs print with \
+             flush=True to report progress.\n",
+            max_timeout = tasks.max_timeout_ms,
+            timeout = tasks.default_timeout_ms,
+            fuel = tasks.fuel,
+            per = tasks.max_per_grant,
+            keep = tasks.keep_results_s,
+        ));
+    }
     text.push_str(&format!(
         "\nLimits per call: {timeout} ms wall clock by default (up to {max_timeout} ms via \
          `timeout_ms`), {fuel} units of CPU fuel, {memory:.0} MiB of memory, {stdout:.1} MiB of \
@@ -220,6 +235,7 @@ mod tests {
             sessions: None,
             tools: None,
             python_packages: Vec::new(),
+            tasks: None,
         }
     }
 
@@ -284,6 +300,18 @@ mod tests {
             ..view(&LANGS, NetworkSummary::default())
         });
         assert!(!js.contains("PyYAML"), "{js}");
+    }
+
+    #[test]
+    fn description_offers_tasks_with_their_limits_only_when_enabled() {
+        let without = description(&view(&LANGS, NetworkSummary::default()));
+        assert!(!without.contains("tasks extension"), "{without}");
+        let with = description(&CallerView {
+            tasks: Some(crate::policy::TaskSettings::default()),
+            ..view(&LANGS, NetworkSummary::default())
+        });
+        assert!(with.contains("up to 900000 ms wall clock"), "{with}");
+        assert!(with.contains("up to 4 tasks per caller"), "{with}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::upstream::UpstreamSpec;
 use crate::workspace::WorkspaceSettings;
 
 use super::sessions::SessionSettings;
+use super::tasks::TaskSettings;
 
 /// The policy compiled into the binary, used when no `--policy` is given.
 pub const DEFAULT_POLICY: &str = include_str!("../../policies/default.toml");
@@ -57,6 +58,9 @@ pub struct Policy {
     /// Present: calls may open and continue sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions: Option<SessionSettings>,
+    /// Calls run as MCP tasks (on unless `enabled = false`).
+    #[serde(default)]
+    pub tasks: TaskSettings,
     /// MCP servers whose tools the code may call (`tools.<name>.<tool>(…)`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub upstreams: BTreeMap<String, UpstreamSpec>,
@@ -237,6 +241,7 @@ impl Policy {
         if let Some(sessions) = &self.sessions {
             sessions.validate()?;
         }
+        self.tasks.validate()?;
         for (name, upstream) in &self.upstreams {
             upstream.validate(name).map_err(|(key, message)| {
                 let at = format!("[upstreams.{name}]");

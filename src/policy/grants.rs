@@ -165,6 +165,16 @@ impl<'p> Grant<'p> {
         }
     }
 
+    /// The limits of this caller's runs started as tasks: `[tasks]` wall clock and fuel in
+    /// place of `[limits]`', then lowered where the grant says so (a grant only narrows).
+    pub fn task_limits(&self) -> Limits {
+        let base = self.policy.tasks.run_limits(&self.policy.limits);
+        match self.spec {
+            Some(spec) => spec.limits.narrow(&base),
+            None => base,
+        }
+    }
+
     /// The languages this caller may use, out of `available`: the tool's, narrowed by the
     /// grant.
     pub fn languages(&self, available: &[Language]) -> Vec<Language> {

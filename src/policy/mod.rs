@@ -18,6 +18,7 @@ pub mod rules;
 #[cfg(test)]
 mod section_tests;
 mod sessions;
+mod tasks;
 #[cfg(test)]
 mod tests;
 mod tool_calls;
@@ -34,4 +35,5 @@ pub use ratelimit::{
 };
 pub use rules::{Arguments, ConditionSpec, Effect, Operator, Rule, RuleSpec};
 pub use sessions::SessionSettings;
+pub use tasks::TaskSettings;
 pub use tool_calls::ToolCall;

@@ -80,6 +80,7 @@ mod tests {
             fetch: FetchCapability::default(),
             workspace: Default::default(),
             tools: Default::default(),
+            output: Default::default(),
         }
     }
 

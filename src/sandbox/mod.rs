@@ -42,7 +42,7 @@ pub use capability::{
 };
 #[cfg(feature = "fuzzing")]
 pub use fuzzing::{CoreModuleGuest, CoreModuleRun};
-pub use run::RunRequest;
+pub use run::{OutputWatch, RunRequest};
 pub use session::{KeptGuest, SessionRun};
 use spares::{Spare, Spares};
 
@@ -406,6 +406,7 @@ mod tests {
             fetch: Default::default(),
             workspace: Default::default(),
             tools: Default::default(),
+            output: Default::default(),
         }
     }
 

@@ -27,6 +27,45 @@ pub struct RunRequest {
     pub fetch: FetchCapability,
     pub workspace: WorkspaceCapability,
     pub tools: ToolsCapability,
+    /// Where the run's stdout can be read while it runs (a task's progress).
+    pub output: OutputWatch,
+}
+
+/// A window on a run's stdout while it runs: the last line the program printed.
+#[derive(Clone, Default)]
+pub struct OutputWatch(Arc<Mutex<Option<SharedText>>>);
+
+impl std::fmt::Debug for OutputWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OutputWatch")
+    }
+}
+
+impl OutputWatch {
+    fn attach(&self, stdout: &SharedText) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(stdout.clone());
+    }
+
+    /// The last whole line the run printed (not a line still being written; at most the last
+    /// 4 KiB of the output); `None` before the first.
+    pub fn last_line(&self) -> Option<String> {
+        let stdout = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()?;
+        let text = stdout.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let bytes = &text.bytes;
+        let end = bytes.iter().rposition(|&b| b == b'\n')?;
+        // Only the end is looked at: blank lines after the last one are skipped.
+        let whole = &bytes[end.saturating_sub(4096)..end];
+        let line = whole
+            .split(|&b| b == b'\n')
+            .rev()
+            .map(String::from_utf8_lossy)
+            .find(|line| !line.trim().is_empty())?;
+        Some(line.trim().to_string())
+    }
 }
 
 /// The part of a run's store data that does not depend on the guest's form.
@@ -50,9 +89,11 @@ pub struct RunCore {
 impl RunCore {
     pub fn new(request: &RunRequest) -> RunCore {
         let limits = &request.limits;
+        let stdout = SharedText::new(limits.stdout_bytes);
+        request.output.attach(&stdout);
         RunCore {
             limiter: TotalMemoryLimiter::new(limits.memory_bytes),
-            stdout: SharedText::new(limits.stdout_bytes),
+            stdout,
             stderr: SharedText::new(limits.stderr_bytes),
             reported: None,
             max_result_bytes: limits.max_result_bytes,
@@ -77,6 +118,7 @@ impl RunCore {
             fetch: FetchCapability::default(),
             workspace: WorkspaceCapability::default(),
             tools: ToolsCapability::default(),
+            output: OutputWatch::default(),
         })
     }
 
@@ -85,6 +127,7 @@ impl RunCore {
     fn begin_call(&mut self, request: &RunRequest) {
         self.limiter.begin_call(request.limits.memory_bytes);
         self.stdout.reset(request.limits.stdout_bytes);
+        request.output.attach(&self.stdout);
         self.stderr.reset(request.limits.stderr_bytes);
         self.reported = None;
         self.max_result_bytes = request.limits.max_result_bytes;
@@ -379,5 +422,23 @@ mod tests {
         assert!(t.push(b"abc"));
         assert!(!t.truncated);
         assert_eq!(t.room(), 0);
+    }
+
+    #[test]
+    fn the_watch_shows_the_last_whole_line_shortened() {
+        let watch = OutputWatch::default();
+        assert_eq!(watch.last_line(), None);
+        let stdout = SharedText::new(1 << 20);
+        watch.attach(&stdout);
+        stdout.push(b"half a li");
+        assert_eq!(watch.last_line(), None, "a line being written is not shown");
+        stdout.push(b"ne\n  rows: 10  \n\nrows: 2");
+        assert_eq!(watch.last_line().as_deref(), Some("rows: 10"));
+        stdout.push(b"0\n");
+        assert_eq!(watch.last_line().as_deref(), Some("rows: 20"));
+        stdout.push(&[b'x'; 5000]);
+        stdout.push("é\n".as_bytes());
+        let long = watch.last_line().unwrap();
+        assert!(long.len() <= 4096 && long.ends_with('é'), "{}", long.len());
     }
 }

@@ -64,6 +64,9 @@ impl Drop for Counted {
 /// grant's runs in progress.
 pub(super) struct Admission {
     permits: Arc<Semaphore>,
+    /// Turns of tasks' runs: all sandboxes but one when there are several, so that calls
+    /// answered within their request are not stuck behind tasks that run for minutes.
+    task_turns: Arc<Semaphore>,
     queued: AtomicUsize,
     running_by_grant: Mutex<HashMap<String, u32>>,
     metrics: Arc<Metrics>,
@@ -79,6 +82,7 @@ impl Admission {
     pub fn new(concurrency: usize, metrics: Arc<Metrics>) -> Admission {
         Admission {
             permits: Arc::new(Semaphore::new(concurrency)),
+            task_turns: Arc::new(Semaphore::new(concurrency.saturating_sub(1).max(1))),
             queued: AtomicUsize::new(0),
             running_by_grant: Mutex::new(HashMap::new()),
             metrics,
@@ -147,6 +151,28 @@ impl Admission {
             permit,
             _grant: grant_slot,
         })
+    }
+
+    /// A turn for a task's run, before it asks for a sandbox ([`Self::acquire`]); a task
+    /// waits for one until its deadline.
+    pub async fn task_turn(
+        &self,
+        deadline: Instant,
+        cancel: &CancellationToken,
+    ) -> Result<OwnedSemaphorePermit, ExecutionResult> {
+        tokio::select! {
+            permit = self.task_turns.clone().acquire_owned() => permit.map_err(|_| {
+                ExecutionResult::internal("the task queue is closed (the server is shutting down)")
+            }),
+            _ = tokio::time::sleep_until(deadline.into()) => Err(ExecutionResult::without_run(
+                Status::Timeout,
+                ErrorInfo::new(
+                    ErrorKind::Timeout,
+                    "the task timed out while waiting for its turn (other tasks hold the sandboxes tasks may use)",
+                ),
+            )),
+            _ = cancel.cancelled() => Err(cancelled()),
+        }
     }
 
     /// A call refused for load: `rate_limited`, with a retry hint.

@@ -38,6 +38,7 @@ pub use files::is_text_file;
 use live::PolicyInForce;
 pub use pipeline::{AdmittedCall, Approval, ApprovalRequest, AskPerson, PendingApproval, Step};
 pub use resources::{ResourceContent, ResourceEntry};
+pub use run::RunWatch;
 use sessions::Sessions;
 pub use view::{CallerView, CredentialHint, NetworkSummary, ToolsSummary, WorkspaceSummary};
 
@@ -210,6 +211,7 @@ impl Service {
                 max_file_bytes: workspace.max_file_bytes,
             }),
             sessions: policy.sessions.clone(),
+            tasks: policy.tasks.enabled.then(|| policy.tasks.clone()),
             tools,
             network: NetworkSummary {
                 hosts,
@@ -238,6 +240,16 @@ impl Service {
     /// The limits in force for `grant`.
     pub fn limits(&self, grant: &str) -> Limits {
         self.policy.current().engine.grant(grant).limits()
+    }
+
+    /// The limits a run of `grant` started as a task gets.
+    pub fn task_limits(&self, grant: &str) -> Limits {
+        self.policy.current().engine.grant(grant).task_limits()
+    }
+
+    /// The policy's `[tasks]` in force.
+    pub fn task_settings(&self) -> crate::policy::TaskSettings {
+        self.policy.current().policy().tasks.clone()
     }
 
     /// The languages the server runs.

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::Service;
 use super::admission::Counted;
 use super::live::Live;
+use super::run::{RunHow, RunWatch};
 use crate::audit::{AuditEvent, CodeFields, rfc3339_now};
 use crate::contract::{ExecuteArgs, ExecutionResult, Language, Status};
 use crate::net::FetchAudit;
@@ -52,9 +53,27 @@ pub struct ApprovalRequest<'a> {
     pub code: &'a str,
 }
 
+/// The service a call goes through: borrowed for a call answered within its request, shared
+/// for a task, which runs after the request that admitted it was answered.
+enum ServiceRef<'s> {
+    Borrowed(&'s Service),
+    Shared(Arc<Service>),
+}
+
+impl std::ops::Deref for ServiceRef<'_> {
+    type Target = Service;
+
+    fn deref(&self) -> &Service {
+        match self {
+            ServiceRef::Borrowed(service) => service,
+            ServiceRef::Shared(service) => service,
+        }
+    }
+}
+
 /// A call on its way through the pipeline: who, what, and what its audit events say of it.
 struct Call<'s> {
-    service: &'s Service,
+    service: ServiceRef<'s>,
     /// When the call arrived: every event of the call carries this time.
     time: String,
     request_id: String,
@@ -72,6 +91,8 @@ pub struct PendingApproval<'s> {
 pub struct AdmittedCall<'s> {
     call: Call<'s>,
     counted: Counted,
+    /// Runs under the policy's `[tasks]` wall clock and fuel instead of `[limits]`'.
+    as_task: bool,
 }
 
 impl Service {
@@ -100,7 +121,7 @@ impl Service {
             }
         };
         let call = Call {
-            service: self,
+            service: ServiceRef::Borrowed(self),
             time,
             request_id,
             grant: caller.grant.to_string(),
@@ -199,6 +220,42 @@ impl<'s> PendingApproval<'s> {
 }
 
 impl AdmittedCall<'_> {
+    /// The call as a task: it keeps `service` (the one that admitted it) so that it can run
+    /// after its request was answered, under the `[tasks]` limits.
+    pub fn into_task(self, service: &Arc<Service>) -> AdmittedCall<'static> {
+        debug_assert!(std::ptr::eq(&*self.call.service, &**service));
+        let Call {
+            service: _,
+            time,
+            request_id,
+            grant,
+            session,
+            args,
+            code,
+        } = self.call;
+        AdmittedCall {
+            call: Call {
+                service: ServiceRef::Shared(service.clone()),
+                time,
+                request_id,
+                grant,
+                session,
+                args,
+                code,
+            },
+            counted: self.counted,
+            as_task: true,
+        }
+    }
+
+    /// Stops an admitted call before it runs (no room for it as a task): audited, and its
+    /// rate-limit count given back.
+    pub fn refuse(self, denial: Denial) -> ExecutionResult {
+        let AdmittedCall { call, counted, .. } = self;
+        drop(counted);
+        call.stop(denial)
+    }
+
     /// Runs the call and audits how it ended.
     pub async fn run(self, cancel: &CancellationToken) -> ExecutionResult {
         self.run_asking(cancel, None).await
@@ -210,7 +267,21 @@ impl AdmittedCall<'_> {
         cancel: &CancellationToken,
         asker: Option<Arc<dyn AskPerson>>,
     ) -> ExecutionResult {
-        let AdmittedCall { call, counted } = self;
+        self.run_watched(cancel, asker, None).await
+    }
+
+    /// [`Self::run_asking`], showing the run's output to `watch` while it runs.
+    pub async fn run_watched(
+        self,
+        cancel: &CancellationToken,
+        asker: Option<Arc<dyn AskPerson>>,
+        watch: Option<RunWatch>,
+    ) -> ExecutionResult {
+        let AdmittedCall {
+            call,
+            counted,
+            as_task,
+        } = self;
         let audit = FetchAudit {
             log: call.service.audit.clone(),
             request_id: call.request_id.clone(),
@@ -219,7 +290,17 @@ impl AdmittedCall<'_> {
         };
         let result = call
             .service
-            .run_counted(counted, call.args.clone(), audit, asker, cancel)
+            .run_counted(
+                counted,
+                call.args.clone(),
+                audit,
+                RunHow {
+                    asker,
+                    as_task,
+                    watch,
+                },
+                cancel,
+            )
             .await;
         let mut event = call.event(result.status.as_str());
         event.event = "run";
@@ -305,6 +386,7 @@ impl<'s> Call<'s> {
         Step::Run(AdmittedCall {
             call: self,
             counted,
+            as_task: false,
         })
     }
 }

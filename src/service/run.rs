@@ -2,8 +2,8 @@
 //! caller, the guest on a blocking thread, cancellation, redaction of everything that comes
 //! out, metrics.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Service;
 use super::admission::Counted;
+use super::live::Live;
 use super::pipeline::AskPerson;
 use super::place::Turn;
 use super::tools::RunTools;
@@ -20,7 +21,8 @@ use crate::net::{FetchAudit, Narrowing, RunFetcher};
 use crate::policy::Limits;
 use crate::runtimes::remap_traceback;
 use crate::sandbox::{
-    CancelFlag, FetchCapability, RunLimits, RunRequest, ToolsCapability, WorkspaceCapability,
+    CancelFlag, FetchCapability, OutputWatch, RunLimits, RunRequest, ToolsCapability,
+    WorkspaceCapability,
 };
 use crate::secrets::Redactor;
 
@@ -32,13 +34,26 @@ impl Service {
         mut counted: Counted,
         args: ExecuteArgs,
         audit: FetchAudit,
-        asker: Option<Arc<dyn AskPerson>>,
+        how: RunHow,
         cancel: &CancellationToken,
     ) -> ExecutionResult {
+        let RunHow {
+            asker,
+            as_task,
+            watch,
+        } = how;
         let live = counted.live().clone();
+        let output = match watch {
+            Some(watch) => watch.attach(live.clone()),
+            None => OutputWatch::default(),
+        };
         let policy = live.policy();
         let grant = live.engine.grant(&audit.grant);
-        let limits = grant.limits();
+        let limits = if as_task {
+            grant.task_limits()
+        } else {
+            grant.limits()
+        };
         let arrived = Instant::now();
         let timeout = Duration::from_millis(limits.timeout_ms(args.timeout_ms));
         // Limits cap timeouts at an hour, so this addition cannot overflow in practice.
@@ -71,6 +86,14 @@ impl Service {
             return self.abandon(&place, ExecutionResult::invalid_arguments(message));
         }
 
+        let _task_turn = if as_task {
+            match self.admission.task_turn(deadline, cancel).await {
+                Ok(turn) => Some(turn),
+                Err(refused) => return self.abandon(&place, refused),
+            }
+        } else {
+            None
+        };
         let slot = match self
             .admission
             .acquire(
@@ -139,6 +162,7 @@ impl Service {
                     .map(|f| f as Arc<dyn crate::sandbox::FileBridge>),
             ),
             tools: ToolsCapability(tools),
+            output,
         };
         let (sandbox, runtimes) = (self.sandbox.clone(), self.runtimes.clone());
         let permit = slot.permit;
@@ -242,6 +266,44 @@ impl Service {
             "run finished"
         );
         result
+    }
+}
+
+/// How an admitted call runs, besides its arguments.
+pub(super) struct RunHow {
+    /// Who is asked when the code's calls need approval.
+    pub asker: Option<Arc<dyn AskPerson>>,
+    /// Under `[tasks]` wall clock and fuel.
+    pub as_task: bool,
+    pub watch: Option<RunWatch>,
+}
+
+/// The longest line of output a running call shows, in bytes.
+const MAX_PROGRESS_LINE: usize = 200;
+
+/// What a running call shows of itself before it ends: the last line its program printed,
+/// cleaned of secret values like everything else that leaves the sandbox.
+#[derive(Clone, Default)]
+pub struct RunWatch(Arc<OnceLock<(OutputWatch, Arc<Live>)>>);
+
+impl RunWatch {
+    fn attach(&self, live: Arc<Live>) -> OutputWatch {
+        let output = OutputWatch::default();
+        // A watch serves one run: a second attach gets a window nobody reads.
+        let _ = self.0.set((output.clone(), live));
+        output
+    }
+
+    /// The last whole line the program printed so far, if any, redacted and then shortened to
+    /// 200 bytes (in this order: a secret cut in two would no longer be recognised).
+    pub fn last_line(&self) -> Option<String> {
+        let (output, live) = self.0.get()?;
+        let line = live.credentials.redactor().redact(&output.last_line()?);
+        let mut cut = line.len().min(MAX_PROGRESS_LINE);
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        Some(line[..cut].to_string())
     }
 }
 

@@ -24,6 +24,8 @@ pub struct CallerView {
     pub tools: Option<ToolsSummary>,
     /// The packages built into the Python guest.
     pub python_packages: Vec<PythonPackage>,
+    /// Present when calls may run as tasks: the policy's `[tasks]`.
+    pub tasks: Option<crate::policy::TaskSettings>,
 }
 
 /// The upstream tools the caller may call from code, for the tool description: TypeScript

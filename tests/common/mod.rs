@@ -410,6 +410,52 @@ pub async fn http_client(
     }
 }
 
+/// A client that declares the MCP tasks extension (SEP-2663): the server runs its calls as tasks.
+/// It records the progress notifications it gets.
+#[derive(Clone, Default)]
+pub struct TasksClient {
+    pub progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
+}
+
+impl ClientHandler for TasksClient {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        if let Ok(mut p) = self.progress.lock() {
+            p.push(params);
+        }
+    }
+
+    fn get_info(&self) -> rmcp::model::ClientConfig {
+        rmcp::model::ClientConfig::new(
+            rmcp::model::ClientCapabilities::builder()
+                .enable_tasks()
+                .build(),
+            rmcp::model::Implementation::new("warden-tests", "1"),
+        )
+    }
+}
+
+/// A stateless (2026-07-28) rmcp client over Streamable HTTP that declares the tasks extension.
+pub async fn tasks_client(url: &str, token: &str) -> RunningService<RoleClient, TasksClient> {
+    use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    let config = StreamableHttpClientTransportConfig::with_uri(url.to_string())
+        .auth_header(token.to_string());
+    TasksClient::default()
+        .serve_with_lifecycle(
+            StreamableHttpClientTransport::from_config(config),
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![rmcp::model::ProtocolVersion::V_2026_07_28],
+            },
+        )
+        .await
+        .unwrap()
+}
+
 /// Writes `contents` to `path` so that a reader sees either the old file or the whole new one:
 /// tests run in parallel, and two of them may write the same policy file while a server of a
 /// third reads it (a truncated file would load as some other policy).

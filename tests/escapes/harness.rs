@@ -924,6 +924,7 @@ fn run_wat(guest: &WatGuest) -> Result<(ExecutionResult, usize), String> {
         fetch,
         workspace: Default::default(),
         tools: Default::default(),
+        output: Default::default(),
     };
     let capability = if guest.fetcher {
         FetchCapability(Some(fetcher.clone() as Arc<dyn Fetcher>))

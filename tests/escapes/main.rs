@@ -25,6 +25,7 @@ mod packages;
 mod ssrf;
 mod stack;
 mod state;
+mod tasks;
 mod tools;
 mod workspace;
 
@@ -51,6 +52,7 @@ fn tables() -> Vec<(&'static str, Vec<harness::Case>)> {
         ("tools from code", tools::cases(&p)),
         ("counter store", state::cases(&p)),
         ("python packages", packages::cases(&p)),
+        ("tasks", tasks::cases(&p)),
     ]
 }
 
