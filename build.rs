@@ -17,6 +17,8 @@
 use std::path::{Path, PathBuf};
 
 const GUESTS: [&str; 2] = ["javascript.wasm", "python.wasm"];
+#[path = "src/runtimes/wasm_sections.rs"]
+mod wasm_sections;
 
 fn main() {
     if let Err(e) = build() {
@@ -30,9 +32,37 @@ fn build() -> anyhow_like::Result<()> {
     let out_dir = PathBuf::from(env("OUT_DIR")?);
     println!("cargo:rerun-if-env-changed=WARDEN_PREBUILT_GUESTS");
     match std::env::var_os("WARDEN_PREBUILT_GUESTS") {
-        Some(dir) if !dir.is_empty() => copy_prebuilt_guests(Path::new(&dir), &out_dir),
-        _ => build_guests(&out_dir),
+        Some(dir) if !dir.is_empty() => copy_prebuilt_guests(Path::new(&dir), &out_dir)?,
+        _ => build_guests(&out_dir)?,
     }
+    pack_guests(&out_dir)
+}
+
+/// What the binary embeds: each guest zstd-compressed (the Python guest is ~50 MB of wasm, ~25
+/// MB compressed; the binary would be over half guest otherwise), and the Python guest's
+/// manifest uncompressed, so that listing its packages at start decompresses nothing. The
+/// plain guests stay in OUT_DIR for WARDEN_PREBUILT_GUESTS.
+fn pack_guests(out_dir: &Path) -> anyhow_like::Result<()> {
+    // zstd's level 19: ~20 s for the Python guest, once per guest build; decompressing takes a
+    // fraction of a second and happens only when the guest is compiled.
+    const LEVEL: i32 = 19;
+    for guest in GUESTS {
+        let path = out_dir.join(guest);
+        let wasm = std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let packed = zstd::bulk::compress(&wasm, LEVEL)
+            .map_err(|e| format!("compressing {}: {e}", path.display()))?;
+        let dest = out_dir.join(format!("{guest}.zst"));
+        std::fs::write(&dest, packed).map_err(|e| format!("writing {}: {e}", dest.display()))?;
+        if guest == "python.wasm" {
+            let manifest =
+                wasm_sections::custom_section(&wasm, wasm_sections::PYTHON_MANIFEST_SECTION)
+                    .unwrap_or_default();
+            let dest = out_dir.join("python-manifest.json");
+            std::fs::write(&dest, manifest)
+                .map_err(|e| format!("writing {}: {e}", dest.display()))?;
+        }
+    }
+    Ok(())
 }
 
 fn copy_prebuilt_guests(from: &Path, out_dir: &Path) -> anyhow_like::Result<()> {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use warden::contract::ExecutionResult;
 use warden::runtimes::JAVASCRIPT_GUEST;
 use warden::sandbox::{
-    CancelFlag, GuestForm, GuestProgram, RunLimits, RunRequest, Sandbox, SandboxConfig,
+    CancelFlag, GuestBytes, GuestForm, GuestProgram, RunLimits, RunRequest, Sandbox, SandboxConfig,
 };
 
 const IMPORTS: &str = r#"
@@ -38,7 +38,7 @@ fn guest(name: &'static str, body: &str) -> &'static GuestProgram {
     Box::leak(Box::new(GuestProgram {
         name,
         form: GuestForm::CoreModule,
-        wasm: Box::leak(wasm.into_boxed_slice()),
+        wasm: GuestBytes::Plain(Box::leak(wasm.into_boxed_slice())),
     }))
 }
 

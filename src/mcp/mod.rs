@@ -6,6 +6,7 @@
 mod approval;
 mod files;
 pub mod http;
+mod line_transport;
 mod progress;
 mod result;
 mod server;

@@ -2,13 +2,16 @@
 
 use super::{Language, Prepared, Runtime};
 use crate::contract::{ErrorInfo, ErrorKind};
-use crate::sandbox::{GuestForm, GuestProgram};
+use crate::sandbox::{GuestBytes, GuestForm, GuestProgram};
 
-/// QuickJS (rquickjs) for wasm32-wasip1, pre-initialized with Wizer by build.rs.
+/// QuickJS (rquickjs) for wasm32-wasip1, pre-initialized with Wizer and compressed by build.rs.
 pub static JAVASCRIPT_GUEST: GuestProgram = GuestProgram {
     name: "javascript",
     form: GuestForm::CoreModule,
-    wasm: include_bytes!(concat!(env!("OUT_DIR"), "/javascript.wasm")),
+    wasm: GuestBytes::Zstd(include_bytes!(concat!(
+        env!("OUT_DIR"),
+        "/javascript.wasm.zst"
+    ))),
 };
 
 pub struct JavaScript;
@@ -66,9 +69,13 @@ mod tests {
 
     #[test]
     fn guest_is_embedded_and_preinitialized() {
-        assert!(JAVASCRIPT_GUEST.wasm.starts_with(b"\0asm"));
+        let wasm = JAVASCRIPT_GUEST
+            .wasm
+            .wasm()
+            .expect("the guest decompresses");
+        assert!(wasm.starts_with(b"\0asm"));
         // Wizer renames nothing we rely on, but it removes the init export once it has run.
-        let text = String::from_utf8_lossy(JAVASCRIPT_GUEST.wasm);
+        let text = String::from_utf8_lossy(&wasm);
         assert!(
             !text.contains("wizer-initialize"),
             "the guest was not pre-initialized"

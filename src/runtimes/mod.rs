@@ -5,6 +5,7 @@ mod javascript;
 mod python;
 mod python_guest;
 mod typescript;
+mod wasm_sections;
 
 pub use javascript::{JAVASCRIPT_GUEST, JavaScript};
 pub use python::{PYTHON_GUEST, PYTHON_MODULES, Python};

@@ -5,14 +5,19 @@
 
 use super::{Language, Prepared, PythonGuest, PythonPackage, Runtime};
 use crate::contract::ErrorInfo;
-use crate::sandbox::{GuestForm, GuestProgram};
+use crate::sandbox::{GuestBytes, GuestForm, GuestProgram};
 
-/// The componentize-py component, built by build.rs.
+/// The componentize-py component, built and compressed by build.rs.
 pub static PYTHON_GUEST: GuestProgram = GuestProgram {
     name: "python",
     form: GuestForm::Component,
-    wasm: include_bytes!(concat!(env!("OUT_DIR"), "/python.wasm")),
+    wasm: GuestBytes::Zstd(include_bytes!(concat!(env!("OUT_DIR"), "/python.wasm.zst"))),
 };
+
+/// The guest's `warden:python-packages` section, kept uncompressed by build.rs (empty when the
+/// guest has none).
+pub static PYTHON_MANIFEST: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/python-manifest.json"));
 
 /// The standard-library modules a Python program may import: those pre-imported by
 /// guest-runtimes/python/app.py (its `AVAILABLE` list; a test checks they agree).
@@ -168,6 +173,7 @@ mod tests {
     #[test]
     fn guest_is_an_embedded_component() {
         // A component's preamble: magic, then version 0x0d with layer 1.
-        assert!(PYTHON_GUEST.wasm.starts_with(b"\0asm\x0d\0\x01\0"));
+        let wasm = PYTHON_GUEST.wasm.wasm().expect("the guest decompresses");
+        assert!(wasm.starts_with(b"\0asm\x0d\0\x01\0"));
     }
 }

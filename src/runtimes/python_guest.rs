@@ -12,12 +12,11 @@ use std::sync::LazyLock;
 
 use serde::Deserialize;
 
-use super::python::PYTHON_GUEST;
-use crate::sandbox::{GuestForm, GuestProgram};
+use super::python::{PYTHON_GUEST, PYTHON_MANIFEST};
+use super::wasm_sections::{COMPONENT_PREAMBLE, custom_section};
+use crate::sandbox::{GuestBytes, GuestForm, GuestProgram};
 
-pub const MANIFEST_SECTION: &str = "warden:python-packages";
-/// A component's preamble: magic, version 0x0d, layer 1.
-const COMPONENT_PREAMBLE: &[u8] = b"\0asm\x0d\0\x01\0";
+pub use super::wasm_sections::PYTHON_MANIFEST_SECTION as MANIFEST_SECTION;
 
 /// A package built into the guest, as the tool description names it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -69,10 +68,10 @@ pub enum PythonGuestError {
 }
 
 static BUILTIN: LazyLock<PythonGuest> = LazyLock::new(|| {
-    // build.rs made it with scripts/python_guest.py, so the manifest is there; a guest without
-    // one (a test build's stand-in) simply lists no packages.
-    let manifest = custom_section(PYTHON_GUEST.wasm, MANIFEST_SECTION)
-        .and_then(|bytes| serde_json::from_slice::<Manifest>(bytes).ok());
+    // build.rs made it with scripts/python_guest.py and kept its manifest beside the compressed
+    // guest (so that reading it costs no decompression); a guest without one (a test build's
+    // stand-in) simply lists no packages.
+    let manifest = serde_json::from_slice::<Manifest>(PYTHON_MANIFEST).ok();
     let (sources, packages) =
         manifest.map_or_else(Default::default, |m| (m.guest_sources, m.packages));
     PythonGuest {
@@ -123,7 +122,7 @@ impl PythonGuest {
         let program = Box::leak(Box::new(GuestProgram {
             name: "python",
             form: GuestForm::Component,
-            wasm,
+            wasm: GuestBytes::Plain(wasm),
         }));
         Ok(PythonGuest {
             program,
@@ -141,80 +140,10 @@ impl PythonGuest {
     }
 }
 
-/// The payload of the first top-level custom section named `name`. Only the outermost level
-/// is walked: a section's size says how far to skip, nested modules included.
-fn custom_section<'a>(wasm: &'a [u8], name: &str) -> Option<&'a [u8]> {
-    let mut rest = wasm.get(COMPONENT_PREAMBLE.len()..)?;
-    while let Some((&id, after_id)) = rest.split_first() {
-        let (size, after_size) = leb128_u32(after_id)?;
-        let body = after_size.get(..usize::try_from(size).ok()?)?;
-        rest = &after_size[body.len()..];
-        if id != 0 {
-            continue;
-        }
-        let (name_len, after_len) = leb128_u32(body)?;
-        let name_len = usize::try_from(name_len).ok()?;
-        if after_len.get(..name_len)? == name.as_bytes() {
-            return Some(&after_len[name_len..]);
-        }
-    }
-    None
-}
-
-fn leb128_u32(bytes: &[u8]) -> Option<(u32, &[u8])> {
-    let mut value: u32 = 0;
-    for (i, &byte) in bytes.iter().enumerate().take(5) {
-        value |= u32::from(byte & 0x7f).checked_shl(7 * i as u32)?;
-        if byte & 0x80 == 0 {
-            return Some((value, &bytes[i + 1..]));
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::wasm_sections::section;
     use super::*;
-
-    fn section(name: &str, payload: &[u8]) -> Vec<u8> {
-        let mut body = vec![u8::try_from(name.len()).unwrap()];
-        body.extend_from_slice(name.as_bytes());
-        body.extend_from_slice(payload);
-        let mut out = vec![0u8];
-        let mut size = body.len();
-        loop {
-            let byte = (size & 0x7f) as u8;
-            size >>= 7;
-            out.push(if size > 0 { byte | 0x80 } else { byte });
-            if size == 0 {
-                break;
-            }
-        }
-        out.extend(body);
-        out
-    }
-
-    #[test]
-    fn finds_the_manifest_after_other_sections() {
-        let mut wasm = COMPONENT_PREAMBLE.to_vec();
-        wasm.extend([1u8, 3, 9, 9, 9]); // a non-custom section, skipped by its size
-        wasm.extend(section("other", &[0; 200]));
-        wasm.extend(section(MANIFEST_SECTION, b"{}"));
-        assert_eq!(custom_section(&wasm, MANIFEST_SECTION), Some(&b"{}"[..]));
-        assert_eq!(custom_section(&wasm, "missing"), None);
-    }
-
-    #[test]
-    fn truncated_or_hostile_sizes_find_nothing() {
-        let mut wasm = COMPONENT_PREAMBLE.to_vec();
-        wasm.extend([0u8, 0xff, 0xff, 0xff, 0xff, 0x0f]);
-        assert_eq!(custom_section(&wasm, MANIFEST_SECTION), None);
-        let mut cut = COMPONENT_PREAMBLE.to_vec();
-        cut.extend(section(MANIFEST_SECTION, b"{}"));
-        cut.pop();
-        assert_eq!(custom_section(&cut, MANIFEST_SECTION), None);
-        assert_eq!(custom_section(b"\0asm", MANIFEST_SECTION), None);
-    }
 
     #[test]
     fn the_builtin_guest_lists_its_packages() {
@@ -227,6 +156,15 @@ mod tests {
         for expected in ["PyYAML", "sympy", "networkx"] {
             assert!(names.contains(&expected), "{expected} in {names:?}");
         }
+    }
+
+    /// build.rs keeps the manifest beside the compressed guest: it must be the guest's own.
+    #[test]
+    fn the_kept_manifest_is_the_one_inside_the_compressed_guest() {
+        let wasm = PYTHON_GUEST.wasm.wasm().expect("the guest decompresses");
+        assert!(!PYTHON_MANIFEST.is_empty());
+        assert_eq!(custom_section(&wasm, MANIFEST_SECTION), Some(PYTHON_MANIFEST));
+        assert!(PYTHON_GUEST.wasm.stored().len() < wasm.len() * 2 / 3, "compressed");
     }
 
     #[test]

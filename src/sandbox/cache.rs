@@ -82,7 +82,11 @@ pub fn load_or_compile<T: Artifact>(
 
 fn compile<T: Artifact>(engine: &Engine, program: &GuestProgram) -> wasmtime::Result<T> {
     let started = std::time::Instant::now();
-    let module = T::compile(engine, program.wasm)
+    let wasm = program
+        .wasm
+        .wasm()
+        .with_context(|| format!("decompressing the {} guest", program.name))?;
+    let module = T::compile(engine, &wasm)
         .with_context(|| format!("compiling the {} guest", program.name))?;
     tracing::info!(
         guest = program.name,
@@ -100,7 +104,7 @@ fn entry_path(engine: &Engine, program: &GuestProgram, dir: &Path) -> PathBuf {
     let mut key = blake3::Hasher::new();
     key.update(env!("CARGO_PKG_VERSION").as_bytes());
     key.update(engine_hash.0.finalize().as_bytes());
-    key.update(blake3::hash(program.wasm).as_bytes());
+    key.update(blake3::hash(program.wasm.stored()).as_bytes());
     let key = key.finalize().to_hex();
     dir.join(format!("{}-{}.cwasm", program.name, &key[..32]))
 }
@@ -210,7 +214,7 @@ mod tests {
         GuestProgram {
             name: "empty",
             form: crate::sandbox::GuestForm::CoreModule,
-            wasm: WAT_MODULE,
+            wasm: crate::sandbox::GuestBytes::Plain(WAT_MODULE),
         }
     }
 

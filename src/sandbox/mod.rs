@@ -66,7 +66,36 @@ pub struct GuestProgram {
     /// Names the guest in the on-disk cache and in errors.
     pub name: &'static str,
     pub form: GuestForm,
-    pub wasm: &'static [u8],
+    pub wasm: GuestBytes,
+}
+
+/// A guest's WebAssembly as the process holds it.
+#[derive(Debug, Clone, Copy)]
+pub enum GuestBytes {
+    /// The wasm itself (an operator's guest read from disk, tests).
+    Plain(&'static [u8]),
+    /// zstd-compressed wasm: the guests built into the binary, which would otherwise make up
+    /// over half of it (issue 16). Decompressed only to compile, which a warm cache skips.
+    Zstd(&'static [u8]),
+}
+
+impl GuestBytes {
+    /// The bytes as held, which identify the guest (the cache key hashes them).
+    pub fn stored(&self) -> &'static [u8] {
+        match self {
+            GuestBytes::Plain(bytes) | GuestBytes::Zstd(bytes) => bytes,
+        }
+    }
+
+    /// The WebAssembly binary.
+    pub fn wasm(&self) -> std::io::Result<std::borrow::Cow<'static, [u8]>> {
+        match self {
+            GuestBytes::Plain(bytes) => Ok(std::borrow::Cow::Borrowed(bytes)),
+            GuestBytes::Zstd(bytes) => {
+                zstd::stream::decode_all(*bytes).map(std::borrow::Cow::Owned)
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -425,7 +454,7 @@ mod tests {
         let program: &'static GuestProgram = Box::leak(Box::new(GuestProgram {
             name: "memory-probe",
             form: GuestForm::CoreModule,
-            wasm: Box::leak(wasm.into_boxed_slice()),
+            wasm: GuestBytes::Plain(Box::leak(wasm.into_boxed_slice())),
         }));
         let config = SandboxConfig {
             wasm_stack_bytes: 1 << 20,

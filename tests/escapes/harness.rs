@@ -22,8 +22,8 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use warden::contract::ExecutionResult;
 use warden::sandbox::{
-    CancelFlag, FetchCapability, Fetcher, GuestForm, GuestProgram, HttpRequest, HttpResponse,
-    RunLimits, RunRequest, Sandbox, SandboxConfig,
+    CancelFlag, FetchCapability, Fetcher, GuestBytes, GuestForm, GuestProgram, HttpRequest,
+    HttpResponse, RunLimits, RunRequest, Sandbox, SandboxConfig,
 };
 use warden::service::Service;
 
@@ -889,13 +889,13 @@ fn run_wat(guest: &WatGuest) -> Result<(ExecutionResult, usize), String> {
     let program: &'static GuestProgram = Box::leak(Box::new(GuestProgram {
         name: "escape-attempt",
         form: GuestForm::CoreModule,
-        wasm: Box::leak(wasm.into_boxed_slice()),
+        wasm: GuestBytes::Plain(Box::leak(wasm.into_boxed_slice())),
     }));
     let healthy_wasm = wat::parse_str(WatGuest::new(REPORT_7).module()).unwrap();
     let healthy: &'static GuestProgram = Box::leak(Box::new(GuestProgram {
         name: "healthy",
         form: GuestForm::CoreModule,
-        wasm: Box::leak(healthy_wasm.into_boxed_slice()),
+        wasm: GuestBytes::Plain(Box::leak(healthy_wasm.into_boxed_slice())),
     }));
     let config = SandboxConfig {
         wasm_stack_bytes: 256 * 1024,
