@@ -163,8 +163,14 @@ mod tests {
     fn the_kept_manifest_is_the_one_inside_the_compressed_guest() {
         let wasm = PYTHON_GUEST.wasm.wasm().expect("the guest decompresses");
         assert!(!PYTHON_MANIFEST.is_empty());
-        assert_eq!(custom_section(&wasm, MANIFEST_SECTION), Some(PYTHON_MANIFEST));
-        assert!(PYTHON_GUEST.wasm.stored().len() < wasm.len() * 2 / 3, "compressed");
+        assert_eq!(
+            custom_section(&wasm, MANIFEST_SECTION),
+            Some(PYTHON_MANIFEST)
+        );
+        assert!(
+            PYTHON_GUEST.wasm.stored().len() < wasm.len() * 2 / 3,
+            "compressed"
+        );
     }
 
     #[test]

@@ -298,9 +298,10 @@ fn engine_config(config: &SandboxConfig, guests: usize) -> Config {
 }
 
 /// Instances, memories and tables come from a pool of slots that stay mapped between runs.
-/// The first [`KEEP_RESIDENT_BYTES`] of each memory are reset in place rather than returned
-/// to the kernel, so the next run does not page-fault its way through the guest's snapshot:
-/// this alone takes an in-process `1+1` from ~215 µs to ~45 µs (docs/benchmarks.md).
+/// Up to [`KEEP_RESIDENT_BYTES`] of the pages a run wrote (found with PAGEMAP_SCAN; without it,
+/// the first that many bytes) are reset in place rather than returned to the kernel, so the
+/// next run does not page-fault its way through the guest's snapshot: this alone took an
+/// in-process `1+1` from ~215 µs to ~45 µs (docs/benchmarks.md).
 fn pooling_config(config: &SandboxConfig, guests: usize) -> PoolingAllocationConfig {
     // Every instance that can exist at once: runs, kept interpreters, spares waiting to be
     // taken and stores waiting to be torn down (spares.rs).
@@ -324,7 +325,11 @@ fn pooling_config(config: &SandboxConfig, guests: usize) -> PoolingAllocationCon
         .table_elements(MAX_TABLE_ELEMENTS)
         .max_memory_size(config.max_memory_bytes)
         .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
-        .table_keep_resident(TABLE_KEEP_RESIDENT_BYTES);
+        .table_keep_resident(TABLE_KEEP_RESIDENT_BYTES)
+        // A reset rewrites only the pages the run wrote (up to the resident budget) instead of
+        // all of them: most of the spares thread's CPU went to rewriting 8 MiB per run
+        // (docs/benchmarks.md, issue 16). Kernels before 6.7 get the old reset.
+        .pagemap_scan(wasmtime::Enabled::Auto);
     pool
 }
 
@@ -405,8 +410,17 @@ mod tests {
         (module
           (memory (export "memory") 200)
           (data (i32.const 16) "image")
-          (func $probe
+          (func $probe (local $i i32) (local $at i32)
             (if (i32.ne (i32.load8_u (i32.const 16)) (i32.const 105)) (then unreachable))
+            ;; 48 separate dirty pages: more regions than one PAGEMAP_SCAN reports (32), so
+            ;; the reset takes its early-stop path too.
+            (block $done (loop $next
+              (br_if $done (i32.ge_u (local.get $i) (i32.const 48)))
+              (local.set $at (i32.add (i32.const 131072) (i32.mul (local.get $i) (i32.const 65536))))
+              (if (i32.load8_u (local.get $at)) (then unreachable))
+              (i32.store8 (local.get $at) (i32.const 171))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br $next)))
             (if (i32.load8_u (i32.const 4096)) (then unreachable))
             (if (i32.load8_u (i32.const 9437184)) (then unreachable))
             (drop (memory.grow (i32.const 16)))
@@ -464,6 +478,12 @@ mod tests {
             spares_per_guest: 1,
             cache_dir: None,
         };
+        // The server resets slots through PAGEMAP_SCAN (only the pages a run wrote); this
+        // test must exercise that path, not wasmtime's fallback for older kernels.
+        assert!(
+            wasmtime::PoolingAllocationConfig::is_pagemap_scan_available(),
+            "PAGEMAP_SCAN (Linux 6.7 or later) is needed to test the reset path the server uses"
+        );
         let sandbox = Sandbox::new(&config, &[program]).unwrap();
         // Spares, inline starts and slots reused after a teardown on the spares' thread, in
         // whatever order the timing gives: every run finds the snapshot and nothing else.
