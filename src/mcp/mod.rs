@@ -18,6 +18,7 @@ mod tool;
 
 pub use approval::ApprovalStates;
 pub use http::{HttpOptions, serve_http, serve_http_with};
+pub use line_transport::LineTransport;
 pub use result::to_call_tool_result;
 pub use server::{WardenServer, grant_of};
 pub use state_keys::StateKeys;
