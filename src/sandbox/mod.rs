@@ -289,6 +289,10 @@ fn engine_config(config: &SandboxConfig, guests: usize) -> Config {
         // wasmtime requires room for the wasm stack in its async stacks too.
         .async_stack_size(config.wasm_stack_bytes.max(1 << 20) + (1 << 20))
         .cranelift_opt_level(OptLevel::Speed)
+        // Tables filled at instantiation (on the spares thread, off the call's path) rather than
+        // entry by entry through libcalls during the run; also less CPU per call
+        // (docs/benchmarks.md, issue 16).
+        .table_lazy_init(false)
         // Guests are single-threaded; no shared memories or threads in the sandbox.
         .wasm_threads(false);
     c.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
