@@ -188,6 +188,25 @@ fn limits_naming_the_same_counter_share_it_and_grants_are_apart() {
     }
 }
 
+/// Found by the `counters` fuzz target: the embedded store set the count to what it had read
+/// plus one amount, so a counter named twice in one admission counted once.
+#[test]
+fn one_admission_naming_a_counter_twice_counts_both_amounts() {
+    let redis = RedisServer::start();
+    for (kind, store) in stores(&redis) {
+        let mut first = key("twice", 86_400_000, 7);
+        first.amount = 3;
+        let mut second = key("twice", 86_400_000, 6);
+        second.amount = 3;
+        assert!(
+            store.try_admit(&[first.clone(), second], 1_000).is_ok(),
+            "{kind}"
+        );
+        assert_eq!(current(&*store, "twice", 86_400_000, 1_000), 6, "{kind}");
+        assert_eq!(refused(store.try_admit(&[first], 2_000)).index, 0, "{kind}");
+    }
+}
+
 #[test]
 fn concurrent_admission_is_exact() {
     let redis = RedisServer::start();

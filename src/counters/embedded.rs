@@ -101,7 +101,7 @@ impl SqliteCounterStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut counts = Vec::with_capacity(counters.len());
+        let mut starts = Vec::with_capacity(counters.len());
         for (index, c) in counters.iter().enumerate() {
             let start = window_start(now_ms, c.window_ms);
             let used = read(&tx, c, start)?;
@@ -111,15 +111,19 @@ impl SqliteCounterStore {
                     retry_after_ms: retry_after(now_ms, c.window_ms),
                 }));
             }
-            counts.push((start, used.saturating_add(c.amount)));
+            starts.push(start);
         }
-        for (c, (start, count)) in counters.iter().zip(counts) {
+        // Added, not set to what was read plus the amount: one admission may name the same
+        // counter twice, and each adds its amount (as the in-memory store does).
+        for (c, start) in counters.iter().zip(starts) {
             tx.prepare_cached(
                 "INSERT INTO counters (key, window_ms, start_ms, count) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (key, window_ms) DO UPDATE
-                 SET start_ms = excluded.start_ms, count = excluded.count",
+                 SET count = CASE WHEN counters.start_ms = excluded.start_ms
+                                  THEN counters.count + excluded.count ELSE excluded.count END,
+                     start_ms = excluded.start_ms",
             )?
-            .execute(params![c.key, int(c.window_ms), int(start), int(count)])?;
+            .execute(params![c.key, int(c.window_ms), int(start), int(c.amount)])?;
         }
         if self
             .admissions
