@@ -432,3 +432,46 @@ fn serves_stdio_from_a_file_as_well_as_from_a_pipe() {
         serde_json::json!({"jsonrpc": "2.0", "id": 2, "result": {}})
     );
 }
+
+/// `WARDEN_PERFMAP=1` names the guests' compiled functions for perf; without it no map is written.
+#[test]
+fn perf_map_names_guest_functions_only_when_asked() {
+    let run = |perfmap: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_warden"));
+        command
+            .env("WARDEN_STATE_DIR", common::state_dir())
+            .env_remove("WARDEN_PERFMAP")
+            .args(["run", "--language", "python", "--cache-dir"])
+            .arg(common::cache_dir())
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(value) = perfmap {
+            command.env("WARDEN_PERFMAP", value);
+        }
+        let mut child = command.spawn().unwrap();
+        let map = std::path::PathBuf::from(format!("/tmp/perf-{}.map", child.id()));
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"print(6 * 7)")
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "42\n");
+        let names = std::fs::read_to_string(&map).ok();
+        let _ = std::fs::remove_file(&map);
+        names
+    };
+    let names = run(Some("1")).expect("a perf map with WARDEN_PERFMAP=1");
+    assert!(
+        names
+            .lines()
+            .any(|line| line.contains("_PyEval_EvalFrameDefault")),
+        "the map names CPython's functions"
+    );
+    assert_eq!(run(None), None, "no perf map by default");
+    assert_eq!(run(Some("0")), None, "only 1 turns it on");
+}

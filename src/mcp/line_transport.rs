@@ -25,6 +25,10 @@ use tokio::task::JoinSet;
 /// The longest line read as a message, newline included (rmcp's own limit).
 pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 
+/// The line buffer's capacity kept between messages: one large message (code or files near
+/// the limit) must not leave megabytes allocated for the rest of the connection.
+const KEPT_LINE_CAPACITY: usize = 64 * 1024;
+
 pub struct LineTransport<R, W> {
     input: BufReader<R>,
     /// The line being read. It lives here, not in `receive`, because rmcp polls `receive` in a
@@ -130,6 +134,7 @@ where
                 }
             };
             self.line.clear();
+            self.line.shrink_to(KEPT_LINE_CAPACITY);
             match judged {
                 Judged::Message(message) => return Some(*message),
                 Judged::Skip => {}
@@ -495,5 +500,27 @@ mod tests {
             codes,
             [(Value::Null, json!(-32700)), (json!(3), json!(-32600))]
         );
+    }
+
+    #[tokio::test]
+    async fn a_large_message_does_not_leave_its_buffer_behind() {
+        let (mut client, server_input) = tokio::io::duplex(1 << 16);
+        let mut transport = LineTransport::new(server_input, tokio::io::sink());
+        let mut large = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"x\":\"".to_vec();
+        large.resize(4 * 1024 * 1024, b'a');
+        large.extend_from_slice(b"\"}\n{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}\n");
+        let writer = tokio::spawn(async move { client.write_all(&large).await });
+        for _ in 0..2 {
+            assert!(matches!(
+                transport.receive().await,
+                Some(rmcp::model::JsonRpcMessage::Request(_))
+            ));
+            assert!(
+                transport.line.capacity() <= KEPT_LINE_CAPACITY,
+                "{} bytes kept",
+                transport.line.capacity()
+            );
+        }
+        writer.await.expect("the writer").expect("writing");
     }
 }

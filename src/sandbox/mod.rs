@@ -289,6 +289,7 @@ fn engine_config(config: &SandboxConfig, guests: usize) -> Config {
         // wasmtime requires room for the wasm stack in its async stacks too.
         .async_stack_size(config.wasm_stack_bytes.max(1 << 20) + (1 << 20))
         .cranelift_opt_level(OptLevel::Speed)
+        .profiler(profiler())
         // Tables filled at instantiation (on the spares thread, off the call's path) rather than
         // entry by entry through libcalls during the run; also less CPU per call
         // (docs/benchmarks.md, issue 16).
@@ -299,6 +300,16 @@ fn engine_config(config: &SandboxConfig, guests: usize) -> Config {
         config, guests,
     )));
     c
+}
+
+/// `WARDEN_PERFMAP=1` names the guests' compiled functions for `perf` (wasmtime writes
+/// `/tmp/perf-<pid>.map`); off by default, since it writes a file and costs a little at load.
+fn profiler() -> wasmtime::ProfilingStrategy {
+    if std::env::var_os("WARDEN_PERFMAP").is_some_and(|v| v == "1") {
+        wasmtime::ProfilingStrategy::PerfMap
+    } else {
+        wasmtime::ProfilingStrategy::None
+    }
 }
 
 /// Instances, memories and tables come from a pool of slots that stay mapped between runs.
