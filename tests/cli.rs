@@ -450,6 +450,8 @@ fn perf_map_names_guest_functions_only_when_asked() {
         if let Some(value) = perfmap {
             command.env("WARDEN_PERFMAP", value);
         }
+        // File times come from a coarse clock: a second's margin.
+        let started = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
         let mut child = command.spawn().unwrap();
         let map = std::path::PathBuf::from(format!("/tmp/perf-{}.map", child.id()));
         child
@@ -461,8 +463,14 @@ fn perf_map_names_guest_functions_only_when_asked() {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert_eq!(text(&out.stdout), "42\n");
-        let names = std::fs::read_to_string(&map).ok();
-        let _ = std::fs::remove_file(&map);
+        // A map older than the process is another process's that had the same pid.
+        let fresh = std::fs::metadata(&map)
+            .and_then(|m| m.modified())
+            .is_ok_and(|modified| modified >= started);
+        let names = fresh.then(|| std::fs::read_to_string(&map).ok()).flatten();
+        if fresh {
+            let _ = std::fs::remove_file(&map);
+        }
         names
     };
     let names = run(Some("1")).expect("a perf map with WARDEN_PERFMAP=1");

@@ -450,6 +450,28 @@ fn a_token_is_claimed_once_until_it_expires() {
     }
 }
 
+/// A refused claim (the token is used) must not move the first claim's expiry: found by the
+/// counters fuzz target, where the memory store let a refused claim with an earlier expiry
+/// shorten the first, so that the token could be claimed again before the first claim expired.
+#[test]
+fn a_refused_claim_leaves_the_claim_as_it_was() {
+    let redis = RedisServer::start();
+    for (kind, store) in stores(&redis) {
+        assert!(
+            store.claim_once("approval|n4", 1_000, 5_000).unwrap(),
+            "{kind}"
+        );
+        assert!(
+            !store.claim_once("approval|n4", 1_000, 1_000).unwrap(),
+            "{kind}: used"
+        );
+        assert!(
+            !store.claim_once("approval|n4", 2_000, 9_000).unwrap(),
+            "{kind}: still claimed until 5000"
+        );
+    }
+}
+
 #[test]
 fn redis_over_tls_with_a_password() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(

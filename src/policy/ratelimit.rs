@@ -287,7 +287,15 @@ impl CounterStore for MemoryCounterStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         claims.retain(|_, expires| *expires > now_ms);
-        Ok(claims.insert(token.to_string(), expires_ms).is_none())
+        // A refused claim leaves the first one as it was (its expiry included), as the other
+        // stores' insert-if-absent does.
+        match claims.entry(token.to_string()) {
+            std::collections::hash_map::Entry::Occupied(_) => Ok(false),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(expires_ms);
+                Ok(true)
+            }
+        }
     }
 
     fn health(&self) -> StoreHealth {
