@@ -319,6 +319,13 @@ fn build_engine() -> Result<Engine, String> {
             Ok::<_, rquickjs::Error>(Persistent::save(&ctx, internals))
         })
         .map_err(|e| format!("prelude: {e}"))?;
+    // The prelude's call-site patch leaves its `new Error()`'s call sites in the context's
+    // last-backtrace slot, which QuickJS frees at the next top-level eval: in every run, where
+    // it was ~8 µs of a fresh `1+1` (docs/benchmarks.md). A top-level eval here frees it before
+    // the snapshot, so that every run starts with the slot empty, as a new context does.
+    context
+        .with(|ctx| ctx.eval::<(), _>("undefined"))
+        .map_err(|e| format!("prelude: {e}"))?;
     Ok(Engine {
         runtime,
         context,
