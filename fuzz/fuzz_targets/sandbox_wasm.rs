@@ -13,8 +13,8 @@
 //! Asserts:
 //! - the host never panics nor crashes (a stack overflow on the host thread aborts the fuzzer
 //!   like it would abort the server);
-//! - the run returns within its deadline plus a fixed slack (epoch interruption works whatever
-//!   the module does, host calls included), and a timeout is not reported before the deadline;
+//! - the run returns within its deadline plus a fixed slack (the fuel-sliced deadline check works
+//!   whatever the module does, host calls included), and a timeout is not reported before the deadline;
 //! - memory: the limiter's peak and the module's exported memories stay within the run's cap,
 //!   and the limiter saw every byte the memories hold;
 //! - fuel: never more than the budget; `out_of_fuel` means the budget is spent;

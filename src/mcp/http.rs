@@ -190,7 +190,7 @@ where
         );
     }
     sessions_stop.cancel();
-    // Cancelled calls stop within an epoch tick; give their answers a moment to go out.
+    // Cancelled calls stop at their next fuel yield; give their answers a moment to go out.
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     Ok(())
 }

@@ -32,8 +32,8 @@ pub struct HttpResponse {
 pub type FetchFailure = Box<dyn std::error::Error + Send + Sync>;
 
 /// Sends a guest's request, or says why not. Called on the run's blocking thread; it must
-/// return by the run's deadline on its own, since the epoch deadline cannot interrupt a host
-/// call.
+/// return by the run's deadline on its own, since the deadline is only looked at between
+/// slices of the guest's fuel, not inside a host call.
 pub trait Fetcher: Send + Sync {
     fn fetch(&self, request: HttpRequest) -> Result<HttpResponse, FetchFailure>;
 }

@@ -14,12 +14,19 @@ use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::capability::HttpRequest as HostRequest;
-use super::run::{HasRunCore, RunCore, RunRequest, SharedText, adopt, limited_store};
+use super::run::{HasRunCore, RunCore, RunRequest, SharedText, adopt, drive_in, limited_store};
 use super::session::{Kept, KeptForm, run_kept};
 use super::{RunLimits, SessionRun};
 use crate::contract::ExecutionResult;
 
-wasmtime::component::bindgen!({ path: "guest-runtimes/wit", world: "guest" });
+// Exports are async so that a run can yield to `run::drive` between slices of fuel; the
+// imports stay blocking host functions, and may trap (a run stopped while one waited).
+wasmtime::component::bindgen!({
+    path: "guest-runtimes/wit",
+    world: "guest",
+    imports: { default: trappable },
+    exports: { default: async },
+});
 
 pub use self::GuestPre as ComponentPre;
 
@@ -40,33 +47,43 @@ impl HasRunCore for ComponentState {
 }
 
 impl GuestImports for ComponentState {
-    fn exiting(&mut self, code: i32) {
+    fn exiting(&mut self, code: i32) -> wasmtime::Result<()> {
         self.run.exit_code = Some(code);
+        Ok(())
     }
 
-    fn workspace(&mut self, request: String, data: Vec<u8>) -> (String, Vec<u8>) {
-        self.run.file_call(request.as_bytes(), &data)
+    fn workspace(&mut self, request: String, data: Vec<u8>) -> wasmtime::Result<(String, Vec<u8>)> {
+        let answer = self.run.file_call(request.as_bytes(), &data);
+        self.run.check_stop()?;
+        Ok(answer)
     }
 
-    fn tools(&mut self, request: String) -> String {
-        self.run.tool_call(&request)
+    fn tools(&mut self, request: String) -> wasmtime::Result<String> {
+        let answer = self.run.tool_call(&request);
+        self.run.check_stop()?;
+        Ok(answer)
     }
 
-    fn fetch(&mut self, request: HttpRequest) -> Result<HttpResponse, String> {
+    fn fetch(&mut self, request: HttpRequest) -> wasmtime::Result<Result<HttpResponse, String>> {
         let response = self.run.fetch(HostRequest {
             method: request.method,
             url: request.url,
             headers: request.headers,
             body: request.body,
-        })?;
-        Ok(HttpResponse {
+        });
+        self.run.check_stop()?;
+        let response = match response {
+            Ok(response) => response,
+            Err(error) => return Ok(Err(error)),
+        };
+        Ok(Ok(HttpResponse {
             status: response.status,
             status_text: response.status_text,
             url: response.url,
             redirected: response.redirected,
             headers: response.headers,
             body: response.body,
-        })
+        }))
     }
 }
 
@@ -82,8 +99,8 @@ impl WasiView for ComponentState {
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<ComponentState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).context("adding WASI to the linker")?;
-    // WASI's poll blocks the host thread (a `time.sleep`), where the epoch deadline cannot
-    // interrupt it: a guest could outlive its deadline. Here every pollable is ready at once,
+    // WASI's poll blocks the host thread (a `time.sleep`), where the deadline cannot interrupt
+    // it: a guest could outlive its deadline. Here every pollable is ready at once,
     // so sleeping takes no time, like the JavaScript guest's virtual timers.
     linker.allow_shadowing(true);
     let mut poll = linker.instance(WASI_IO_POLL)?;
@@ -145,7 +162,7 @@ pub fn make_spare(
     limits: &RunLimits,
 ) -> wasmtime::Result<ComponentSession> {
     let mut store = limited_store(engine, doorless_state(limits), limits.fuel)?;
-    let instance = pre.instantiate(&mut store)?;
+    let instance = drive_in(&mut store, |store| pre.instantiate_async(store))?;
     Ok(Kept { store, instance })
 }
 
@@ -179,17 +196,19 @@ pub fn execute_in_session(
                 return Ok((spare.store, Ok(spare.instance)));
             }
             let mut store = limited_store(engine, new_state(&request), request.limits.fuel)?;
-            let guest = pre.instantiate(&mut store);
+            let guest = drive_in(&mut store, |store| pre.instantiate_async(store));
             Ok((store, guest))
         },
         refresh: |_: &mut ComponentState| {},
         call: |store: &mut wasmtime::Store<ComponentState>, guest: &Guest| {
-            let json = guest.call_run(
-                &mut *store,
-                &request.source,
-                &request.input_json,
-                &request.filename,
-            )?;
+            let json = drive_in(&mut *store, |store| {
+                guest.call_run(
+                    store,
+                    &request.source,
+                    &request.input_json,
+                    &request.filename,
+                )
+            })?;
             store.data_mut().run.report(json.as_bytes());
             Ok(())
         },
@@ -205,7 +224,7 @@ pub fn check_instantiates(
     limits: &RunLimits,
 ) -> wasmtime::Result<()> {
     super::run::check_instantiates(engine, doorless_state(limits), limits, |store| {
-        pre.instantiate(store)
+        drive_in(store, |store| pre.instantiate_async(store))
     })
 }
 

@@ -8,7 +8,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use super::capability::{HttpRequest, encode_frame};
-use super::run::{HasRunCore, RunCore, RunRequest, adopt, limited_store};
+use super::run::{HasRunCore, RunCore, RunRequest, adopt, drive_in, limited_store};
 use super::session::{Kept, KeptForm, run_kept};
 use super::{RunLimits, SessionRun};
 use crate::contract::ExecutionResult;
@@ -41,8 +41,8 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<CoreState>> {
     let mut linker: Linker<CoreState> = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut CoreState| &mut s.wasi)
         .context("adding WASI to the linker")?;
-    // WASI's poll_oneoff sleeps on the host thread, where the epoch deadline cannot interrupt
-    // it: a guest could outlive its deadline. No guest needs to sleep, so it is not supported.
+    // WASI's poll_oneoff sleeps on the host thread, where the deadline cannot interrupt it: a
+    // guest could outlive its deadline. No guest needs to sleep, so it is not supported.
     linker.allow_shadowing(true);
     linker
         .func_wrap(
@@ -159,6 +159,7 @@ fn host_fetch(mut caller: Caller<'_, CoreState>, ptr: u32, len: u32) -> wasmtime
             Ok(request)
         })
         .and_then(|request| state.run.fetch(request));
+    state.run.check_stop()?;
     state.reply = match response {
         Ok(response) => {
             let mut head = serde_json::to_value(&response).unwrap_or_default();
@@ -189,6 +190,7 @@ fn host_workspace(mut caller: Caller<'_, CoreState>, ptr: u32, len: u32) -> wasm
             Vec::new(),
         ),
     };
+    state.run.check_stop()?;
     state.reply = encode_frame(answer.as_bytes(), &bytes);
     u32::try_from(state.reply.len())
         .map_err(|_| wasmtime::format_err!("workspace: the answer is too large"))
@@ -204,6 +206,7 @@ fn host_tools(mut caller: Caller<'_, CoreState>, ptr: u32, len: u32) -> wasmtime
         Ok(request) => state.run.tool_call(request),
         Err(_) => r#"{"ok":false,"kind":"invalid","message":"the request is not UTF-8"}"#.into(),
     };
+    state.run.check_stop()?;
     state.reply = answer.into_bytes();
     u32::try_from(state.reply.len())
         .map_err(|_| wasmtime::format_err!("tools: the answer is too large"))
@@ -263,11 +266,11 @@ pub fn execute_and_inspect(
         Ok(store) => store,
         Err(e) => return ExecutionResult::internal(format!("setting up the run failed: {e:#}")),
     };
-    let outcome = match pre.instantiate(&mut store) {
+    let outcome = match drive_in(&mut store, |store| pre.instantiate_async(store)) {
         Ok(instance) => {
             let outcome = instance
                 .get_typed_func::<(), ()>(&mut store, START_EXPORT)
-                .and_then(|start| start.call(&mut store, ()));
+                .and_then(|start| drive_in(&mut store, |store| start.call_async(store, ())));
             inspect(&mut store, &instance);
             outcome
         }
@@ -308,7 +311,7 @@ pub fn make_spare(
 ) -> wasmtime::Result<CoreSession> {
     let state = doorless_state(limits, GUEST_DIAGNOSTICS_BYTES);
     let mut store = limited_store(engine, state, limits.fuel)?;
-    let instance = pre.instantiate(&mut store)?;
+    let instance = drive_in(&mut store, |store| pre.instantiate_async(store))?;
     Ok(Kept { store, instance })
 }
 
@@ -352,14 +355,13 @@ fn run_in(
             let diagnostics = MemoryOutputPipe::new(GUEST_DIAGNOSTICS_BYTES);
             let state = new_state(request.clone(), &diagnostics);
             let mut store = limited_store(engine, state, request.limits.fuel)?;
-            let instance = pre.instantiate(&mut store);
+            let instance = drive_in(&mut store, |store| pre.instantiate_async(store));
             Ok((store, instance))
         },
         refresh: |state: &mut CoreState| state.request_fields = fields(),
         call: |store: &mut Store<CoreState>, instance: &Instance| {
-            instance
-                .get_typed_func::<(), ()>(&mut *store, export)
-                .and_then(|entry| entry.call(&mut *store, ()))
+            let entry = instance.get_typed_func::<(), ()>(&mut *store, export)?;
+            drive_in(store, |store| entry.call_async(store, ()))
         },
         diagnose: |state: &CoreState| {
             String::from_utf8_lossy(&state.diagnostics.contents()).into_owned()
@@ -375,7 +377,9 @@ pub fn check_instantiates(
     limits: &RunLimits,
 ) -> wasmtime::Result<()> {
     let state = doorless_state(limits, 0);
-    super::run::check_instantiates(engine, state, limits, |store| pre.instantiate(store))
+    super::run::check_instantiates(engine, state, limits, |store| {
+        drive_in(store, |store| pre.instantiate_async(store))
+    })
 }
 
 /// The state of an instance that is not (yet) a call's: no fetch, workspace or tools.

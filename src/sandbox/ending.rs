@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use wasmtime::{Store, Trap};
 
-use super::run::{HasRunCore, Interrupted, Reported};
+use super::drive::Interrupted;
+use super::run::{HasRunCore, Reported};
 use crate::contract::{ErrorInfo, ErrorKind, ExecutionResult, Status, Truncated, Usage};
 
 /// Turns the end of a run into its result. `diagnostics` is what the guest runtime itself

@@ -31,7 +31,7 @@ impl Sandbox {
     }
 
     /// Runs the module's `_start` once under `request`, the way [`Sandbox::run`] runs a
-    /// prepared guest: the same store limits (fuel, epoch deadline, memory limiter) and
+    /// prepared guest: the same store limits (fuel, deadline, memory limiter) and
     /// outcome mapping.
     pub fn run_core_module(&self, guest: &CoreModuleGuest, request: RunRequest) -> CoreModuleRun {
         if !Engine::same(guest.0.module().engine(), &self.engine) {

@@ -5,14 +5,16 @@
 //!
 //! Deny by default: a run's WASI context has no preopened directories, no environment, no
 //! arguments beyond the program name and no sockets; clocks and randomness are allowed. Every
-//! run is bounded by fuel, a wall-clock deadline (checked on every epoch tick, so it covers
-//! queueing and host calls too), total linear memory, wasm stack and output bytes. Whatever a
+//! run is bounded by fuel, a wall-clock deadline and cancellation (looked at between slices of
+//! fuel: guests run as async calls that yield, driven by `run::drive`), total linear memory,
+//! wasm stack and output bytes. Whatever a
 //! guest does, a run ends in an [`ExecutionResult`]; the next run is unaffected.
 
 mod cache;
 pub mod capability;
 mod component;
 mod core_module;
+mod drive;
 mod ending;
 #[cfg(feature = "fuzzing")]
 mod fuzzing;
@@ -45,9 +47,6 @@ pub use fuzzing::{CoreModuleGuest, CoreModuleRun};
 pub use run::{OutputWatch, RunRequest};
 pub use session::{KeptGuest, SessionRun};
 use spares::{Spare, Spares};
-
-/// How often the epoch advances; a deadline or a cancellation is noticed within one tick.
-pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 
 /// Pool slots reserved per concurrent run. The JavaScript guest needs one core instance, one
 /// memory and one table; the Python component (componentize-py) a handful of each.
@@ -141,7 +140,6 @@ pub struct Sandbox {
     engine: Engine,
     guests: HashMap<&'static str, PreparedGuest>,
     spares: Spares,
-    ticker_stop: Arc<AtomicBool>,
 }
 
 impl Sandbox {
@@ -207,13 +205,10 @@ impl Sandbox {
         }
         let spares = Spares::start(makers, config.spares_per_guest)
             .context("starting the spare-instance thread")?;
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
         Ok(Sandbox {
             engine,
             guests,
             spares,
-            ticker_stop,
         })
     }
 
@@ -243,12 +238,6 @@ impl Sandbox {
                 guest.name
             )),
         }
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -283,10 +272,12 @@ fn is_resource_busy(error: &wasmtime::Error) -> bool {
 
 fn engine_config(config: &SandboxConfig, guests: usize) -> Config {
     let mut c = Config::new();
+    // Guests run as async calls that yield every few million units of fuel, where the deadline
+    // and the cancel flag are looked at (`run::drive`); no epoch checks in the compiled code.
     c.consume_fuel(true)
-        .epoch_interruption(true)
         .max_wasm_stack(config.wasm_stack_bytes)
-        // wasmtime requires room for the wasm stack in its async stacks too.
+        // A run's wasm and host frames live on its async stack, which must hold the wasm stack
+        // limit and room for the host beyond it.
         .async_stack_size(config.wasm_stack_bytes.max(1 << 20) + (1 << 20))
         .cranelift_opt_level(OptLevel::Speed)
         .profiler(profiler())
@@ -335,6 +326,10 @@ fn pooling_config(config: &SandboxConfig, guests: usize) -> PoolingAllocationCon
         .max_core_instances_per_component(u32::try_from(CORE_INSTANCES_PER_RUN).unwrap_or(u32::MAX))
         .max_memories_per_component(u32::try_from(MEMORIES_PER_RUN).unwrap_or(u32::MAX))
         .max_tables_per_component(u32::try_from(TABLES_PER_RUN).unwrap_or(u32::MAX))
+        // One async stack per instance that may be instantiating or running at once. Stacks
+        // are not zeroed between runs (wasmtime's default): a guest cannot read the host's
+        // stack, only its own linear memory, which the reset covers.
+        .total_stacks(total(1))
         .max_component_instance_size(1 << 20)
         .max_core_instance_size(1 << 20)
         .table_elements(MAX_TABLE_ELEMENTS)
@@ -346,19 +341,6 @@ fn pooling_config(config: &SandboxConfig, guests: usize) -> PoolingAllocationCon
         // (docs/benchmarks.md, issue 16). Kernels before 6.7 get the old reset.
         .pagemap_scan(wasmtime::Enabled::Auto);
     pool
-}
-
-fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> wasmtime::Result<()> {
-    std::thread::Builder::new()
-        .name("warden-epoch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                engine.increment_epoch();
-            }
-        })
-        .context("starting the epoch ticker thread")?;
-    Ok(())
 }
 
 /// A run's cancellation flag, shared with whoever may cancel it.

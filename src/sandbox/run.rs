@@ -1,15 +1,18 @@
 //! What every run shares, whatever the guest's form (core module or component): the request,
-//! the per-run state with its limits, capped output, and the store set-up (fuel, epoch
-//! deadline, cancellation, memory limiter). How a run ends is mapped in `ending.rs`.
+//! the per-run state with its limits, capped output, the store set-up (fuel, memory limiter)
+//! and the loop that drives a guest call while watching its deadline and cancellation. How a
+//! run ends is mapped in `ending.rs`.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime::{Engine, Store};
 
 use super::capability::{
     FetchCapability, HttpRequest, HttpResponse, ToolsCapability, WorkspaceCapability,
 };
+use super::drive::{FUEL_BETWEEN_CHECKS, Stop, drive};
 use super::limiter::TotalMemoryLimiter;
 use super::{CancelFlag, RunLimits};
 
@@ -82,8 +85,7 @@ pub struct RunCore {
     pub fetches: u32,
     workspace: WorkspaceCapability,
     tools: ToolsCapability,
-    deadline: Instant,
-    cancel: CancelFlag,
+    stop: Stop,
 }
 
 impl RunCore {
@@ -102,8 +104,7 @@ impl RunCore {
             fetches: 0,
             workspace: request.workspace.clone(),
             tools: request.tools.clone(),
-            deadline: limits.deadline,
-            cancel: request.cancel.clone(),
+            stop: Stop::new(limits.deadline, request.cancel.clone()),
         }
     }
 
@@ -136,13 +137,24 @@ impl RunCore {
         self.fetches = 0;
         self.workspace = request.workspace.clone();
         self.tools = request.tools.clone();
-        self.deadline = request.limits.deadline;
-        self.cancel = request.cancel.clone();
+        self.stop = Stop::new(request.limits.deadline, request.cancel.clone());
+    }
+
+    /// Traps when the run must end: called after each host call that may have waited (fetch,
+    /// files, tools), so that a run whose deadline passed meanwhile, or that was cancelled, ends
+    /// there rather than go on with the answer until its next fuel slice.
+    pub fn check_stop(&self) -> wasmtime::Result<()> {
+        self.stop.check().map_err(wasmtime::Error::new)
+    }
+
+    /// When the current call must stop, for [`drive`].
+    pub fn stop(&self) -> Stop {
+        self.stop.clone()
     }
 
     /// The guest's fetch, counted in the run's usage.
     pub fn fetch(&mut self, request: HttpRequest) -> Result<HttpResponse, String> {
-        if self.cancel.is_cancelled() {
+        if self.stop.is_cancelled() {
             return Err("the run was cancelled".into());
         }
         self.fetches = self.fetches.saturating_add(1);
@@ -151,7 +163,7 @@ impl RunCore {
 
     /// The guest's file call (see [`WorkspaceCapability`]).
     pub fn file_call(&mut self, request: &[u8], data: &[u8]) -> (String, Vec<u8>) {
-        if self.cancel.is_cancelled() {
+        if self.stop.is_cancelled() {
             return (
                 r#"{"ok":false,"code":"EINTR","message":"the run was cancelled"}"#.to_string(),
                 Vec::new(),
@@ -163,14 +175,11 @@ impl RunCore {
     /// The guest's call to an upstream tool (see [`ToolsCapability`]). Time the call spent
     /// waiting for a person moves the run's deadline: an approval is not the code's time.
     pub fn tool_call(&mut self, request: &str) -> String {
-        if self.cancel.is_cancelled() {
+        if self.stop.is_cancelled() {
             return r#"{"ok":false,"kind":"cancelled","message":"the run was cancelled"}"#.into();
         }
         let answer = self.tools.call(request);
-        self.deadline = self
-            .deadline
-            .checked_add(answer.paused)
-            .unwrap_or(self.deadline);
+        self.stop.postpone(answer.paused);
         answer.json
     }
 
@@ -194,17 +203,10 @@ pub enum Reported {
     TooLarge(usize),
 }
 
-/// Why the epoch callback stopped a run.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum Interrupted {
-    #[error("the run's deadline passed")]
-    Deadline,
-    #[error("the run was cancelled")]
-    Cancelled,
-}
-
-/// A store with the run's limits: memory limiter, fuel, and an epoch callback that stops the
-/// guest once the deadline passes or the run is cancelled.
+/// A store with the run's limits: memory limiter and fuel. The guest yields every
+/// [`FUEL_BETWEEN_CHECKS`] units of fuel, so that [`drive`] can stop it at its deadline or on
+/// cancellation: that is cheaper than epoch checks, which Cranelift puts at every function
+/// entry and loop header beside fuel's own (8-15% of compute, docs/benchmarks.md).
 pub fn limited_store<S: HasRunCore>(
     engine: &Engine,
     state: S,
@@ -213,18 +215,20 @@ pub fn limited_store<S: HasRunCore>(
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.run_core().limiter);
     store.set_fuel(fuel)?;
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|mut ctx| {
-        let core = ctx.data_mut().run_core();
-        if core.cancel.is_cancelled() {
-            return Err(wasmtime::Error::new(Interrupted::Cancelled));
-        }
-        if Instant::now() >= core.deadline {
-            return Err(wasmtime::Error::new(Interrupted::Deadline));
-        }
-        Ok(UpdateDeadline::Continue(1))
-    });
+    store.fuel_async_yield_interval(Some(FUEL_BETWEEN_CHECKS))?;
     Ok(store)
+}
+
+/// [`drive`] for a store's current call.
+pub fn drive_in<'store, S: HasRunCore, T, F>(
+    store: &'store mut Store<S>,
+    call: impl FnOnce(&'store mut Store<S>) -> F,
+) -> wasmtime::Result<T>
+where
+    F: Future<Output = wasmtime::Result<T>> + 'store,
+{
+    let stop = store.data_mut().run_core().stop();
+    drive(&stop, call(store))
 }
 
 /// Gives a kept store the next call's limits: its fuel, its deadline and a fresh [`RunCore`]
@@ -235,7 +239,6 @@ pub fn begin_call<S: HasRunCore>(
 ) -> wasmtime::Result<()> {
     store.data_mut().run_core().begin_call(request);
     store.set_fuel(request.limits.fuel)?;
-    store.set_epoch_deadline(1);
     Ok(())
 }
 

@@ -217,7 +217,7 @@ impl Service {
         let joined = tokio::select! {
             joined = &mut run => joined,
             _ = cancel.cancelled() => {
-                // The epoch callback sees the flag within a tick and stops the guest.
+                // The guest sees the flag at its next fuel yield (well under a millisecond) and stops.
                 flag.cancel();
                 run.await
             }
