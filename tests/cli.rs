@@ -3,11 +3,15 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
-fn warden(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+/// `warden <args> --cache-dir <the tests' cache>` with piped stdio, the tests' state directory,
+/// no inherited `WARDEN_PERFMAP`, and `envs`.
+fn spawn_warden(args: &[&str], envs: &[(&str, &str)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_warden"))
         .env("WARDEN_STATE_DIR", common::state_dir())
+        .env_remove("WARDEN_PERFMAP")
+        .envs(envs.iter().copied())
         .args(args)
         .arg("--cache-dir")
         .arg(common::cache_dir())
@@ -15,7 +19,11 @@ fn warden(args: &[&str], stdin: &str) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Writes `stdin` to the child and waits for its output.
+fn finish(mut child: Child, stdin: &str) -> Output {
     child
         .stdin
         .take()
@@ -23,6 +31,10 @@ fn warden(args: &[&str], stdin: &str) -> Output {
         .write_all(stdin.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
+}
+
+fn warden(args: &[&str], stdin: &str) -> Output {
+    finish(spawn_warden(args, &[]), stdin)
 }
 
 fn warden_policy(args: &[&str]) -> Output {
@@ -437,30 +449,12 @@ fn serves_stdio_from_a_file_as_well_as_from_a_pipe() {
 #[test]
 fn perf_map_names_guest_functions_only_when_asked() {
     let run = |perfmap: Option<&str>| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_warden"));
-        command
-            .env("WARDEN_STATE_DIR", common::state_dir())
-            .env_remove("WARDEN_PERFMAP")
-            .args(["run", "--language", "python", "--cache-dir"])
-            .arg(common::cache_dir())
-            .arg("-")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(value) = perfmap {
-            command.env("WARDEN_PERFMAP", value);
-        }
+        let envs: Vec<(&str, &str)> = perfmap.map(|v| ("WARDEN_PERFMAP", v)).into_iter().collect();
         // File times come from a coarse clock: a second's margin.
         let started = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
-        let mut child = command.spawn().unwrap();
+        let child = spawn_warden(&["run", "--language", "python", "-"], &envs);
         let map = std::path::PathBuf::from(format!("/tmp/perf-{}.map", child.id()));
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"print(6 * 7)")
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = finish(child, "print(6 * 7)");
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert_eq!(text(&out.stdout), "42\n");
         // A map older than the process is another process's that had the same pid.
