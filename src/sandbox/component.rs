@@ -19,7 +19,7 @@ use super::session::{Kept, KeptForm, run_kept};
 use super::{RunLimits, SessionRun};
 use crate::contract::ExecutionResult;
 
-// Exports are async so that a run can yield to `run::drive` between slices of fuel; the
+// Exports are async so that a run can yield to `drive::drive` between slices of fuel; the
 // imports stay blocking host functions, and may trap (a run stopped while one waited).
 wasmtime::component::bindgen!({
     path: "guest-runtimes/wit",

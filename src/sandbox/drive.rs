@@ -22,9 +22,9 @@ pub(super) enum Interrupted {
 }
 
 /// How much fuel a guest burns between two looks at its deadline and cancel flag: a third to
-/// two thirds of a millisecond of compute on the benchmark machine (JavaScript burns ~15 units a
-/// microsecond, Python ~8), a few milliseconds on a slow one. Each look is a switch out of the guest's
-/// stack and back, well under a microsecond.
+/// two thirds of a millisecond of compute on the benchmark machine (JavaScript burns ~15 units
+/// a microsecond, Python ~8), a few milliseconds on a slow one. Each look is a switch out of
+/// the guest's stack and back, well under a microsecond.
 pub(super) const FUEL_BETWEEN_CHECKS: u64 = 5_000_000;
 
 /// When a running guest must stop: its deadline and its cancel flag. Shared between the

@@ -6,9 +6,9 @@
 //! Deny by default: a run's WASI context has no preopened directories, no environment, no
 //! arguments beyond the program name and no sockets; clocks and randomness are allowed. Every
 //! run is bounded by fuel, a wall-clock deadline and cancellation (looked at between slices of
-//! fuel: guests run as async calls that yield, driven by `run::drive`), total linear memory,
-//! wasm stack and output bytes. Whatever a
-//! guest does, a run ends in an [`ExecutionResult`]; the next run is unaffected.
+//! fuel: guests run as async calls that yield, driven by `drive::drive`), total linear memory,
+//! wasm stack and output bytes. Whatever a guest does, a run ends in an [`ExecutionResult`];
+//! the next run is unaffected.
 
 mod cache;
 pub mod capability;
@@ -273,7 +273,7 @@ fn is_resource_busy(error: &wasmtime::Error) -> bool {
 fn engine_config(config: &SandboxConfig, guests: usize) -> Config {
     let mut c = Config::new();
     // Guests run as async calls that yield every few million units of fuel, where the deadline
-    // and the cancel flag are looked at (`run::drive`); no epoch checks in the compiled code.
+    // and the cancel flag are looked at (`drive::drive`); no epoch checks in the compiled code.
     c.consume_fuel(true)
         .max_wasm_stack(config.wasm_stack_bytes)
         // A run's wasm and host frames live on its async stack, which must hold the wasm stack
