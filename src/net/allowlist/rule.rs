@@ -56,6 +56,17 @@ impl AllowRule {
             "" | "/" => None,
             p => Some(normalize_path(p).map_err(|e| fail(&e))?).filter(|p| p != "/"),
         };
+        // `10.0.0.1` and the path `/8:80` would print as `10.0.0.1/8:80`, a network: a rule must
+        // parse back from the form it prints (found by the allowlist fuzz target).
+        if matches!(host, HostPattern::Ip(IpAddr::V4(_)))
+            && matches!(ports, Ports::SchemeDefault)
+            && path_prefix.as_deref().is_some_and(starts_with_a_number)
+        {
+            return Err(fail(
+                "after an IPv4 address, a path whose first segment is a number would read as a \
+                 network's prefix length; name the port (e.g. :80) or change the path",
+            ));
+        }
         let methods = match methods {
             None => None,
             Some([]) => {
@@ -187,6 +198,15 @@ impl fmt::Display for AllowRule {
 
 /// Splits `host[:ports][/path]` at the end of the host (an IPv6 host is bracketed; an IP
 /// followed by `/len` is a network).
+/// Whether `path` begins with what `split_host` reads as an IPv4 network's prefix length.
+fn starts_with_a_number(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    let segment = &rest[..rest.find([':', '/']).unwrap_or(rest.len())];
+    !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit())
+}
+
 fn split_host(rest: &str) -> Result<(&str, &str), String> {
     if rest.starts_with('[') {
         let end = rest

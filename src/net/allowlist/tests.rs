@@ -61,6 +61,31 @@ fn dot_segments_in_a_rule_path_are_resolved() {
     assert_eq!(rule.to_string(), "https://a.example/v1/");
 }
 
+/// An IPv4 host and a path whose first segment is a number print as a network
+/// (`127.0.0.1/8:80`), which is another rule: such a rule is refused with a clear error rather
+/// than read back differently (found by the allowlist fuzz target).
+#[test]
+fn an_ip_host_path_that_would_print_as_a_network_is_refused() {
+    for text in [
+        "http://127.0.0.1/./8:080-8100,9000",
+        "http://127.0.0.1/./8",
+        "https://10.0.0.1/x/../16/api",
+    ] {
+        let error = AllowRule::parse(text, None).unwrap_err();
+        assert!(error.contains("would read as a network"), "{text}: {error}");
+    }
+    // With a port, or a path that is not a number, the printed form is unambiguous.
+    for text in [
+        "http://127.0.0.1:80/./8",
+        "http://127.0.0.1/./8x",
+        "http://127.0.0.1/8/api",
+    ] {
+        let rule = AllowRule::parse(text, None).unwrap();
+        let again = AllowRule::parse(&rule.to_string(), None).unwrap();
+        assert_eq!(again, rule, "{text} prints as {rule}");
+    }
+}
+
 #[test]
 fn bad_rules_say_what_is_wrong() {
     for (text, expect) in [
