@@ -53,15 +53,11 @@ impl GuestImports for ComponentState {
     }
 
     fn workspace(&mut self, request: String, data: Vec<u8>) -> wasmtime::Result<(String, Vec<u8>)> {
-        let answer = self.run.file_call(request.as_bytes(), &data);
-        self.run.check_stop()?;
-        Ok(answer)
+        self.run.file_call(request.as_bytes(), &data)
     }
 
     fn tools(&mut self, request: String) -> wasmtime::Result<String> {
-        let answer = self.run.tool_call(&request);
-        self.run.check_stop()?;
-        Ok(answer)
+        self.run.tool_call(&request)
     }
 
     fn fetch(&mut self, request: HttpRequest) -> wasmtime::Result<Result<HttpResponse, String>> {
@@ -70,8 +66,7 @@ impl GuestImports for ComponentState {
             url: request.url,
             headers: request.headers,
             body: request.body,
-        });
-        self.run.check_stop()?;
+        })?;
         let response = match response {
             Ok(response) => response,
             Err(error) => return Ok(Err(error)),

@@ -151,15 +151,16 @@ fn host_fetch(mut caller: Caller<'_, CoreState>, ptr: u32, len: u32) -> wasmtime
     let memory = guest_memory(&mut caller)?;
     let (data, state) = memory.data_and_store_mut(&mut caller);
     let range = guest_bytes(data, ptr, len, "fetch")?;
-    let response = super::capability::decode_frame(&data[range])
-        .and_then(|(head, body)| {
-            let mut request: HttpRequest = serde_json::from_slice(head)
-                .map_err(|e| format!("malformed fetch request: {e}"))?;
-            request.body = body.to_vec();
-            Ok(request)
-        })
-        .and_then(|request| state.run.fetch(request));
-    state.run.check_stop()?;
+    let request = super::capability::decode_frame(&data[range]).and_then(|(head, body)| {
+        let mut request: HttpRequest =
+            serde_json::from_slice(head).map_err(|e| format!("malformed fetch request: {e}"))?;
+        request.body = body.to_vec();
+        Ok(request)
+    });
+    let response = match request {
+        Ok(request) => state.run.fetch(request)?,
+        Err(malformed) => Err(malformed),
+    };
     state.reply = match response {
         Ok(response) => {
             let mut head = serde_json::to_value(&response).unwrap_or_default();
@@ -184,13 +185,12 @@ fn host_workspace(mut caller: Caller<'_, CoreState>, ptr: u32, len: u32) -> wasm
     let (data, state) = memory.data_and_store_mut(&mut caller);
     let range = guest_bytes(data, ptr, len, "workspace")?;
     let (answer, bytes) = match super::capability::decode_frame(&data[range]) {
-        Ok((head, body)) => state.run.file_call(head, body),
+        Ok((head, body)) => state.run.file_call(head, body)?,
         Err(e) => (
             serde_json::json!({"ok": false, "code": "EINVAL", "message": e}).to_string(),
             Vec::new(),
         ),
     };
-    state.run.check_stop()?;
     state.reply = encode_frame(answer.as_bytes(), &bytes);
     u32::try_from(state.reply.len())
         .map_err(|_| wasmtime::format_err!("workspace: the answer is too large"))
@@ -203,10 +203,9 @@ fn host_tools(mut caller: Caller<'_, CoreState>, ptr: u32, len: u32) -> wasmtime
     let (data, state) = memory.data_and_store_mut(&mut caller);
     let range = guest_bytes(data, ptr, len, "tools")?;
     let answer = match std::str::from_utf8(&data[range]) {
-        Ok(request) => state.run.tool_call(request),
+        Ok(request) => state.run.tool_call(request)?,
         Err(_) => r#"{"ok":false,"kind":"invalid","message":"the request is not UTF-8"}"#.into(),
     };
-    state.run.check_stop()?;
     state.reply = answer.into_bytes();
     u32::try_from(state.reply.len())
         .map_err(|_| wasmtime::format_err!("tools: the answer is too large"))

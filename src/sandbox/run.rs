@@ -1,6 +1,6 @@
 //! What every run shares, whatever the guest's form (core module or component): the request,
-//! the per-run state with its limits, capped output, the store set-up (fuel, memory limiter)
-//! and the loop that drives a guest call while watching its deadline and cancellation. How a
+//! the per-run state with its limits, capped output, and the store set-up (fuel, memory
+//! limiter); `drive.rs` runs a guest call while watching its deadline and cancellation. How a
 //! run ends is mapped in `ending.rs`.
 
 use std::future::Future;
@@ -140,10 +140,10 @@ impl RunCore {
         self.stop = Stop::new(request.limits.deadline, request.cancel.clone());
     }
 
-    /// Traps when the run must end: called after each host call that may have waited (fetch,
+    /// Traps when the run must end: checked after each door that may have waited (fetch,
     /// files, tools), so that a run whose deadline passed meanwhile, or that was cancelled, ends
     /// there rather than go on with the answer until its next fuel slice.
-    pub fn check_stop(&self) -> wasmtime::Result<()> {
+    fn check_stop(&self) -> wasmtime::Result<()> {
         self.stop.check().map_err(wasmtime::Error::new)
     }
 
@@ -153,34 +153,49 @@ impl RunCore {
     }
 
     /// The guest's fetch, counted in the run's usage.
-    pub fn fetch(&mut self, request: HttpRequest) -> Result<HttpResponse, String> {
+    /// The outer `Err` is the run's stop (see [`RunCore::check_stop`]); each door below too.
+    pub fn fetch(
+        &mut self,
+        request: HttpRequest,
+    ) -> wasmtime::Result<Result<HttpResponse, String>> {
         if self.stop.is_cancelled() {
-            return Err("the run was cancelled".into());
+            return Ok(Err("the run was cancelled".into()));
         }
         self.fetches = self.fetches.saturating_add(1);
-        self.fetch.fetch(request)
+        let response = self.fetch.fetch(request);
+        self.check_stop()?;
+        Ok(response)
     }
 
     /// The guest's file call (see [`WorkspaceCapability`]).
-    pub fn file_call(&mut self, request: &[u8], data: &[u8]) -> (String, Vec<u8>) {
+    pub fn file_call(
+        &mut self,
+        request: &[u8],
+        data: &[u8],
+    ) -> wasmtime::Result<(String, Vec<u8>)> {
         if self.stop.is_cancelled() {
-            return (
+            return Ok((
                 r#"{"ok":false,"code":"EINTR","message":"the run was cancelled"}"#.to_string(),
                 Vec::new(),
-            );
+            ));
         }
-        self.workspace.call(request, data)
+        let answer = self.workspace.call(request, data);
+        self.check_stop()?;
+        Ok(answer)
     }
 
     /// The guest's call to an upstream tool (see [`ToolsCapability`]). Time the call spent
     /// waiting for a person moves the run's deadline: an approval is not the code's time.
-    pub fn tool_call(&mut self, request: &str) -> String {
+    pub fn tool_call(&mut self, request: &str) -> wasmtime::Result<String> {
         if self.stop.is_cancelled() {
-            return r#"{"ok":false,"kind":"cancelled","message":"the run was cancelled"}"#.into();
+            return Ok(
+                r#"{"ok":false,"kind":"cancelled","message":"the run was cancelled"}"#.into(),
+            );
         }
         let answer = self.tools.call(request);
         self.stop.postpone(answer.paused);
-        answer.json
+        self.check_stop()?;
+        Ok(answer.json)
     }
 
     /// Keeps the guest's outcome, unless it is larger than the limit.
