@@ -47,7 +47,7 @@ impl Stop {
         *self.deadline.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(super) fn is_cancelled(&self) -> bool {
+    fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
     }
 

@@ -140,9 +140,10 @@ impl RunCore {
         self.stop = Stop::new(request.limits.deadline, request.cancel.clone());
     }
 
-    /// Traps when the run must end: checked after each door that may have waited (fetch,
-    /// files, tools), so that a run whose deadline passed meanwhile, or that was cancelled, ends
-    /// there rather than go on with the answer until its next fuel slice.
+    /// Traps when the run must end: checked before each door that may wait (fetch, files,
+    /// tools), so that a stopped run opens none, and after it, so that a run whose deadline
+    /// passed meanwhile, or that was cancelled, ends there rather than go on with the answer
+    /// until its next fuel slice.
     fn check_stop(&self) -> wasmtime::Result<()> {
         self.stop.check().map_err(wasmtime::Error::new)
     }
@@ -158,9 +159,7 @@ impl RunCore {
         &mut self,
         request: HttpRequest,
     ) -> wasmtime::Result<Result<HttpResponse, String>> {
-        if self.stop.is_cancelled() {
-            return Ok(Err("the run was cancelled".into()));
-        }
+        self.check_stop()?;
         self.fetches = self.fetches.saturating_add(1);
         let response = self.fetch.fetch(request);
         self.check_stop()?;
@@ -173,12 +172,7 @@ impl RunCore {
         request: &[u8],
         data: &[u8],
     ) -> wasmtime::Result<(String, Vec<u8>)> {
-        if self.stop.is_cancelled() {
-            return Ok((
-                r#"{"ok":false,"code":"EINTR","message":"the run was cancelled"}"#.to_string(),
-                Vec::new(),
-            ));
-        }
+        self.check_stop()?;
         let answer = self.workspace.call(request, data);
         self.check_stop()?;
         Ok(answer)
@@ -187,11 +181,7 @@ impl RunCore {
     /// The guest's call to an upstream tool (see [`ToolsCapability`]). Time the call spent
     /// waiting for a person moves the run's deadline: an approval is not the code's time.
     pub fn tool_call(&mut self, request: &str) -> wasmtime::Result<String> {
-        if self.stop.is_cancelled() {
-            return Ok(
-                r#"{"ok":false,"kind":"cancelled","message":"the run was cancelled"}"#.into(),
-            );
-        }
+        self.check_stop()?;
         let answer = self.tools.call(request);
         self.stop.postpone(answer.paused);
         self.check_stop()?;
