@@ -176,9 +176,106 @@ pub fn cases(_: &Ports) -> Vec<Case> {
     ]
 }
 
+/// Fuel the deadline cases cannot use up before their deadline (~60 s of the fastest loop).
+const AMPLE_FUEL: u64 = 1_000_000_000_000;
+const SHORT_TIMEOUT_MS: u64 = 300;
+
+fn ample_fuel_env() -> Env {
+    Env::new(EnvSpec {
+        limits: &[
+            ("fuel", AMPLE_FUEL),
+            ("memory_bytes", 256 << 20),
+            ("default_timeout_ms", SHORT_TIMEOUT_MS),
+        ],
+        api: false,
+        sink: false,
+        network: no_network,
+    })
+}
+
+/// Work that does much per unit of fuel (copies, fills and searches of 20 MB in C code, host
+/// calls with large strings), with more fuel than it can use: only the wall clock stops it,
+/// and the guest looks at the clock only when it yields, every 5 million units of fuel. This
+/// holds because the guests' C libraries copy and fill in wasm loops that pay fuel per word;
+/// a bulk-memory `memory.copy` pays one unit whatever its length and would let one slice of
+/// fuel run for seconds.
+fn outlast(language: &str, name: &str, code: &str) -> Case {
+    Case::code(language, name, code)
+        .must("ends as timeout at its deadline, though its fuel would last a minute")
+        .status(&["timeout"])
+        .within_ms(SHORT_TIMEOUT_MS + 2_700)
+}
+
+pub fn deadline_cases(_: &Ports) -> Vec<Case> {
+    vec![
+        outlast(
+            JS,
+            "JavaScript slices a 20 MB string over and over",
+            "const s = 'x'.repeat(20e6); let n = 0; for (;;) n += s.slice(1).length",
+        ),
+        outlast(
+            JS,
+            "JavaScript copies a 20 MB typed array over and over",
+            "const b = new Uint8Array(20e6); for (;;) b.slice(1)",
+        ),
+        outlast(
+            JS,
+            "JavaScript copyWithin and fill on 20 MB",
+            "const b = new Uint8Array(20e6); for (let i = 0; ; i++) { b.copyWithin(0, 1); b.fill(i & 255) }",
+        ),
+        outlast(
+            JS,
+            "JavaScript searches a 20 MB string",
+            "const s = 'a'.repeat(20e6); let n = 0; for (;;) n += s.indexOf('b') + s.lastIndexOf('b')",
+        ),
+        outlast(
+            JS,
+            "JavaScript prints a 1 MB line over and over (the output cap is reached at once)",
+            "const s = 'y'.repeat(1e6); for (;;) console.log(s)",
+        ),
+        outlast(
+            JS,
+            "JavaScript round-trips a 2 MB string through JSON",
+            "const s = 'z'.repeat(2e6); for (;;) JSON.parse(JSON.stringify(s))",
+        ),
+        outlast(
+            PY,
+            "Python slices 20 MB of bytes over and over",
+            "b = bytes(20_000_000)\nwhile True:\n    c = b[:-1]",
+        ),
+        outlast(
+            PY,
+            "Python allocates and zeroes 20 MB over and over",
+            "while True:\n    b = bytearray(20_000_000)",
+        ),
+        outlast(
+            PY,
+            "Python searches and replaces in 20 MB",
+            "b = b'a' * 20_000_000\nwhile True:\n    b.find(b'b')\n    c = b.replace(b'a', b'c')",
+        ),
+        outlast(
+            PY,
+            "Python joins and upper-cases 20 MB of text",
+            "s = 'x' * 20_000_000\nwhile True:\n    t = ''.join([s, s]).upper()",
+        ),
+        outlast(
+            PY,
+            "Python prints 1 MB lines over and over (the output cap is reached at once)",
+            "s = 'y' * 1_000_000\nwhile True:\n    print(s)",
+        ),
+    ]
+}
+
 #[tokio::test]
 async fn cpu() {
     let env = env();
     let cases = cases(&env.ports);
     run_table("cpu", &env, cases, Mode::Regular).await;
+}
+
+#[tokio::test]
+async fn deadline_with_ample_fuel() {
+    let env = ample_fuel_env();
+    let cases = deadline_cases(&env.ports);
+    run_table("cpu (deadline with ample fuel)", &env, cases, Mode::Regular).await;
 }

@@ -39,7 +39,13 @@ fn tables() -> Vec<(&'static str, Vec<harness::Case>)> {
         ("sockets and raw network", network::cases(&p)),
         ("SSRF and allowlist bypasses", ssrf::cases(&p)),
         ("credential exfiltration", credentials::cases(&p)),
-        ("CPU exhaustion", cpu::cases(&p)),
+        (
+            "CPU exhaustion",
+            cpu::cases(&p)
+                .into_iter()
+                .chain(cpu::deadline_cases(&p))
+                .collect(),
+        ),
         ("memory exhaustion", memory::cases(&p)),
         ("stack exhaustion", stack::cases(&p)),
         ("output floods", output::cases(&p)),
