@@ -127,6 +127,36 @@ mod tests {
         assert_eq!(again.result.result, serde_json::json!(7), "{again:?}");
     }
 
+    /// A loop of bulk copies over the whole memory, with fuel for hours: wasmtime charges
+    /// `memory.copy` fuel by its length, so the run still yields and meets its deadline.
+    #[test]
+    fn bulk_copies_pay_fuel_by_length_and_meet_the_deadline() {
+        let sandbox = module_sandbox();
+        let wasm = wat::parse_str(
+            r#"(module
+              (memory (export "memory") 63)
+              (func (export "_start") (local $i i32)
+                (loop
+                  (memory.copy (i32.const 0) (i32.const 1) (i32.const 4128767))
+                  (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                  (br_if 0 (i32.lt_u (local.get $i) (i32.const 100000))))))"#,
+        )
+        .unwrap();
+        let guest = sandbox.prepare_core_module(&wasm).unwrap();
+        let mut request = module_request(u64::MAX / 2);
+        request.limits.deadline = Instant::now() + Duration::from_millis(100);
+        let started = Instant::now();
+        let run = sandbox.run_core_module(&guest, request);
+        assert_eq!(run.result.status.as_str(), "timeout", "{run:?}");
+        // Far more than the ~500,000 operators the loop runs.
+        assert!(run.result.usage.fuel > 100_000_000, "{run:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
     #[test]
     fn a_module_that_does_not_link_or_belongs_elsewhere_is_refused() {
         let sandbox = module_sandbox();

@@ -196,9 +196,9 @@ fn ample_fuel_env() -> Env {
 /// Work that does much per unit of fuel (copies, fills and searches of 20 MB in C code, host
 /// calls with large strings), with more fuel than it can use: only the wall clock stops it,
 /// and the guest looks at the clock only when it yields, every 5 million units of fuel. This
-/// holds because the guests' C libraries copy and fill in wasm loops that pay fuel per word;
-/// a bulk-memory `memory.copy` pays one unit whatever its length and would let one slice of
-/// fuel run for seconds.
+/// holds as long as fuel tracks time: the guests' C libraries copy and fill in wasm loops that
+/// pay fuel per word, and wasmtime charges a bulk `memory.copy` or `memory.fill` by its length
+/// (src/sandbox/fuzzing.rs tests that for a raw module).
 fn outlast(language: &str, name: &str, code: &str) -> Case {
     Case::code(language, name, code)
         .must("ends as timeout at its deadline, though its fuel would last a minute")
