@@ -9,12 +9,17 @@ const FUEL: u64 = 2_000_000_000;
 const TIMEOUT_MS: u64 = 1_500;
 
 fn env() -> Env {
+    env_with(&[
+        ("fuel", FUEL),
+        ("default_timeout_ms", TIMEOUT_MS),
+        ("max_timeout_ms", 3_000),
+    ])
+}
+
+/// No network, no API key, no sink: only the limits differ between the tables.
+fn env_with(limits: &[(&str, u64)]) -> Env {
     Env::new(EnvSpec {
-        limits: &[
-            ("fuel", FUEL),
-            ("default_timeout_ms", TIMEOUT_MS),
-            ("max_timeout_ms", 3_000),
-        ],
+        limits,
         api: false,
         sink: false,
         network: no_network,
@@ -181,16 +186,11 @@ const AMPLE_FUEL: u64 = 1_000_000_000_000;
 const SHORT_TIMEOUT_MS: u64 = 300;
 
 fn ample_fuel_env() -> Env {
-    Env::new(EnvSpec {
-        limits: &[
-            ("fuel", AMPLE_FUEL),
-            ("memory_bytes", 256 << 20),
-            ("default_timeout_ms", SHORT_TIMEOUT_MS),
-        ],
-        api: false,
-        sink: false,
-        network: no_network,
-    })
+    env_with(&[
+        ("fuel", AMPLE_FUEL),
+        ("memory_bytes", 256 << 20),
+        ("default_timeout_ms", SHORT_TIMEOUT_MS),
+    ])
 }
 
 /// Work that does much per unit of fuel (copies, fills and searches of 20 MB in C code, host
