@@ -31,17 +31,18 @@ fi
 rustup toolchain install >/dev/null
 rustup target add wasm32-wasip1 >/dev/null
 
-# wasmtime 48.0.8 with one change of ours (patches/; DESIGN.md, "A patched wasmtime"), which
-# Cargo.toml's [patch.crates-io] builds against: the crate from crates.io, checked against the
-# checksum Cargo.lock had for it, then patched. The patched file is newer than any build, so a
-# fresh clone rebuilds wasmtime (~3 min) even in a warm target directory: with the crate's fixed
-# timestamps kept, cargo would not notice a changed patch and would link a stale wasmtime.
+# wasmtime 48.0.8 with our changes (patches/, applied in name order; DESIGN.md, "A patched
+# wasmtime"), which Cargo.toml's [patch.crates-io] builds against: the crate from crates.io,
+# checked against the checksum Cargo.lock had for it, then patched. Patched files are newer than
+# any build, so a fresh clone rebuilds wasmtime (~3 min) even in a warm target directory: with the
+# crate's fixed timestamps kept, cargo would not notice a changed patch and would link a stale
+# wasmtime.
 WASMTIME_CRATE=wasmtime-48.0.8
 WASMTIME_SHA256=a2afcadb2e7d0417cb8f3f322c66eff49338b288f22290c0ca0bd3e9570732aa
-WASMTIME_PATCH=patches/$WASMTIME_CRATE-pagemap-regions.patch
-wasmtime_stamp="$WASMTIME_SHA256 $(sha256sum "$WASMTIME_PATCH" | cut -d' ' -f1)"
+WASMTIME_PATCHES=(patches/"$WASMTIME_CRATE"-*.patch)
+wasmtime_stamp="$WASMTIME_SHA256 $(cat "${WASMTIME_PATCHES[@]}" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat ".tools/$WASMTIME_CRATE/.warden-patched" 2>/dev/null)" != "$wasmtime_stamp" ]; then
-  echo "setup: fetching $WASMTIME_CRATE from crates.io and applying $WASMTIME_PATCH"
+  echo "setup: fetching $WASMTIME_CRATE from crates.io and applying ${WASMTIME_PATCHES[*]}"
   rm -rf ".tools/$WASMTIME_CRATE" ".tools/$WASMTIME_CRATE.crate"
   mkdir -p .tools
   curl --fail --silent --show-error --location --retry 3 --output ".tools/$WASMTIME_CRATE.crate" \
@@ -49,7 +50,9 @@ if [ "$(cat ".tools/$WASMTIME_CRATE/.warden-patched" 2>/dev/null)" != "$wasmtime
   echo "$WASMTIME_SHA256  .tools/$WASMTIME_CRATE.crate" | sha256sum --check --quiet
   tar -xzf ".tools/$WASMTIME_CRATE.crate" -C .tools
   rm ".tools/$WASMTIME_CRATE.crate"
-  patch --directory=".tools/$WASMTIME_CRATE" --strip=1 --forward --quiet < "$WASMTIME_PATCH"
+  for wasmtime_patch in "${WASMTIME_PATCHES[@]}"; do
+    patch --directory=".tools/$WASMTIME_CRATE" --strip=1 --forward --quiet < "$wasmtime_patch"
+  done
   echo "$wasmtime_stamp" > ".tools/$WASMTIME_CRATE/.warden-patched"
 fi
 
