@@ -32,28 +32,39 @@ rustup toolchain install >/dev/null
 rustup target add wasm32-wasip1 >/dev/null
 
 # wasmtime 48.0.8 with our changes (patches/, applied in name order; DESIGN.md, "A patched
-# wasmtime"), which Cargo.toml's [patch.crates-io] builds against: the crate from crates.io,
-# checked against the checksum Cargo.lock had for it, then patched. Patched files are newer than
-# any build, so a fresh clone rebuilds wasmtime (~3 min) even in a warm target directory: with the
-# crate's fixed timestamps kept, cargo would not notice a changed patch and would link a stale
-# wasmtime.
+# wasmtime"): the crate from crates.io, checked against the checksum Cargo.lock had for it, then
+# patched, in a directory named after a hash of the crate and the patches, which Cargo.toml's
+# [patch.crates-io] names. A new patch means a new directory, so cargo builds it as a new
+# package and never links a wasmtime built from other patches; the files keep the crate's fixed
+# timestamps, so a fresh clone does not rebuild wasmtime in a warm target directory.
 WASMTIME_CRATE=wasmtime-48.0.8
 WASMTIME_SHA256=a2afcadb2e7d0417cb8f3f322c66eff49338b288f22290c0ca0bd3e9570732aa
 WASMTIME_PATCHES=(patches/"$WASMTIME_CRATE"-*.patch)
-wasmtime_stamp="$WASMTIME_SHA256 $(cat "${WASMTIME_PATCHES[@]}" | sha256sum | cut -d' ' -f1)"
-if [ "$(cat ".tools/$WASMTIME_CRATE/.warden-patched" 2>/dev/null)" != "$wasmtime_stamp" ]; then
-  echo "setup: fetching $WASMTIME_CRATE from crates.io and applying ${WASMTIME_PATCHES[*]}"
-  rm -rf ".tools/$WASMTIME_CRATE" ".tools/$WASMTIME_CRATE.crate"
-  mkdir -p .tools
-  curl --fail --silent --show-error --location --retry 3 --output ".tools/$WASMTIME_CRATE.crate" \
+wasmtime_hash=$( (echo "$WASMTIME_SHA256"; cat "${WASMTIME_PATCHES[@]}") | sha256sum | cut -c1-12)
+wasmtime_dir=".tools/$WASMTIME_CRATE-$wasmtime_hash"
+if ! grep -qF "wasmtime = { path = \"$wasmtime_dir\" }" Cargo.toml \
+   || ! grep -qF "wasmtime = { path = \"../$wasmtime_dir\" }" fuzz/Cargo.toml; then
+  echo "setup: the wasmtime patches changed: point [patch.crates-io] wasmtime in Cargo.toml at" \
+    "\"$wasmtime_dir\" and in fuzz/Cargo.toml at \"../$wasmtime_dir\"" >&2
+  exit 1
+fi
+if [ ! -f "$wasmtime_dir/.warden-patched" ]; then
+  echo "setup: fetching $WASMTIME_CRATE from crates.io into $wasmtime_dir, applying ${WASMTIME_PATCHES[*]}"
+  rm -rf .tools/"$WASMTIME_CRATE"* .tools/wasmtime-unpack
+  mkdir -p .tools/wasmtime-unpack
+  curl --fail --silent --show-error --location --retry 3 \
+    --output ".tools/wasmtime-unpack/$WASMTIME_CRATE.crate" \
     "https://static.crates.io/crates/wasmtime/$WASMTIME_CRATE.crate"
-  echo "$WASMTIME_SHA256  .tools/$WASMTIME_CRATE.crate" | sha256sum --check --quiet
-  tar -xzf ".tools/$WASMTIME_CRATE.crate" -C .tools
-  rm ".tools/$WASMTIME_CRATE.crate"
+  echo "$WASMTIME_SHA256  .tools/wasmtime-unpack/$WASMTIME_CRATE.crate" | sha256sum --check --quiet
+  tar -xzf ".tools/wasmtime-unpack/$WASMTIME_CRATE.crate" -C .tools/wasmtime-unpack
+  unpacked=".tools/wasmtime-unpack/$WASMTIME_CRATE"
   for wasmtime_patch in "${WASMTIME_PATCHES[@]}"; do
-    patch --directory=".tools/$WASMTIME_CRATE" --strip=1 --forward --quiet < "$wasmtime_patch"
+    patch --directory="$unpacked" --strip=1 --forward --quiet < "$wasmtime_patch"
   done
-  echo "$wasmtime_stamp" > ".tools/$WASMTIME_CRATE/.warden-patched"
+  find "$unpacked" -newer "$unpacked/Cargo.toml" -exec touch --reference="$unpacked/Cargo.toml" {} +
+  touch "$unpacked/.warden-patched"
+  mv "$unpacked" "$wasmtime_dir"
+  rm -rf .tools/wasmtime-unpack
 fi
 
 # .venv holds componentize-py (builds the Python guest) and the Python MCP SDK (drives the
