@@ -460,11 +460,11 @@ mod tests {
         message.contains("unreachable")
     }
 
-    #[test]
-    fn no_run_sees_the_memory_of_an_earlier_run() {
-        let wasm = wat::parse_str(MEMORY_PROBE).unwrap();
+    /// A sandbox for one raw module: one run at a time, one spare, one kept instance.
+    fn core_module_sandbox(name: &'static str, wat: &str) -> (&'static GuestProgram, Sandbox) {
+        let wasm = wat::parse_str(wat).unwrap();
         let program: &'static GuestProgram = Box::leak(Box::new(GuestProgram {
-            name: "memory-probe",
+            name,
             form: GuestForm::CoreModule,
             wasm: GuestBytes::Plain(Box::leak(wasm.into_boxed_slice())),
         }));
@@ -476,13 +476,18 @@ mod tests {
             spares_per_guest: 1,
             cache_dir: None,
         };
-        // The server resets slots through PAGEMAP_SCAN (only the pages a run wrote); this
-        // test must exercise that path, not wasmtime's fallback for older kernels.
+        // The server resets slots through PAGEMAP_SCAN (only the pages a run wrote); the
+        // tests must exercise that path, not wasmtime's fallback for older kernels.
         assert!(
             wasmtime::PoolingAllocationConfig::is_pagemap_scan_available(),
             "PAGEMAP_SCAN (Linux 6.7 or later) is needed to test the reset path the server uses"
         );
-        let sandbox = Sandbox::new(&config, &[program]).unwrap();
+        (program, Sandbox::new(&config, &[program]).unwrap())
+    }
+
+    #[test]
+    fn no_run_sees_the_memory_of_an_earlier_run() {
+        let (program, sandbox) = core_module_sandbox("memory-probe", MEMORY_PROBE);
         // Spares, inline starts and slots reused after a teardown on the spares' thread, in
         // whatever order the timing gives: every run finds the snapshot and nothing else.
         for run in 0..40 {
@@ -535,22 +540,7 @@ mod tests {
     /// (patches/, Cargo.toml's [patch.crates-io]) is dropped.
     #[test]
     fn a_reset_keeps_every_page_a_run_wrote_resident() {
-        let wasm = wat::parse_str(SCATTERED_WRITES).unwrap();
-        let program: &'static GuestProgram = Box::leak(Box::new(GuestProgram {
-            name: "scattered-writes",
-            form: GuestForm::CoreModule,
-            wasm: GuestBytes::Plain(Box::leak(wasm.into_boxed_slice())),
-        }));
-        let config = SandboxConfig {
-            wasm_stack_bytes: 1 << 20,
-            max_memory_bytes: 64 << 20,
-            max_concurrent_runs: 1,
-            kept_instances: 1,
-            spares_per_guest: 1,
-            cache_dir: None,
-        };
-        assert!(wasmtime::PoolingAllocationConfig::is_pagemap_scan_available());
-        let sandbox = Sandbox::new(&config, &[program]).unwrap();
+        let (program, sandbox) = core_module_sandbox("scattered-writes", SCATTERED_WRITES);
         let run = || {
             let result = sandbox.run(program, probe_request());
             assert!(!found_traces(&result), "{result:?}");
