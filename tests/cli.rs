@@ -445,6 +445,16 @@ fn serves_stdio_from_a_file_as_well_as_from_a_pipe() {
     );
 }
 
+/// MCP clients keep a server's stderr in log files: the log is plain text there, without the
+/// terminal's colour codes.
+#[test]
+fn the_log_has_no_terminal_escapes_when_stderr_is_not_a_terminal() {
+    let out = finish(spawn_warden(&["serve"], &[]), "");
+    let log = text(&out.stderr);
+    assert!(log.contains("serving MCP on stdio"), "{log}");
+    assert!(!log.contains('\u{1b}'), "escape codes in the log: {log:?}");
+}
+
 /// `WARDEN_PERFMAP=1` names the guests' compiled functions for perf; without it no map is written.
 #[test]
 fn perf_map_names_guest_functions_only_when_asked() {
