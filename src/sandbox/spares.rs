@@ -43,31 +43,43 @@ impl Spare {
 }
 
 /// Makes one spare of a guest.
-pub(super) type Maker = Box<dyn Fn() -> wasmtime::Result<Spare> + Send + Sync>;
+pub(super) type Maker<S = Spare> = Box<dyn Fn() -> wasmtime::Result<S> + Send + Sync>;
 
-pub(super) struct Spares {
-    shared: Arc<Shared>,
+/// Generic over what it keeps only so that its tests can count drops; the sandbox keeps
+/// [`Spare`]s.
+pub(super) struct Spares<S: Send + 'static = Spare> {
+    shared: Arc<Shared<S>>,
 }
 
-struct Shared {
-    state: Mutex<State>,
+struct Shared<S> {
+    state: Mutex<State<S>>,
     wake: Condvar,
 }
 
-#[derive(Default)]
-struct State {
-    ready: HashMap<&'static str, Vec<Spare>>,
-    retired: Vec<Spare>,
+struct State<S> {
+    ready: HashMap<&'static str, Vec<S>>,
+    retired: Vec<S>,
     /// Retired stores the thread is dropping right now (they still hold their slots).
     tearing_down: usize,
     stop: bool,
 }
 
-impl Spares {
+impl<S> Default for State<S> {
+    fn default() -> Self {
+        State {
+            ready: HashMap::new(),
+            retired: Vec::new(),
+            tearing_down: 0,
+            stop: false,
+        }
+    }
+}
+
+impl<S: Send + 'static> Spares<S> {
     /// Starts the thread that keeps `per_guest` spares of each guest in `makers` ready and
     /// drops retired stores. With `per_guest == 0` nothing is made ahead of time; retired
     /// stores are still dropped off the caller's path.
-    pub fn start(makers: Vec<(&'static str, Maker)>, per_guest: usize) -> std::io::Result<Spares> {
+    pub fn start(makers: Vec<(&'static str, Maker<S>)>, per_guest: usize) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
@@ -80,7 +92,7 @@ impl Spares {
     }
 
     /// A spare of `guest`, if one is ready.
-    pub fn take(&self, guest: &'static str) -> Option<Spare> {
+    pub fn take(&self, guest: &'static str) -> Option<S> {
         let spare = self.shared.lock().ready.get_mut(guest)?.pop();
         if spare.is_some() {
             self.shared.wake.notify_one();
@@ -90,7 +102,7 @@ impl Spares {
 
     /// Hands an instance over to be dropped off the caller's path (or drops it here when the
     /// background thread is behind).
-    pub fn retire(&self, instance: Spare) {
+    pub fn retire(&self, instance: S) {
         let mut state = self.shared.lock();
         if state.stop || state.retired.len() + state.tearing_down >= MAX_RETIRED {
             drop(state);
@@ -103,7 +115,7 @@ impl Spares {
     }
 }
 
-impl Drop for Spares {
+impl<S: Send + 'static> Drop for Spares<S> {
     fn drop(&mut self) {
         self.shared.lock().stop = true;
         self.shared.wake.notify_one();
@@ -114,12 +126,12 @@ impl Drop for Spares {
 /// (the pool may be momentarily full); calls meanwhile start their own instances.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_millis(200);
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+impl<S> Shared<S> {
+    fn lock(&self) -> MutexGuard<'_, State<S>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn keep_ready(&self, makers: &[(&'static str, Maker)], per_guest: usize) {
+    fn keep_ready(&self, makers: &[(&'static str, Maker<S>)], per_guest: usize) {
         let mut failed_last_round = false;
         loop {
             let mut state = self.lock();
@@ -162,5 +174,91 @@ impl Shared {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    /// Counts its drops, and which of them happened on the spares thread.
+    struct Counted(Arc<Drops>);
+
+    #[derive(Default)]
+    struct Drops {
+        all: AtomicUsize,
+        on_spares_thread: AtomicUsize,
+    }
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.all.fetch_add(1, Ordering::SeqCst);
+            if std::thread::current().name() == Some("warden-spares") {
+                self.0.on_spares_thread.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn start(drops: &Arc<Drops>, make_takes: Duration) -> Spares<Counted> {
+        let drops = drops.clone();
+        let maker: Maker<Counted> = Box::new(move || {
+            std::thread::sleep(make_takes);
+            Ok(Counted(drops.clone()))
+        });
+        Spares::start(vec![("guest", maker)], 1).expect("the spares thread starts")
+    }
+
+    /// A liveness bound, not a timing: the thread has far longer than it needs.
+    fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "never happened: {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn every_take_is_followed_by_a_new_spare_even_when_the_thread_slept() {
+        let drops = Arc::new(Drops::default());
+        let spares = start(&drops, Duration::ZERO);
+        for round in 0..200 {
+            let mut taken = None;
+            eventually(&format!("a spare for take {round}"), || {
+                taken = spares.take("guest");
+                taken.is_some()
+            });
+            // Now and then let the thread go back to waiting before the next take.
+            if round % 10 == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        assert!(spares.take("other").is_none());
+    }
+
+    #[test]
+    fn retired_instances_are_dropped_on_the_spares_thread_while_it_is_busy_or_asleep() {
+        let drops = Arc::new(Drops::default());
+        // Making a spare takes a while, so most retirements find the thread busy.
+        let spares = start(&drops, Duration::from_millis(2));
+        let mut retired = 0;
+        for round in 0..100 {
+            if let Some(spare) = spares.take("guest") {
+                spares.retire(spare);
+                retired += 1;
+            }
+            if round % 10 == 0 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        assert!(retired > 0, "no spare was ever ready");
+        eventually("every retired instance dropped", || {
+            drops.all.load(Ordering::SeqCst) >= retired
+        });
+        // Beyond MAX_RETIRED waiting a retirement drops inline; the rest go to the thread.
+        assert!(drops.on_spares_thread.load(Ordering::SeqCst) > 0);
+        let at_end = drops.all.load(Ordering::SeqCst);
+        assert_eq!(at_end, retired, "only retired instances were dropped");
     }
 }
