@@ -39,7 +39,10 @@ def serve(request):
     for _ in range(request.get("warmup", 0)):
         run_once(src)
     samples = []
+    gap_s = request.get("gap_ms", 0) / 1000  # idle before each timed run, as calls come apart
     for _ in range(request["iterations"]):
+        if gap_s:
+            time.sleep(gap_s)
         start = time.perf_counter_ns()
         run_once(src)
         samples.append(time.perf_counter_ns() - start)

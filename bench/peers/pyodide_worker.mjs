@@ -49,11 +49,15 @@ async function runFresh(code) {
   return plain(pyodide.runPython(code));
 }
 
-async function serve({ code, warmup = 0, iterations }) {
+// `gap_ms`: idle this long before each timed run (as an agent's calls come apart).
+const idle = (ms) => ms > 0 && Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+async function serve({ code, warmup = 0, iterations, gap_ms = 0 }) {
   let result = null;
   for (let i = 0; i < warmup; i++) result = reused ? runReused(code) : await runFresh(code);
   const samples = [];
   for (let i = 0; i < iterations; i++) {
+    idle(gap_ms);
     if (mode === "fresh" && typeof globalThis.gc === "function") globalThis.gc();
     const start = process.hrtime.bigint();
     result = reused ? runReused(code) : await runFresh(code);

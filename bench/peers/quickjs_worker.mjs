@@ -29,11 +29,15 @@ function runOnce(code) {
   }
 }
 
-function serve({ code, warmup = 0, iterations }) {
+// `gap_ms`: idle this long before each timed run (as an agent's calls come apart).
+const idle = (ms) => ms > 0 && Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+function serve({ code, warmup = 0, iterations, gap_ms = 0 }) {
   let result = null;
   for (let i = 0; i < warmup; i++) result = runOnce(code);
   const samples = [];
   for (let i = 0; i < iterations; i++) {
+    idle(gap_ms);
     const start = process.hrtime.bigint();
     result = runOnce(code);
     samples.push(Number(process.hrtime.bigint() - start));

@@ -25,7 +25,7 @@ median over the rounds of its per-round p50 (min: the lowest sample of all round
 machine's drift weighs the same on every side. Only ratios carry from one run to another.
 
 Usage: .venv/bin/python bench/peers/run.py [--rounds R] [--markdown] [--no-in-process]
-           [--json FILE] [--fresh-iterations N] [--compute-iterations N] [--build]
+           [--json FILE] [--fresh-iterations N] [--compute-iterations N] [--build] [--gap-ms MS]
 (runs bench/peers/setup.sh first; WARDEN_BIN names another warden binary)
 """
 import argparse
@@ -108,8 +108,9 @@ class LineWorker:
             raise RuntimeError(f"{self.name}: {answer.get('error')}")
         return answer
 
-    def measure(self, code, warmup, iterations):
-        answer = self.ask({"code": code, "warmup": warmup, "iterations": iterations})
+    def measure(self, code, warmup, iterations, gap_ms=0):
+        answer = self.ask({"code": code, "warmup": warmup, "iterations": iterations,
+                           "gap_ms": gap_ms})
         return Measurement(answer["samples_ns"], answer.get("result"), answer.get("stdout"))
 
     def close(self):
@@ -161,12 +162,14 @@ class WardenStdio:
             raise RuntimeError(f"warden: {structured}")
         return structured
 
-    def measure(self, language, code, warmup, iterations):
+    def measure(self, language, code, warmup, iterations, gap_ms=0):
         structured = None
         for _ in range(warmup):
             structured = self.call(language, code)
         samples = []
         for _ in range(iterations):
+            if gap_ms:
+                time.sleep(gap_ms / 1000)
             start = time.perf_counter_ns()
             structured = self.call(language, code)
             samples.append(time.perf_counter_ns() - start)
@@ -277,7 +280,7 @@ def criterion_round(executable, logfile, ids=None):
 # ---------------------------------------------------------------------------------------------
 # The run
 
-def run_rounds(spec, rounds, in_process, logfile, filtered):
+def run_rounds(spec, rounds, in_process, logfile, filtered, gap_ms=0):
     """{side: {program id: [{"p50", "min", "n", "samples_ns"}, ...one per round]}}."""
     programs = spec["programs"]
     data = {key: {} for key, _, _ in SIDES}
@@ -308,9 +311,9 @@ def run_rounds(spec, rounds, in_process, logfile, filtered):
                     if n is None or n[1] == 0:
                         continue
                     if side == "warden_stdio":
-                        m = sides[side].measure(program["language"], program["code"], *n)
+                        m = sides[side].measure(program["language"], program["code"], *n, gap_ms)
                     else:
-                        m = sides[side].measure(program["code"], *n)
+                        m = sides[side].measure(program["code"], *n, gap_ms)
                     check(side, program, m)
                     data[side].setdefault(pid, []).append({
                         "p50": statistics.median(m.samples_ns), "min": min(m.samples_ns),
@@ -560,7 +563,14 @@ def main():
     ap.add_argument("--only", metavar="REGEX", help="only the programs whose id matches (e.g. '^javascript/')")
     ap.add_argument("--build", action="store_true", help="cargo build --release --locked the warden binary first")
     ap.add_argument("--no-setup", action="store_true", help="do not run bench/peers/setup.sh first")
+    ap.add_argument("--gap-ms", type=float, default=0,
+                    help="every side idles this long before each timed run, as an agent's calls come "
+                         "apart (criterion cannot: implies --no-in-process)")
     args = ap.parse_args()
+    if args.gap_ms < 0:
+        sys.exit("--gap-ms must be 0 or more")
+    if args.gap_ms:
+        args.no_in_process = True
 
     spec = json.loads((HERE / "programs.json").read_text())
     for program in spec["programs"]:
@@ -587,7 +597,8 @@ def main():
     logfile = str(ROOT / "target" / "peers" / "cargo-bench.log")
     Path(logfile).parent.mkdir(parents=True, exist_ok=True)
     Path(logfile).write_text("")
-    data, versions = run_rounds(spec, args.rounds, not args.no_in_process, logfile, bool(args.only))
+    data, versions = run_rounds(spec, args.rounds, not args.no_in_process, logfile, bool(args.only),
+                                args.gap_ms)
     summary = summarize(data)
     goal_list = goals(spec, summary)
     log(f"done in {time.time() - started:.0f} s")

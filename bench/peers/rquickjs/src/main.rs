@@ -60,8 +60,11 @@ fn serve(request: &serde_json::Value) -> Result<serde_json::Value, String> {
     for _ in 0..warmup {
         result = run_once(code)?;
     }
+    // Idle this long before each timed run, as an agent's calls come apart.
+    let gap = std::time::Duration::from_secs_f64(request["gap_ms"].as_f64().unwrap_or(0.0) / 1e3);
     let mut samples = Vec::with_capacity(iterations as usize);
     for _ in 0..iterations {
+        std::thread::sleep(gap);
         let start = Instant::now();
         result = run_once(code)?;
         samples.push(start.elapsed().as_nanos() as u64);
