@@ -28,14 +28,14 @@ fn request(code: &str) -> RunRequest {
     }
 }
 
-/// One run at a time, with the server's one spare of each guest.
+/// One run at a time, with the server's spares of each guest.
 fn sandbox() -> Sandbox {
     let config = SandboxConfig {
         wasm_stack_bytes: 1 << 20,
         max_memory_bytes: 128 << 20,
         max_concurrent_runs: 1,
         kept_instances: 0,
-        spares_per_guest: 1,
+        spares_per_guest: warden::sandbox::SPARES_PER_GUEST,
         cache_dir: SandboxConfig::default_cache_dir(),
     };
     Sandbox::new(&config, &[&JAVASCRIPT_GUEST, &PYTHON_GUEST]).expect("sandbox")

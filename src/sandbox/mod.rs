@@ -58,6 +58,14 @@ const KEEP_RESIDENT_BYTES: usize = 8 * 1024 * 1024;
 // The patched wasmtime's reset scan holds 2048 regions (patches/): a budget of at most 2048
 // pages never outgrows it. A larger budget needs that constant raised too.
 const _: () = assert!(KEEP_RESIDENT_BYTES / 4096 <= 2048);
+
+/// Spares the server keeps of each guest ([`SandboxConfig::spares_per_guest`]). Two, not one:
+/// a call that follows another at once then finds one ready while the spares thread, woken by
+/// the first take, is still making its replacement; with one, such calls started their own
+/// instance about every other time (back to back: JS `1+1` 38 -> 27 us, Python `print(1+1)`
+/// 397 -> 292 us; docs/benchmarks.md). A spare waits in copy-on-write pool slots, so the
+/// second one costs under a megabyte of resident memory.
+pub const SPARES_PER_GUEST: usize = 2;
 const TABLE_KEEP_RESIDENT_BYTES: usize = 64 * 1024;
 /// CPython's function table is large; QuickJS's is small.
 const MAX_TABLE_ELEMENTS: usize = 200_000;

@@ -202,12 +202,20 @@ mod tests {
     }
 
     fn start(drops: &Arc<Drops>, make_takes: Duration) -> Spares<Counted> {
+        start_keeping(1, drops, make_takes)
+    }
+
+    fn start_keeping(
+        per_guest: usize,
+        drops: &Arc<Drops>,
+        make_takes: Duration,
+    ) -> Spares<Counted> {
         let drops = drops.clone();
         let maker: Maker<Counted> = Box::new(move || {
             std::thread::sleep(make_takes);
             Ok(Counted(drops.clone()))
         });
-        Spares::start(vec![("guest", maker)], 1).expect("the spares thread starts")
+        Spares::start(vec![("guest", maker)], per_guest).expect("the spares thread starts")
     }
 
     /// A liveness bound, not a timing: the thread has far longer than it needs.
@@ -235,6 +243,27 @@ mod tests {
             }
         }
         assert!(spares.take("other").is_none());
+    }
+
+    /// What the server's second spare is for: calls back to back while the thread is still
+    /// making the replacement of the first take.
+    #[test]
+    fn with_two_kept_a_call_right_after_another_finds_a_spare_while_the_next_is_made() {
+        let drops = Arc::new(Drops::default());
+        // Far longer than the two takes below are apart.
+        let spares = start_keeping(2, &drops, Duration::from_millis(300));
+        for round in 0..3 {
+            eventually(&format!("two spares ready ({round})"), || {
+                spares.shared.lock().ready.get("guest").map_or(0, Vec::len) == 2
+            });
+            let first = spares.take("guest");
+            let second = spares.take("guest");
+            assert!(first.is_some() && second.is_some(), "round {round}");
+            assert!(
+                spares.take("guest").is_none(),
+                "only two are kept ({round})"
+            );
+        }
     }
 
     #[test]

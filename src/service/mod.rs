@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::net::AllowRule;
 use crate::policy::{CounterStore, FailMode, Limits, Policy, StoreHealth};
 use crate::runtimes::Runtimes;
-use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::sandbox::{SPARES_PER_GUEST, Sandbox, SandboxConfig};
 use crate::secrets::placeholder;
 use crate::workspace::roots::WorkspaceRoot;
 
@@ -55,11 +55,6 @@ pub struct Service {
     /// Sessions the sandbox's instance pool was sized for at start.
     session_capacity: u32,
 }
-
-/// Instances of each guest made ahead of time (`sandbox/spares.rs`), so that a call arriving
-/// at a server that is not saturated does not wait for its instantiation. Each waits in its
-/// pool slots with what instantiation touched (docs/benchmarks.md, issue 16).
-const SPARES_PER_GUEST: usize = 1;
 
 impl Service {
     /// Builds the sandbox (compiling or loading the guests) for `policy`.
