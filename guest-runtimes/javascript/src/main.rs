@@ -14,8 +14,8 @@ use std::cell::{Cell, RefCell};
 use rquickjs::context::EvalOptions;
 use rquickjs::function::Opt;
 use rquickjs::{
-    Array, ArrayBuffer, Context, Ctx, Function, Object, Persistent, Promise, Runtime, TypedArray,
-    Value,
+    Array, ArrayBuffer, Context, Ctx, Function, JsLifetime, Object, Persistent, Promise, Runtime,
+    TypedArray, Value,
 };
 
 #[link(wasm_import_module = "warden")]
@@ -62,9 +62,36 @@ const FS_MODULE: &str = concat!("(function () {\n", include_str!("fs.js"), "\nre
 struct Engine {
     runtime: Runtime,
     context: Context,
-    /// The prelude's private helpers (inspect, serialize, describeError, timers), kept out of
-    /// the global object so that user code cannot reach or replace them.
-    internals: Persistent<Object<'static>>,
+    /// The prelude's private helpers, kept out of the global object so that user code cannot
+    /// reach or replace them.
+    helpers: Persistent<Helpers<'static>>,
+}
+
+/// The prelude's functions a run calls, found once before the snapshot rather than by name in
+/// every run.
+#[derive(Clone)]
+struct Helpers<'js> {
+    begin_run: Function<'js>,
+    describe_error: Function<'js>,
+    serialize_result: Function<'js>,
+    run_next_timer: Function<'js>,
+}
+
+// SAFETY: only the lifetime changes, and every field is a `Function`, which is `JsLifetime` with
+// `Changed<'to> = Function<'to>` (what `Persistent` needs to keep them across `Context::with`).
+unsafe impl<'js> JsLifetime<'js> for Helpers<'js> {
+    type Changed<'to> = Helpers<'to>;
+}
+
+impl<'js> Helpers<'js> {
+    fn from_prelude(internals: &Object<'js>) -> rquickjs::Result<Self> {
+        Ok(Helpers {
+            begin_run: internals.get("beginRun")?,
+            describe_error: internals.get("describeError")?,
+            serialize_result: internals.get("serializeResult")?,
+            run_next_timer: internals.get("runNextTimer")?,
+        })
+    }
 }
 
 /// The engine lives in a plain static, never dropped: a `thread_local!` would register a
@@ -294,7 +321,7 @@ fn build_engine() -> Result<Engine, String> {
     let runtime = Runtime::new().map_err(|e| format!("QuickJS runtime: {e}"))?;
     runtime.set_host_promise_rejection_tracker(Some(Box::new(track_rejection)));
     let context = Context::full(&runtime).map_err(|e| format!("QuickJS context: {e}"))?;
-    let internals = context
+    let helpers = context
         .with(|ctx| {
             let natives = Object::new(ctx.clone())?;
             natives.set(
@@ -316,7 +343,8 @@ fn build_engine() -> Result<Engine, String> {
             natives.set("makeFs", make_fs)?;
             let setup: Function = ctx.eval(PRELUDE)?;
             let internals: Object = setup.call((natives,))?;
-            Ok::<_, rquickjs::Error>(Persistent::save(&ctx, internals))
+            let helpers = Helpers::from_prelude(&internals)?;
+            Ok::<_, rquickjs::Error>(Persistent::save(&ctx, helpers))
         })
         .map_err(|e| format!("prelude: {e}"))?;
     // The prelude's call-site patch leaves its `new Error()`'s call sites in the context's
@@ -329,7 +357,7 @@ fn build_engine() -> Result<Engine, String> {
     Ok(Engine {
         runtime,
         context,
-        internals,
+        helpers,
     })
 }
 
@@ -362,15 +390,13 @@ fn report(outcome: &str) {
 
 /// Takes the pending exception and asks the prelude to describe it as `{type, message,
 /// traceback}` JSON.
-fn describe_exception<'js>(ctx: &Ctx<'js>, internals: &Object<'js>) -> String {
+fn describe_exception<'js>(ctx: &Ctx<'js>, helpers: &Helpers<'js>) -> String {
     let exception = ctx.catch();
-    describe_value(ctx, internals, exception)
+    describe_value(ctx, helpers, exception)
 }
 
-fn describe_value<'js>(ctx: &Ctx<'js>, internals: &Object<'js>, value: Value<'js>) -> String {
-    let described = internals
-        .get::<_, Function>("describeError")
-        .and_then(|f| f.call::<_, String>((value,)));
+fn describe_value<'js>(ctx: &Ctx<'js>, helpers: &Helpers<'js>, value: Value<'js>) -> String {
+    let described = helpers.describe_error.call::<_, String>((value,));
     match described {
         Ok(json) => json,
         Err(_) => {
@@ -388,15 +414,15 @@ enum Settled<'js> {
 }
 
 /// Drives microtasks and (virtual) timers until `promise` settles or nothing is left to run.
-fn settle<'js>(ctx: &Ctx<'js>, internals: &Object<'js>, promise: &Promise<'js>) -> Settled<'js> {
+fn settle<'js>(ctx: &Ctx<'js>, helpers: &Helpers<'js>, promise: &Promise<'js>) -> Settled<'js> {
     loop {
         while ctx.execute_pending_job() {}
         match promise.result::<Value>() {
             Some(Ok(v)) => return Settled::Value(v),
-            Some(Err(_)) => return Settled::Error(describe_exception(ctx, internals)),
+            Some(Err(_)) => return Settled::Error(describe_exception(ctx, helpers)),
             None => {}
         }
-        match fire_next_timer(ctx, internals, false) {
+        match fire_next_timer(ctx, helpers, false) {
             Ok(true) => {}
             Ok(false) => {
                 return Settled::Error(
@@ -413,21 +439,19 @@ fn settle<'js>(ctx: &Ctx<'js>, internals: &Object<'js>, promise: &Promise<'js>) 
 /// thrown by its callback ends the run, as an uncaught exception in a Node timer does.
 fn fire_next_timer<'js>(
     ctx: &Ctx<'js>,
-    internals: &Object<'js>,
+    helpers: &Helpers<'js>,
     one_shot_only: bool,
 ) -> Result<bool, String> {
-    let fired = internals
-        .get::<_, Function>("runNextTimer")
-        .and_then(|f| f.call::<_, bool>((one_shot_only,)));
-    fired.map_err(|_| describe_exception(ctx, internals))
+    let fired = helpers.run_next_timer.call::<_, bool>((one_shot_only,));
+    fired.map_err(|_| describe_exception(ctx, helpers))
 }
 
 /// After the program's value is known, pending `setTimeout`s still run (Node would run them
 /// before exiting); intervals still active are dropped, since nothing would ever stop them.
-fn drain_timers<'js>(ctx: &Ctx<'js>, internals: &Object<'js>) -> Result<(), String> {
+fn drain_timers<'js>(ctx: &Ctx<'js>, helpers: &Helpers<'js>) -> Result<(), String> {
     loop {
         while ctx.execute_pending_job() {}
-        if !fire_next_timer(ctx, internals, true)? {
+        if !fire_next_timer(ctx, helpers, true)? {
             return Ok(());
         }
     }
@@ -435,15 +459,15 @@ fn drain_timers<'js>(ctx: &Ctx<'js>, internals: &Object<'js>) -> Result<(), Stri
 
 fn run_program(engine: &Engine, code: Vec<u8>, input_json: Vec<u8>, filename: String) -> String {
     engine.context.with(|ctx| {
-        let internals = match engine.internals.clone().restore(&ctx) {
-            Ok(i) => i,
-            Err(e) => return internal_error(&format!("prelude internals: {e}")),
+        let helpers = match engine.helpers.clone().restore(&ctx) {
+            Ok(h) => h,
+            Err(e) => return internal_error(&format!("prelude helpers: {e}")),
         };
-        let begin: rquickjs::Result<()> = internals
-            .get::<_, Function>("beginRun")
-            .and_then(|f| f.call((String::from_utf8_lossy(&input_json).into_owned(),)));
+        let begin: rquickjs::Result<()> = helpers
+            .begin_run
+            .call((String::from_utf8_lossy(&input_json).into_owned(),));
         if begin.is_err() {
-            return format!(r#"{{"ok":false,"error":{}}}"#, describe_exception(&ctx, &internals));
+            return format!(r#"{{"ok":false,"error":{}}}"#, describe_exception(&ctx, &helpers));
         }
         let mut options = EvalOptions::default();
         options.global = true;
@@ -455,11 +479,11 @@ fn run_program(engine: &Engine, code: Vec<u8>, input_json: Vec<u8>, filename: St
         let promise = match evaluated {
             Ok(p) => p,
             Err(_) => {
-                return format!(r#"{{"ok":false,"error":{}}}"#, describe_exception(&ctx, &internals));
+                return format!(r#"{{"ok":false,"error":{}}}"#, describe_exception(&ctx, &helpers));
             }
         };
         // An async global script resolves to `{ value: <completion value> }`.
-        let completion = match settle(&ctx, &internals, &promise) {
+        let completion = match settle(&ctx, &helpers, &promise) {
             Settled::Value(v) => v
                 .as_object()
                 .and_then(|o| o.get::<_, Value>("value").ok())
@@ -468,25 +492,23 @@ fn run_program(engine: &Engine, code: Vec<u8>, input_json: Vec<u8>, filename: St
         };
         // The completion value itself may be a promise: await it too.
         let value = match completion.clone().into_promise() {
-            Some(p) => match settle(&ctx, &internals, &p) {
+            Some(p) => match settle(&ctx, &helpers, &p) {
                 Settled::Value(v) => v,
                 Settled::Error(e) => return format!(r#"{{"ok":false,"error":{e}}}"#),
             },
             None => completion,
         };
-        if let Err(e) = drain_timers(&ctx, &internals) {
+        if let Err(e) = drain_timers(&ctx, &helpers) {
             return format!(r#"{{"ok":false,"error":{e}}}"#);
         }
         // As in Node, a rejection nobody handled by the end fails the program.
         if let Some(reason) = first_unhandled_rejection(&ctx) {
-            return format!(r#"{{"ok":false,"error":{}}}"#, describe_value(&ctx, &internals, reason));
+            return format!(r#"{{"ok":false,"error":{}}}"#, describe_value(&ctx, &helpers, reason));
         }
-        let serialized = internals
-            .get::<_, Function>("serializeResult")
-            .and_then(|f| f.call::<_, String>((value,)));
+        let serialized = helpers.serialize_result.call::<_, String>((value,));
         match serialized {
             Ok(json) => format!(r#"{{"ok":true,"result":{json}}}"#),
-            Err(_) => format!(r#"{{"ok":false,"error":{}}}"#, describe_exception(&ctx, &internals)),
+            Err(_) => format!(r#"{{"ok":false,"error":{}}}"#, describe_exception(&ctx, &helpers)),
         }
     })
 }

@@ -13,8 +13,10 @@
   const jsonParse = JSON.parse;
   const StringOf = String;
   const print = natives.print;
+  const defineProperty = Object.defineProperty;
+  const isFiniteNumber = Number.isFinite;
   const defineGlobal = (name, value) =>
-    Object.defineProperty(globalThis, name, { value, writable: true, configurable: true, enumerable: false });
+    defineProperty(globalThis, name, { value, writable: true, configurable: true, enumerable: false });
 
   // ---------------------------------------------------------------- inspect (Node-like)
   const IDENT = /^[A-Za-z_$][\w$]*$/;
@@ -775,14 +777,24 @@
     return jsonStringify(out);
   }
   function jsonReplacer(key, value) {
-    if (typeof value === 'bigint') return value.toString();
+    // Primitives first: `instanceof` would look up Map's and Set's `Symbol.hasInstance` for them.
+    if (typeof value !== 'object' || value === null) {
+      if (typeof value === 'bigint') return value.toString();
+      if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
+      return value;
+    }
     if (value instanceof Map) return Object.fromEntries(Array.from(value, ([k, v]) => [typeof k === 'string' ? k : inspect(k), v]));
     if (value instanceof Set) return Array.from(value);
-    if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
     return value;
   }
   function serializeResult(value) {
     if (value === undefined) return 'null';
+    // What the replacer below would do to a primitive, without calling it.
+    switch (typeof value) {
+      case 'number': return isFiniteNumber(value) ? '' + value : jsonStringify(StringOf(value));
+      case 'string': case 'boolean': return jsonStringify(value);
+      case 'bigint': return jsonStringify(value.toString());
+    }
     try {
       const json = jsonStringify(value, jsonReplacer);
       return json === undefined ? 'null' : json;
@@ -792,8 +804,17 @@
       return jsonStringify(inspect(value));
     }
   }
+  // One descriptor for every run's `input`, rather than a new object each time.
+  const inputDescriptor = { value: null, writable: true, configurable: true, enumerable: false };
   function beginRun(inputJson) {
-    defineGlobal('input', inputJson ? jsonParse(inputJson) : null);
+    inputDescriptor.value = inputJson && inputJson !== 'null' ? jsonParse(inputJson) : null;
+    defineProperty(globalThis, 'input', inputDescriptor);
+    inputDescriptor.value = null;
   }
+  // Once here, so that the snapshot holds what every run would otherwise build again: the
+  // global `input` (a new global reshapes the global object; redefining it does not), and the
+  // properties QuickJS makes on first use that serializing a result touches.
+  beginRun('');
+  serializeResult([{ n: 1, s: 's' }, new Map([['k', 2]]), new Set([1]), 1n, NaN]);
   return { beginRun, describeError, serializeResult, runNextTimer };
 })
