@@ -122,12 +122,25 @@ fn pipeline(c: &mut Criterion) {
 /// `<language>/<name>` (criterion's directory `target/criterion/peers/<language>/<name>`).
 /// Each program's result (and stdout, where the file gives one) is checked before it is timed.
 fn peers(c: &mut Criterion) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/peers/programs.json");
-    let text = std::fs::read_to_string(path).expect("bench/peers/programs.json");
+    // bench/peers/run.py may hand over its own copy (with its iteration counts).
+    let path = std::env::var("WARDEN_BENCH_PROGRAMS").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/bench/peers/programs.json").to_string()
+    });
+    let text = std::fs::read_to_string(&path).expect("bench/peers/programs.json");
     let file: serde_json::Value = serde_json::from_str(&text).expect("programs.json is JSON");
     let sandbox = sandbox();
+    let programs = file["programs"].as_array().expect("programs");
+    if let Some(gap) = std::env::var("WARDEN_BENCH_GAP_MS")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        let gap = Duration::from_millis(gap.parse().expect("WARDEN_BENCH_GAP_MS is whole ms"));
+        let out = std::env::var_os("WARDEN_BENCH_GAP_OUT").expect("WARDEN_BENCH_GAP_OUT");
+        spaced(&sandbox, programs, gap, std::path::Path::new(&out));
+        return;
+    }
     let mut group = c.benchmark_group("peers");
-    for program in file["programs"].as_array().expect("programs") {
+    for program in programs {
         let language = program["language"].as_str().expect("language");
         let name = program["name"].as_str().expect("name");
         let code = program["code"].as_str().expect("code");
@@ -155,6 +168,50 @@ fn peers(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// `WARDEN_BENCH_GAP_MS=N` (bench/peers/run.py --gap-ms): instead of criterion's loop, which
+/// runs calls back to back, every program of the `peers` group (only those named in
+/// `WARDEN_BENCH_GAP_IDS`, `language/name` comma-separated, if set) runs its programs.json
+/// warm-up and iterations with the sandbox idle for N ms before each timed run, as an agent's
+/// calls come apart; the samples (ns) go to `WARDEN_BENCH_GAP_OUT` as `{"language/name": [..]}`.
+fn spaced(sandbox: &Sandbox, programs: &[serde_json::Value], gap: Duration, out: &std::path::Path) {
+    let only = std::env::var("WARDEN_BENCH_GAP_IDS").ok();
+    let mut samples = serde_json::Map::new();
+    for program in programs {
+        let id = format!(
+            "{}/{}",
+            program["language"].as_str().expect("language"),
+            program["name"].as_str().expect("name")
+        );
+        if only
+            .as_deref()
+            .is_some_and(|ids| !ids.split(',').any(|i| i == id))
+        {
+            continue;
+        }
+        let guest = match program["language"].as_str() {
+            Some("javascript") => &JAVASCRIPT_GUEST,
+            Some("python") => &PYTHON_GUEST,
+            other => panic!("unknown language {other:?}"),
+        };
+        let code = program["code"].as_str().expect("code");
+        let count = |field: &str| program[field].as_u64().expect("warmup and iterations");
+        let mut timed = Vec::new();
+        for i in 0..count("warmup") + count("iterations") {
+            std::thread::sleep(gap);
+            let started = Instant::now();
+            let outcome = sandbox.run(guest, request(code));
+            let took = started.elapsed();
+            assert_eq!(outcome.result, program["result"], "{id}: {outcome:?}");
+            if i >= count("warmup") {
+                timed.push(serde_json::json!(took.as_nanos() as u64));
+            }
+        }
+        samples.insert(id, serde_json::Value::Array(timed));
+    }
+    std::fs::write(out, serde_json::Value::Object(samples).to_string())
+        .expect("WARDEN_BENCH_GAP_OUT is writable");
 }
 
 criterion_group!(benches, runs, pipeline, peers);

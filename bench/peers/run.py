@@ -10,6 +10,9 @@ stdout where it captures one):
   - Warden in-process: the sandbox alone, benches/sandbox.rs's `peers` group, built once with
     `cargo bench --locked --bench sandbox --no-run` and then run as `cargo bench ... -- peers/`
     runs it (the same build in every round); criterion's median, target/criterion/peers/<id>/new.
+    With --gap-ms the same executable runs its own spaced loop instead (WARDEN_BENCH_GAP_MS:
+    the same warm-up and timed runs as every other side, each after the gap), since criterion
+    runs calls back to back.
   - quickjs-emscripten (Node 22): per run a new runtime + context, evalCode, dump, dispose.
   - native rquickjs (bench/peers/rquickjs): per run Runtime::new + Context::full + eval + drop.
   - Pyodide reused (Node 22): loadPyodide() once, per run runPython(code) in fresh globals,
@@ -277,6 +280,27 @@ def criterion_round(executable, logfile, ids=None):
     return figures
 
 
+def spaced_round(executable, logfile, spec, ids, gap_ms):
+    """The `peers` programs (only `ids` if given) in the bench's own loop, idle `gap_ms` before
+    each timed run; {program id: [samples ns]}."""
+    with tempfile.TemporaryDirectory() as tmp:
+        programs, out = Path(tmp) / "programs.json", Path(tmp) / "samples.json"
+        programs.write_text(json.dumps(spec))
+        env = {**os.environ, "CARGO_TARGET_DIR": str(TARGET), "WARDEN_BENCH_GAP_MS": str(round(gap_ms)),
+               "WARDEN_BENCH_GAP_OUT": str(out), "WARDEN_BENCH_PROGRAMS": str(programs)}
+        if ids is not None:
+            env["WARDEN_BENCH_GAP_IDS"] = ",".join(ids)
+        argv = [executable, "--bench", "peers/"]
+        with open(logfile, "a") as log_out:
+            log_out.write(f"\n$ WARDEN_BENCH_GAP_MS={env['WARDEN_BENCH_GAP_MS']} {shlex.join(argv)}\n")
+            log_out.flush()
+            code = subprocess.run(argv, cwd=ROOT, stdout=log_out, stderr=subprocess.STDOUT, env=env).returncode
+        if code != 0:
+            tail = Path(logfile).read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"the sandbox bench failed ({code}); log {logfile}:\n{tail}")
+        return json.loads(out.read_text())
+
+
 # ---------------------------------------------------------------------------------------------
 # The run
 
@@ -291,10 +315,16 @@ def run_rounds(spec, rounds, in_process, logfile, filtered, gap_ms=0):
             log(f"building the in-process bench: cargo bench --no-run (log {logfile})")
             executable = build_bench(logfile)
         for r in range(rounds):
-            if in_process:
+            ids = [program_id(p) for p in programs] if filtered else None
+            if in_process and gap_ms:
+                log(f"round {r + 1}/{rounds}: spaced loop (Warden in-process; log {logfile})")
+                for pid, samples in spaced_round(executable, logfile, spec, ids, gap_ms).items():
+                    data["warden_in_process"].setdefault(pid, []).append({
+                        "p50": statistics.median(samples), "min": min(samples),
+                        "n": len(samples), "samples_ns": samples})
+            elif in_process:
                 log(f"round {r + 1}/{rounds}: criterion (Warden in-process; log {logfile})")
-                figures = criterion_round(executable, logfile,
-                                          [program_id(p) for p in programs] if filtered else None)
+                figures = criterion_round(executable, logfile, ids)
                 for program in programs:
                     pid = program_id(program)
                     if pid not in figures:
@@ -507,8 +537,10 @@ def machine():
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")}
 
 
-def markdown_section(command, mach, versions, p50_table, min_table, ratio_table, goals_md, rounds):
+def markdown_section(command, mach, versions, p50_table, min_table, ratio_table, goals_md, rounds, gap_ms=0):
     v = versions
+    in_process = ("the bench's own loop with the same warm-up and timed runs as the other sides, "
+                  f"p50; every side idles {gap_ms:g} ms before each timed run" if gap_ms else "criterion's median")
     return f"""## Warden and its peers (bench/peers), {mach['date']}
 
 Machine: {mach['cpu']}, {mach['nproc']} cores (`nproc`), Linux {mach['kernel']}. Command:
@@ -521,8 +553,8 @@ release variant); rquickjs {v.get('rquickjs')} ({v.get('rquickjs engine', '?')})
 
 Every side runs the same programs (`bench/peers/programs.json`) and checks their results. Warden
 stdio is `warden serve` with the built-in policy (audit on), one raw JSON-RPC `execute_code` round
-trip; Warden in-process is the sandbox alone (`cargo bench --bench sandbox -- peers/`, criterion's
-median). The peers run in long-lived processes that time themselves: quickjs-emscripten and
+trip; Warden in-process is the sandbox alone (`cargo bench --bench sandbox -- peers/`,
+{in_process}). The peers run in long-lived processes that time themselves: quickjs-emscripten and
 native rquickjs make a new runtime and context per run; Pyodide reused runs `runPython` on one
 interpreter (fresh globals); Pyodide fresh is `loadPyodide()` + `print(1+1)`; CPython is `exec`
 in fresh globals. {rounds} rounds, every side running each program once per round in turn; a
@@ -565,12 +597,10 @@ def main():
     ap.add_argument("--no-setup", action="store_true", help="do not run bench/peers/setup.sh first")
     ap.add_argument("--gap-ms", type=float, default=0,
                     help="every side idles this long before each timed run, as an agent's calls come "
-                         "apart (criterion cannot: implies --no-in-process)")
+                         "apart (Warden in-process then runs the bench's own loop, not criterion)")
     args = ap.parse_args()
     if args.gap_ms < 0:
         sys.exit("--gap-ms must be 0 or more")
-    if args.gap_ms:
-        args.no_in_process = True
 
     spec = json.loads((HERE / "programs.json").read_text())
     for program in spec["programs"]:
@@ -608,7 +638,7 @@ def main():
     if args.markdown:
         p50_table, min_table, ratio_table = tables(spec, summary, markdown=True)
         print(markdown_section(command, mach, versions, p50_table, min_table, ratio_table,
-                               goals_text(goal_list, markdown=True), args.rounds))
+                               goals_text(goal_list, markdown=True), args.rounds, args.gap_ms))
     else:
         p50_table, min_table, ratio_table = tables(spec, summary, markdown=False)
         print(f"{mach['cpu']}, {mach['nproc']} cores, Linux {mach['kernel']}, {mach['date']}; "
