@@ -134,7 +134,8 @@ fn peers(c: &mut Criterion) {
         .ok()
         .filter(|v| !v.is_empty())
     {
-        let gap = Duration::from_millis(gap.parse().expect("WARDEN_BENCH_GAP_MS is whole ms"));
+        let gap =
+            Duration::from_secs_f64(gap.parse::<f64>().expect("WARDEN_BENCH_GAP_MS is ms") / 1e3);
         let out = std::env::var_os("WARDEN_BENCH_GAP_OUT").expect("WARDEN_BENCH_GAP_OUT");
         spaced(&sandbox, programs, gap, std::path::Path::new(&out));
         return;
@@ -170,13 +171,11 @@ fn peers(c: &mut Criterion) {
     group.finish();
 }
 
-/// `WARDEN_BENCH_GAP_MS=N` (bench/peers/run.py --gap-ms): instead of criterion's loop, which
-/// runs calls back to back, every program of the `peers` group (only those named in
-/// `WARDEN_BENCH_GAP_IDS`, `language/name` comma-separated, if set) runs its programs.json
-/// warm-up and iterations with the sandbox idle for N ms before each timed run, as an agent's
+/// `WARDEN_BENCH_GAP_MS=N` (bench/peers/run.py --gap-ms, with its own `WARDEN_BENCH_PROGRAMS`):
+/// instead of criterion's loop, which runs calls back to back, every program of the `peers`
+/// group runs its programs.json warm-up and iterations with the sandbox idle for N ms before each timed run, as an agent's
 /// calls come apart; the samples (ns) go to `WARDEN_BENCH_GAP_OUT` as `{"language/name": [..]}`.
 fn spaced(sandbox: &Sandbox, programs: &[serde_json::Value], gap: Duration, out: &std::path::Path) {
-    let only = std::env::var("WARDEN_BENCH_GAP_IDS").ok();
     let mut samples = serde_json::Map::new();
     for program in programs {
         let id = format!(
@@ -184,12 +183,6 @@ fn spaced(sandbox: &Sandbox, programs: &[serde_json::Value], gap: Duration, out:
             program["language"].as_str().expect("language"),
             program["name"].as_str().expect("name")
         );
-        if only
-            .as_deref()
-            .is_some_and(|ids| !ids.split(',').any(|i| i == id))
-        {
-            continue;
-        }
         let guest = match program["language"].as_str() {
             Some("javascript") => &JAVASCRIPT_GUEST,
             Some("python") => &PYTHON_GUEST,

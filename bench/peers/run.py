@@ -280,16 +280,14 @@ def criterion_round(executable, logfile, ids=None):
     return figures
 
 
-def spaced_round(executable, logfile, spec, ids, gap_ms):
-    """The `peers` programs (only `ids` if given) in the bench's own loop, idle `gap_ms` before
-    each timed run; {program id: [samples ns]}."""
+def spaced_round(executable, logfile, spec, gap_ms):
+    """The programs of `spec` in the bench's own loop, idle `gap_ms` before each timed run;
+    {program id: [samples ns]}."""
     with tempfile.TemporaryDirectory() as tmp:
         programs, out = Path(tmp) / "programs.json", Path(tmp) / "samples.json"
         programs.write_text(json.dumps(spec))
-        env = {**os.environ, "CARGO_TARGET_DIR": str(TARGET), "WARDEN_BENCH_GAP_MS": str(round(gap_ms)),
+        env = {**os.environ, "CARGO_TARGET_DIR": str(TARGET), "WARDEN_BENCH_GAP_MS": f"{gap_ms:g}",
                "WARDEN_BENCH_GAP_OUT": str(out), "WARDEN_BENCH_PROGRAMS": str(programs)}
-        if ids is not None:
-            env["WARDEN_BENCH_GAP_IDS"] = ",".join(ids)
         argv = [executable, "--bench", "peers/"]
         with open(logfile, "a") as log_out:
             log_out.write(f"\n$ WARDEN_BENCH_GAP_MS={env['WARDEN_BENCH_GAP_MS']} {shlex.join(argv)}\n")
@@ -304,6 +302,12 @@ def spaced_round(executable, logfile, spec, ids, gap_ms):
 # ---------------------------------------------------------------------------------------------
 # The run
 
+def round_figures(samples_ns):
+    """One side's figures for one program in one round."""
+    return {"p50": statistics.median(samples_ns), "min": min(samples_ns), "n": len(samples_ns),
+            "samples_ns": samples_ns}
+
+
 def run_rounds(spec, rounds, in_process, logfile, filtered, gap_ms=0):
     """{side: {program id: [{"p50", "min", "n", "samples_ns"}, ...one per round]}}."""
     programs = spec["programs"]
@@ -315,16 +319,14 @@ def run_rounds(spec, rounds, in_process, logfile, filtered, gap_ms=0):
             log(f"building the in-process bench: cargo bench --no-run (log {logfile})")
             executable = build_bench(logfile)
         for r in range(rounds):
-            ids = [program_id(p) for p in programs] if filtered else None
             if in_process and gap_ms:
                 log(f"round {r + 1}/{rounds}: spaced loop (Warden in-process; log {logfile})")
-                for pid, samples in spaced_round(executable, logfile, spec, ids, gap_ms).items():
-                    data["warden_in_process"].setdefault(pid, []).append({
-                        "p50": statistics.median(samples), "min": min(samples),
-                        "n": len(samples), "samples_ns": samples})
+                for pid, samples in spaced_round(executable, logfile, spec, gap_ms).items():
+                    data["warden_in_process"].setdefault(pid, []).append(round_figures(samples))
             elif in_process:
                 log(f"round {r + 1}/{rounds}: criterion (Warden in-process; log {logfile})")
-                figures = criterion_round(executable, logfile, ids)
+                figures = criterion_round(executable, logfile,
+                                          [program_id(p) for p in programs] if filtered else None)
                 for program in programs:
                     pid = program_id(program)
                     if pid not in figures:
@@ -345,9 +347,7 @@ def run_rounds(spec, rounds, in_process, logfile, filtered, gap_ms=0):
                     else:
                         m = sides[side].measure(program["code"], *n, gap_ms)
                     check(side, program, m)
-                    data[side].setdefault(pid, []).append({
-                        "p50": statistics.median(m.samples_ns), "min": min(m.samples_ns),
-                        "n": len(m.samples_ns), "samples_ns": m.samples_ns})
+                    data[side].setdefault(pid, []).append(round_figures(m.samples_ns))
         return data, versions_of(sides)
     finally:
         for side in sides.values():
