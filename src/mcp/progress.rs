@@ -21,7 +21,9 @@ pub(super) fn progress_message(elapsed_ms: f64, timeout_ms: u64) -> String {
 }
 
 /// Drives `call`, sending a progress notification every second once it has run for a second
-/// (when the client asked for progress).
+/// (when the client asked for progress). The notifications come from a task of their own: the
+/// run starts on the thread that polls `call` and holds it until it ends (`service/run.rs`),
+/// so a ticker polled beside it would be silent for the whole run.
 pub(super) async fn with_progress<T>(
     call: impl std::future::Future<Output = T>,
     context: &RequestContext<RoleServer>,
@@ -30,21 +32,30 @@ pub(super) async fn with_progress<T>(
     let Some(token) = context.meta.get_progress_token() else {
         return call.await;
     };
-    tokio::pin!(call);
-    let started = tokio::time::Instant::now();
-    let mut ticks = tokio::time::interval_at(started + PROGRESS_AFTER, PROGRESS_EVERY);
-    loop {
-        tokio::select! {
-            result = &mut call => return result,
-            _ = ticks.tick() => {
-                let elapsed_ms = started.elapsed().as_millis() as f64;
-                let note = ProgressNotificationParam::new(token.clone(), elapsed_ms)
-                    .with_total(timeout_ms as f64)
-                    .with_message(progress_message(elapsed_ms, timeout_ms));
-                if let Err(e) = context.peer.notify_progress(note).await {
-                    tracing::debug!("could not send a progress notification: {e}");
-                }
+    let peer = context.peer.clone();
+    let ticker = tokio::spawn(async move {
+        let started = tokio::time::Instant::now();
+        let mut ticks = tokio::time::interval_at(started + PROGRESS_AFTER, PROGRESS_EVERY);
+        loop {
+            ticks.tick().await;
+            let elapsed_ms = started.elapsed().as_millis() as f64;
+            let note = ProgressNotificationParam::new(token.clone(), elapsed_ms)
+                .with_total(timeout_ms as f64)
+                .with_message(progress_message(elapsed_ms, timeout_ms));
+            if let Err(e) = peer.notify_progress(note).await {
+                tracing::debug!("could not send a progress notification: {e}");
             }
         }
+    });
+    // Stopped when the call ends or is dropped.
+    let _ticker = AbortOnDrop(ticker);
+    call.await
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

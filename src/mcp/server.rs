@@ -178,7 +178,7 @@ impl WardenServer {
                     let asker = (!uses_input_required(context)).then(|| {
                         Arc::new(ElicitingAsker(context.peer.clone())) as Arc<dyn AskPerson>
                     });
-                    admitted.run_asking(cancel, asker).await
+                    admitted.on_this_thread().run_asking(cancel, asker).await
                 }
                 Step::Approve(_) => ExecutionResult::internal("approval was asked twice"),
             })

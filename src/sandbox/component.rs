@@ -93,7 +93,9 @@ impl WasiView for ComponentState {
 
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<ComponentState>> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).context("adding WASI to the linker")?;
+    // WASI's async functions, polled inside the run's async call: the sync ones block on the
+    // tokio runtime, which panics on the async worker where a run starts (`drive.rs`).
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).context("adding WASI to the linker")?;
     // WASI's poll blocks the host thread (a `time.sleep`), where the deadline cannot interrupt
     // it: a guest could outlive its deadline. Here every pollable is ready at once,
     // so sleeping takes no time, like the JavaScript guest's virtual timers.

@@ -39,7 +39,9 @@ impl HasRunCore for CoreState {
 
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<CoreState>> {
     let mut linker: Linker<CoreState> = Linker::new(engine);
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut CoreState| &mut s.wasi)
+    // WASI's async functions, polled inside the run's async call: the sync ones block on the
+    // tokio runtime, which panics on the async worker where a run starts (`drive.rs`).
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut CoreState| &mut s.wasi)
         .context("adding WASI to the linker")?;
     // WASI's poll_oneoff sleeps on the host thread, where the deadline cannot interrupt it: a
     // guest could outlive its deadline. No guest needs to sleep, so it is not supported.

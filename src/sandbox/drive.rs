@@ -6,11 +6,10 @@
 //! docs/benchmarks.md).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
-
-use super::CancelFlag;
 
 /// Why a run was stopped before it ended.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +25,39 @@ pub(super) enum Interrupted {
 /// a microsecond, Python ~8), a few milliseconds on a slow one. Each look is a switch out of
 /// the guest's stack and back, well under a microsecond.
 pub(super) const FUEL_BETWEEN_CHECKS: u64 = 5_000_000;
+
+/// A run's cancellation flag, shared with whoever may cancel it.
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag {
+    raised: Arc<AtomicBool>,
+    /// The caller's own cancellation, seen without anyone waiting on it: a run that started on
+    /// the async worker that took its request holds that task until it ends (see
+    /// [`may_block`]), so nothing there could copy the token into the flag meanwhile.
+    linked: Option<tokio_util::sync::CancellationToken>,
+}
+
+impl CancelFlag {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// A flag that is also raised when `token` is cancelled.
+    pub fn linked(token: tokio_util::sync::CancellationToken) -> Self {
+        Self {
+            raised: Arc::default(),
+            linked: Some(token),
+        }
+    }
+    pub fn cancel(&self) {
+        self.raised.store(true, Ordering::Relaxed);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.raised.load(Ordering::Relaxed)
+            || self
+                .linked
+                .as_ref()
+                .is_some_and(tokio_util::sync::CancellationToken::is_cancelled)
+    }
+}
 
 /// When a running guest must stop: its deadline and its cancel flag. Shared between the
 /// store (a tool call that waited for a person moves the deadline) and [`drive`].
@@ -72,6 +104,10 @@ impl Stop {
 /// `stop` says the run must end: then the call is dropped, which unwinds the guest's stack, and
 /// the outcome is an [`Interrupted`]. Host calls run inside `call` and are not interrupted
 /// (each bounds itself by the deadline; see `capability.rs`).
+///
+/// On a worker of a multi-threaded tokio runtime, a call that is not over at its first yield
+/// goes on under [`may_block`]: short runs (most calls, well within one slice) finish on the
+/// thread that read their request, with no hand-off to another thread and back.
 pub fn drive<T>(
     stop: &Stop,
     call: impl Future<Output = wasmtime::Result<T>>,
@@ -79,16 +115,37 @@ pub fn drive<T>(
     let mut call = std::pin::pin!(call);
     let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
     let mut context = Context::from_waker(&waker);
-    loop {
-        // Also before the first poll: a run whose deadline passed while it queued never starts.
-        stop.check().map_err(wasmtime::Error::new)?;
-        if let Poll::Ready(outcome) = call.as_mut().poll(&mut context) {
-            return outcome;
+    // Also before the first poll: a run whose deadline passed while it queued never starts.
+    stop.check().map_err(wasmtime::Error::new)?;
+    if let Poll::Ready(outcome) = call.as_mut().poll(&mut context) {
+        return outcome;
+    }
+    may_block(|| {
+        loop {
+            // A fuel yield has already woken us, so this returns at once. Only a call waiting
+            // on something else would sleep here, and then not past a look at the cancel flag.
+            let left = stop.deadline().saturating_duration_since(Instant::now());
+            std::thread::park_timeout(left.min(CANCEL_LOOK));
+            stop.check().map_err(wasmtime::Error::new)?;
+            if let Poll::Ready(outcome) = call.as_mut().poll(&mut context) {
+                return outcome;
+            }
         }
-        // A fuel yield has already woken us, so this returns at once. Only a call waiting on
-        // something else would sleep here, and then not past a look at the cancel flag.
-        let left = stop.deadline().saturating_duration_since(Instant::now());
-        std::thread::park_timeout(left.min(CANCEL_LOOK));
+    })
+}
+
+/// Runs `work`, which may block or take long, on this thread. On a worker of a multi-threaded
+/// tokio runtime the worker's other tasks go to another thread first
+/// (`tokio::task::block_in_place`), so that they are not held up; elsewhere (a blocking-pool
+/// thread, the spares thread, a current-thread runtime's blocking pool) it just runs `work`.
+/// Host calls that wait (fetch, upstream tools, a person's approval) go through this.
+pub fn may_block<R>(work: impl FnOnce() -> R) -> R {
+    let on_multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if on_multi_threaded {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
     }
 }
 
@@ -188,5 +245,62 @@ mod tests {
         let answer = drive(&stop, async { Ok(rx.await?) });
         sender.join().unwrap();
         assert_eq!(answer.unwrap(), 11);
+    }
+
+    /// A run driven on the only worker of a multi-threaded runtime must not hold up that
+    /// runtime's other tasks once it goes past its first slice: here the task that cancels it
+    /// is one of them. Were the worker held, the run would end at its deadline instead.
+    #[test]
+    fn a_long_call_on_an_async_worker_lets_the_workers_other_tasks_run() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .unwrap();
+        let token = tokio_util::sync::CancellationToken::new();
+        let outcome = runtime.block_on(async {
+            let canceller = {
+                let token = token.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    token.cancel();
+                })
+            };
+            let run = tokio::spawn(async move {
+                let stop = Stop::new(
+                    Instant::now() + Duration::from_secs(20),
+                    CancelFlag::linked(token),
+                );
+                let started = Instant::now();
+                let outcome = drive(&stop, yielding_forever(Arc::default()));
+                (interruption(outcome), started.elapsed())
+            });
+            canceller.await.unwrap();
+            run.await.unwrap()
+        });
+        assert_eq!(outcome.0, "the run was cancelled");
+        assert!(outcome.1 < Duration::from_secs(10), "took {:?}", outcome.1);
+    }
+
+    #[test]
+    fn may_block_runs_its_work_wherever_it_is_called() {
+        // Outside any runtime, on a current-thread runtime and on a multi-threaded one's
+        // worker, where a nested `block_on` is then allowed.
+        assert_eq!(may_block(|| 1), 1);
+        let current = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert_eq!(current.block_on(async { may_block(|| 2) }), 2);
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let handle = multi.handle().clone();
+        let nested = multi.block_on(async move {
+            tokio::spawn(async move { may_block(|| handle.block_on(async { 3 })) })
+                .await
+                .unwrap()
+        });
+        assert_eq!(nested, 3);
     }
 }

@@ -25,8 +25,6 @@ mod spares;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::Component;
@@ -42,6 +40,7 @@ pub use capability::{
     FetchCapability, FetchFailure, Fetcher, FileBridge, HttpRequest, HttpResponse, ToolAnswer,
     ToolBridge, ToolsCapability, WorkspaceCapability,
 };
+pub use drive::{CancelFlag, may_block};
 #[cfg(feature = "fuzzing")]
 pub use fuzzing::{CoreModuleGuest, CoreModuleRun};
 pub use run::{OutputWatch, RunRequest};
@@ -223,8 +222,10 @@ impl Sandbox {
         })
     }
 
-    /// Runs one program to completion in a fresh store. Blocking: call it from a thread that
-    /// may block (e.g. `tokio::task::spawn_blocking`).
+    /// Runs one program to completion in a fresh store. Call it from a thread that may block
+    /// or from a worker of a multi-threaded tokio runtime: a run that goes on past its first
+    /// fuel slice, or waits in a host call, first hands the worker's other tasks to another
+    /// thread ([`may_block`]).
     pub fn run(&self, guest: &GuestProgram, request: RunRequest) -> ExecutionResult {
         let spare = self.spares.take(guest.name);
         match self.guests.get(guest.name) {
@@ -352,22 +353,6 @@ fn pooling_config(config: &SandboxConfig, guests: usize) -> PoolingAllocationCon
         // (docs/benchmarks.md, issue 16). Kernels before 6.7 get the old reset.
         .pagemap_scan(wasmtime::Enabled::Auto);
     pool
-}
-
-/// A run's cancellation flag, shared with whoever may cancel it.
-#[derive(Debug, Clone, Default)]
-pub struct CancelFlag(Arc<AtomicBool>);
-
-impl CancelFlag {
-    pub fn new() -> Self {
-        Self::default()
-    }
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
 }
 
 /// Per-run limits, derived from the policy's `[limits]` and the call.

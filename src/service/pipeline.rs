@@ -93,6 +93,8 @@ pub struct AdmittedCall<'s> {
     counted: Counted,
     /// Runs under the policy's `[tasks]` wall clock and fuel instead of `[limits]`'.
     as_task: bool,
+    /// See [`AdmittedCall::on_this_thread`] (`run.rs`).
+    pub(super) here: bool,
 }
 
 impl Service {
@@ -245,6 +247,7 @@ impl AdmittedCall<'_> {
             },
             counted: self.counted,
             as_task: true,
+            here: false,
         }
     }
 
@@ -281,6 +284,7 @@ impl AdmittedCall<'_> {
             call,
             counted,
             as_task,
+            here,
         } = self;
         let audit = FetchAudit {
             log: call.service.audit.clone(),
@@ -298,6 +302,7 @@ impl AdmittedCall<'_> {
                     asker,
                     as_task,
                     watch,
+                    here,
                 },
                 cancel,
             )
@@ -387,6 +392,7 @@ impl<'s> Call<'s> {
             call: self,
             counted,
             as_task: false,
+            here: false,
         })
     }
 }

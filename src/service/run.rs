@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::Service;
 use super::admission::Counted;
 use super::live::Live;
-use super::pipeline::AskPerson;
+use super::pipeline::{AdmittedCall, AskPerson};
 use super::place::Turn;
 use super::tools::RunTools;
 use crate::contract::{ExecuteArgs, ExecutionResult};
@@ -21,7 +21,7 @@ use crate::net::{FetchAudit, Narrowing, RunFetcher};
 use crate::policy::Limits;
 use crate::runtimes::remap_traceback;
 use crate::sandbox::{
-    CancelFlag, FetchCapability, OutputWatch, RunLimits, RunRequest, ToolsCapability,
+    CancelFlag, FetchCapability, GuestForm, OutputWatch, RunLimits, RunRequest, ToolsCapability,
     WorkspaceCapability,
 };
 use crate::secrets::Redactor;
@@ -41,6 +41,7 @@ impl Service {
             asker,
             as_task,
             watch,
+            here,
         } = how;
         let live = counted.live().clone();
         let output = match watch {
@@ -62,6 +63,7 @@ impl Service {
             return ExecutionResult::internal("the language's runtime is not loaded");
         };
         let guest_name = runtime.guest().name;
+        let guest_form = runtime.guest().form;
 
         // Until the run starts, a refusal gives the call's rate-limit count back (`counted`
         // is dropped unstarted).
@@ -113,7 +115,7 @@ impl Service {
         self.metrics.active().inc();
         let _active = ActiveRun(&self.metrics);
 
-        let flag = CancelFlag::new();
+        let flag = CancelFlag::linked(cancel.clone());
         let narrowing = Narrowing {
             hosts: grant.host_list(),
             credentials: grant.credentials().map(<[String]>::to_vec),
@@ -167,7 +169,7 @@ impl Service {
         let (sandbox, runtimes) = (self.sandbox.clone(), self.runtimes.clone());
         let permit = slot.permit;
         let code = args.code.clone();
-        let mut run = tokio::task::spawn_blocking(move || {
+        let work = move || {
             let _permit = permit;
             let Some(runtime) = runtimes.get(language) else {
                 return Ran::fresh(ExecutionResult::internal(
@@ -210,17 +212,15 @@ impl Service {
                 }
             }
             ran
-        });
+        };
         // A call whose future is dropped (the client went away, the server is shutting down)
-        // stops its guest too: nothing waits for that result any more.
+        // stops its guest too: nothing waits for that result any more. Cancelling the call
+        // raises the flag (it is linked to `cancel`); the guest sees it at its next fuel yield.
         let _stop_on_drop = StopOnDrop(flag.clone());
-        let joined = tokio::select! {
-            joined = &mut run => joined,
-            _ = cancel.cancelled() => {
-                // The guest sees the flag at its next fuel yield (well under a millisecond) and stops.
-                flag.cancel();
-                run.await
-            }
+        let joined = if runs_here(here && !as_task, guest_form) {
+            Ok(work())
+        } else {
+            tokio::task::spawn_blocking(work).await
         };
         let Ran {
             mut result,
@@ -269,6 +269,29 @@ impl Service {
     }
 }
 
+impl AdmittedCall<'_> {
+    /// For a caller whose task exists for this call alone (an MCP request handler): the run may
+    /// start on this thread (`runs_here`), and its future is then not polled until the run ends:
+    /// do not join it with others in one task; cancel it through its token.
+    pub fn on_this_thread(mut self) -> Self {
+        self.here = true;
+        self
+    }
+}
+
+/// Whether a run starts on the async worker that handles its call (asked for with
+/// `AdmittedCall::on_this_thread`, on a multi-threaded runtime): most runs end within their
+/// first fuel slice and so cross no thread, ~100 µs of a stdio round trip; longer runs and
+/// waiting host calls go through `sandbox::may_block` (docs/benchmarks.md, issue 16). Python
+/// (a component guest) keeps the blocking pool: on the worker it measured slower for calls
+/// 5 ms apart (1.06 against 0.80 ms over stdio), for reasons not yet found.
+fn runs_here(asked: bool, form: GuestForm) -> bool {
+    asked
+        && form == GuestForm::CoreModule
+        && tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
 /// How an admitted call runs, besides its arguments.
 pub(super) struct RunHow {
     /// Who is asked when the code's calls need approval.
@@ -276,6 +299,9 @@ pub(super) struct RunHow {
     /// Under `[tasks]` wall clock and fuel.
     pub as_task: bool,
     pub watch: Option<RunWatch>,
+    /// The caller's task exists for this call alone: the run may start on its thread
+    /// (`runs_here`).
+    pub here: bool,
 }
 
 /// The longest line of output a running call shows, in bytes.

@@ -56,11 +56,13 @@ impl RunTools {
         );
         let started = Instant::now();
         let cancelled = self.cancelled();
-        let approval = self.runtime.block_on(async {
-            tokio::select! {
-                approval = asker.ask(text) => Some(approval),
-                _ = cancelled => None,
-            }
+        let approval = crate::sandbox::may_block(|| {
+            self.runtime.block_on(async {
+                tokio::select! {
+                    approval = asker.ask(text) => Some(approval),
+                    _ = cancelled => None,
+                }
+            })
         });
         let waited = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.paused_ns.fetch_add(waited, Ordering::AcqRel);
