@@ -284,7 +284,7 @@ impl AdmittedCall<'_> {
 /// first fuel slice and so cross no thread, ~100 µs of a stdio round trip; longer runs and
 /// waiting host calls go through `sandbox::may_block` (docs/benchmarks.md, issue 16). Python
 /// (a component guest) keeps the blocking pool: on the worker it measured slower for calls
-/// 5 ms apart (1.06 against 0.80 ms over stdio), for reasons not yet found.
+/// 5 ms apart (1.06 against 0.80 ms), the spares thread preempting it on its own CPU.
 fn runs_here(asked: bool, form: GuestForm) -> bool {
     asked
         && form == GuestForm::CoreModule
