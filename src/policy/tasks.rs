@@ -25,8 +25,10 @@ pub struct TaskSettings {
     pub default_timeout_ms: u64,
     /// A task's `timeout_ms` is clamped to this (default 900 000: 15 min).
     pub max_timeout_ms: u64,
-    /// A task's deterministic CPU budget (default 10¹²: fifty calls' worth, about a minute
-    /// and a half of JavaScript compute).
+    /// A task's deterministic CPU budget (default 10¹³: five hundred calls' worth). Busy
+    /// guests burn 8-10×10⁹ units a second on the fastest machine measured (2026-12-02), so
+    /// by default a task's wall clock ends it before its fuel does; at 10¹² a two-minute Python
+    /// task ran out of fuel there.
     pub fuel: u64,
     /// Tasks of one grant running or waiting at once (default 4); beyond that a call is
     /// answered `rate_limited` with a retry hint instead of becoming a task.
@@ -49,7 +51,7 @@ impl Default for TaskSettings {
             enabled: true,
             default_timeout_ms: 300_000,
             max_timeout_ms: 900_000,
-            fuel: 1_000_000_000_000,
+            fuel: 10_000_000_000_000,
             max_per_grant: 4,
             max_tasks: 16,
             keep_results_s: 900,
@@ -140,7 +142,7 @@ mod tests {
         let task = tasks.run_limits(&call);
         assert_eq!(task.max_timeout_ms, 900_000);
         assert_eq!(task.timeout_ms(None), 300_000);
-        assert_eq!(task.fuel, 1_000_000_000_000);
+        assert_eq!(task.fuel, 10_000_000_000_000);
         assert_eq!(task.memory_bytes, call.memory_bytes);
         assert_eq!(task.max_tool_calls, call.max_tool_calls);
     }
