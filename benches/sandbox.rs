@@ -173,8 +173,9 @@ fn peers(c: &mut Criterion) {
 
 /// `WARDEN_BENCH_GAP_MS=N` (bench/peers/run.py --gap-ms, with its own `WARDEN_BENCH_PROGRAMS`):
 /// instead of criterion's loop, which runs calls back to back, every program of the `peers`
-/// group runs its programs.json warm-up and iterations with the sandbox idle for N ms before each timed run, as an agent's
-/// calls come apart; the samples (ns) go to `WARDEN_BENCH_GAP_OUT` as `{"language/name": [..]}`.
+/// group runs its programs.json warm-up and iterations with the sandbox idle for N ms before
+/// each timed run, as an agent's calls come apart; the samples (ns) go to
+/// `WARDEN_BENCH_GAP_OUT` as `{"language/name": [..]}`.
 fn spaced(sandbox: &Sandbox, programs: &[serde_json::Value], gap: Duration, out: &std::path::Path) {
     let mut samples = serde_json::Map::new();
     for program in programs {

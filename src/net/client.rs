@@ -232,16 +232,13 @@ impl Outbound {
                 }
             }
         };
-        // The run may be on an async worker (see `sandbox::may_block`).
-        crate::sandbox::may_block(|| {
-            runtime.block_on(async {
-                tokio::select! {
-                    outcome = tokio::time::timeout(timeout, work) => outcome.unwrap_or_else(|_| {
-                        Err(FetchError::Failed(format!("the request timed out after {} ms", timeout.as_millis())))
-                    }),
-                    _ = cancelled => Err(FetchError::Failed("the run was cancelled".into())),
-                }
-            })
+        crate::sandbox::wait_on(runtime, async {
+            tokio::select! {
+                outcome = tokio::time::timeout(timeout, work) => outcome.unwrap_or_else(|_| {
+                    Err(FetchError::Failed(format!("the request timed out after {} ms", timeout.as_millis())))
+                }),
+                _ = cancelled => Err(FetchError::Failed("the run was cancelled".into())),
+            }
         })
     }
 }

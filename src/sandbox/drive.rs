@@ -149,6 +149,12 @@ pub fn may_block<R>(work: impl FnOnce() -> R) -> R {
     }
 }
 
+/// Waits for `future` on `runtime` from a run's thread, through [`may_block`]: how a host call
+/// waits for the server's async work (a fetch, an upstream tool, a person's answer).
+pub fn wait_on<F: std::future::Future>(runtime: &tokio::runtime::Handle, future: F) -> F::Output {
+    may_block(|| runtime.block_on(future))
+}
+
 /// How long [`drive`] sleeps at most before looking at the cancel flag again.
 const CANCEL_LOOK: Duration = Duration::from_millis(10);
 

@@ -40,12 +40,12 @@ pub use capability::{
     FetchCapability, FetchFailure, Fetcher, FileBridge, HttpRequest, HttpResponse, ToolAnswer,
     ToolBridge, ToolsCapability, WorkspaceCapability,
 };
-pub use drive::{CancelFlag, may_block};
+pub use drive::{CancelFlag, may_block, wait_on};
 #[cfg(feature = "fuzzing")]
 pub use fuzzing::{CoreModuleGuest, CoreModuleRun};
 pub use run::{OutputWatch, RunRequest};
 pub use session::{KeptGuest, SessionRun};
-use spares::{Spare, Spares};
+use spares::{Background, Spare, Spares};
 
 /// Pool slots reserved per concurrent run. The JavaScript guest needs one core instance, one
 /// memory and one table; the Python component (componentize-py) a handful of each.
@@ -213,7 +213,7 @@ impl Sandbox {
             };
             guests.insert(program.name, prepared);
         }
-        let spares = Spares::start(makers, config.spares_per_guest)
+        let spares = Spares::start(makers, config.spares_per_guest, Background::IdleTime)
             .context("starting the spare-instance thread")?;
         Ok(Sandbox {
             engine,

@@ -9,6 +9,12 @@
 //! resident, `madvise` of the rest). Both only move work off the caller's path: a run is
 //! exactly as fresh as an inline one, and the pool holds slots for every spare and every
 //! retired store in addition to the runs (`pooling_config` in mod.rs).
+//!
+//! The server's thread runs only on CPU time no other thread wants ([`Background::IdleTime`]):
+//! woken by a take, a normal thread was placed on the run's own CPU and preempted the run
+//! while the other CPU idled (docs/benchmarks.md, issue 16). Under full load it may then not
+//! run for a while; calls meanwhile start their own instances and drop their own stores, which
+//! is the work the thread would have done, on a CPU that had none to spare.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -45,6 +51,17 @@ impl Spare {
 /// Makes one spare of a guest.
 pub(super) type Maker<S = Spare> = Box<dyn Fn() -> wasmtime::Result<S> + Send + Sync>;
 
+/// How the background thread competes for the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Background {
+    /// Linux's `SCHED_IDLE`: never preempts a normal thread, and a CPU running only such
+    /// threads counts as idle when the kernel places a waking one.
+    IdleTime,
+    /// Like any other thread (tests whose progress must not depend on the machine's load).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Normal,
+}
+
 /// Generic over what it keeps only so that its tests can count drops; the sandbox keeps
 /// [`Spare`]s.
 pub(super) struct Spares<S: Send + 'static = Spare> {
@@ -79,7 +96,11 @@ impl<S: Send + 'static> Spares<S> {
     /// Starts the thread that keeps `per_guest` spares of each guest in `makers` ready and
     /// drops retired stores. With `per_guest == 0` nothing is made ahead of time; retired
     /// stores are still dropped off the caller's path.
-    pub fn start(makers: Vec<(&'static str, Maker<S>)>, per_guest: usize) -> std::io::Result<Self> {
+    pub fn start(
+        makers: Vec<(&'static str, Maker<S>)>,
+        per_guest: usize,
+        background: Background,
+    ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
@@ -87,7 +108,14 @@ impl<S: Send + 'static> Spares<S> {
         let worker = shared.clone();
         std::thread::Builder::new()
             .name("warden-spares".into())
-            .spawn(move || worker.keep_ready(&makers, per_guest))?;
+            .spawn(move || {
+                if background == Background::IdleTime
+                    && let Err(e) = run_in_idle_time_only()
+                {
+                    tracing::warn!("the spares thread keeps a normal priority: {e}");
+                }
+                worker.keep_ready(&makers, per_guest)
+            })?;
         Ok(Spares { shared })
     }
 
@@ -119,6 +147,18 @@ impl<S: Send + 'static> Drop for Spares<S> {
     fn drop(&mut self) {
         self.shared.lock().stop = true;
         self.shared.wake.notify_one();
+    }
+}
+
+/// Puts the calling thread under `SCHED_IDLE` (Linux applies it per thread).
+fn run_in_idle_time_only() -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread, and `param` is a valid sched_param for the call.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -215,7 +255,8 @@ mod tests {
             std::thread::sleep(make_takes);
             Ok(Counted(drops.clone()))
         });
-        Spares::start(vec![("guest", maker)], per_guest).expect("the spares thread starts")
+        Spares::start(vec![("guest", maker)], per_guest, Background::Normal)
+            .expect("the spares thread starts")
     }
 
     /// A liveness bound, not a timing: the thread has far longer than it needs.
@@ -264,6 +305,33 @@ mod tests {
                 "only two are kept ({round})"
             );
         }
+    }
+
+    #[test]
+    fn in_idle_time_the_thread_makes_and_drops_under_sched_idle() {
+        let policies = Arc::new(Mutex::new(Vec::new()));
+        let seen = policies.clone();
+        let maker: Maker<i32> = Box::new(move || {
+            // SAFETY: pid 0 is the calling thread.
+            let policy = unsafe { libc::sched_getscheduler(0) };
+            seen.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(policy);
+            Ok(policy)
+        });
+        let spares = Spares::start(vec![("guest", maker)], 1, Background::IdleTime)
+            .expect("the spares thread starts");
+        let mut taken = None;
+        eventually("a spare made in idle time", || {
+            taken = spares.take("guest");
+            taken.is_some()
+        });
+        assert_eq!(taken, Some(libc::SCHED_IDLE));
+        let policies = policies.lock().unwrap_or_else(PoisonError::into_inner);
+        assert!(
+            policies.iter().all(|&p| p == libc::SCHED_IDLE),
+            "{policies:?}"
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::net::{FetchAudit, Narrowing, RunFetcher};
 use crate::policy::Limits;
 use crate::runtimes::remap_traceback;
 use crate::sandbox::{
-    CancelFlag, FetchCapability, GuestForm, OutputWatch, RunLimits, RunRequest, ToolsCapability,
+    CancelFlag, FetchCapability, OutputWatch, RunLimits, RunRequest, ToolsCapability,
     WorkspaceCapability,
 };
 use crate::secrets::Redactor;
@@ -63,7 +63,6 @@ impl Service {
             return ExecutionResult::internal("the language's runtime is not loaded");
         };
         let guest_name = runtime.guest().name;
-        let guest_form = runtime.guest().form;
 
         // Until the run starts, a refusal gives the call's rate-limit count back (`counted`
         // is dropped unstarted).
@@ -217,7 +216,7 @@ impl Service {
         // stops its guest too: nothing waits for that result any more. Cancelling the call
         // raises the flag (it is linked to `cancel`); the guest sees it at its next fuel yield.
         let _stop_on_drop = StopOnDrop(flag.clone());
-        let joined = if runs_here(here && !as_task, guest_form) {
+        let joined = if runs_here(here && !as_task) {
             Ok(work())
         } else {
             tokio::task::spawn_blocking(work).await
@@ -282,12 +281,11 @@ impl AdmittedCall<'_> {
 /// Whether a run starts on the async worker that handles its call (asked for with
 /// `AdmittedCall::on_this_thread`, on a multi-threaded runtime): most runs end within their
 /// first fuel slice and so cross no thread, ~100 µs of a stdio round trip; longer runs and
-/// waiting host calls go through `sandbox::may_block` (docs/benchmarks.md, issue 16). Python
-/// (a component guest) keeps the blocking pool: on the worker it measured slower for calls
-/// 5 ms apart (1.06 against 0.80 ms), the spares thread preempting it on its own CPU.
-fn runs_here(asked: bool, form: GuestForm) -> bool {
+/// waiting host calls go through `sandbox::may_block` (docs/benchmarks.md, issue 16). This
+/// holds for Python since the spares thread runs in idle time only: before, woken by the take,
+/// it preempted a Python run on the worker's own CPU.
+fn runs_here(asked: bool) -> bool {
     asked
-        && form == GuestForm::CoreModule
         && tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }

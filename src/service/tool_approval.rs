@@ -56,13 +56,11 @@ impl RunTools {
         );
         let started = Instant::now();
         let cancelled = self.cancelled();
-        let approval = crate::sandbox::may_block(|| {
-            self.runtime.block_on(async {
-                tokio::select! {
-                    approval = asker.ask(text) => Some(approval),
-                    _ = cancelled => None,
-                }
-            })
+        let approval = crate::sandbox::wait_on(&self.runtime, async {
+            tokio::select! {
+                approval = asker.ask(text) => Some(approval),
+                _ = cancelled => None,
+            }
         });
         let waited = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.paused_ns.fetch_add(waited, Ordering::AcqRel);

@@ -162,20 +162,17 @@ impl RunTools {
     ) -> Result<T, Refused> {
         let left = self.deadline().saturating_duration_since(Instant::now());
         let cancelled = self.cancelled();
-        // The run may be on an async worker (see `sandbox::may_block`).
-        crate::sandbox::may_block(|| {
-            self.runtime.block_on(async {
-                tokio::select! {
-                    done = tokio::time::timeout(left.min(limit), work) => done.unwrap_or_else(|_| {
-                        Err(Refused::new("timeout", if left <= limit {
-                            "the run's deadline passed while the tool was running".to_string()
-                        } else {
-                            format!("the tool did not answer within {} ms", limit.as_millis())
-                        }))
-                    }),
-                    _ = cancelled => Err(Refused::new("cancelled", "the run was cancelled")),
-                }
-            })
+        crate::sandbox::wait_on(&self.runtime, async {
+            tokio::select! {
+                done = tokio::time::timeout(left.min(limit), work) => done.unwrap_or_else(|_| {
+                    Err(Refused::new("timeout", if left <= limit {
+                        "the run's deadline passed while the tool was running".to_string()
+                    } else {
+                        format!("the tool did not answer within {} ms", limit.as_millis())
+                    }))
+                }),
+                _ = cancelled => Err(Refused::new("cancelled", "the run was cancelled")),
+            }
         })
     }
 
