@@ -308,7 +308,7 @@ mod tests {
     }
 
     #[test]
-    fn in_idle_time_the_thread_makes_and_drops_under_sched_idle() {
+    fn in_idle_time_the_thread_makes_its_spares_under_sched_idle() {
         let policies = Arc::new(Mutex::new(Vec::new()));
         let seen = policies.clone();
         let maker: Maker<i32> = Box::new(move || {
