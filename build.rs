@@ -122,6 +122,7 @@ mod from_source {
             "guest-runtimes/python/warden_packages.py",
             "guest-runtimes/python/warden_tmp.py",
             "guest-runtimes/python/batteries.txt",
+            "guest-runtimes/python/native/warden_alloc.c",
             "guest-runtimes/wit/warden.wit",
             "scripts/python_guest.py",
         ] {

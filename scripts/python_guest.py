@@ -45,6 +45,12 @@ import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP_DIR = os.path.join(ROOT, "guest-runtimes", "python")
+# C extensions of the guest itself (warden_alloc.c), compiled for the interpreter's wasm32 ABI.
+NATIVE_DIR = os.path.join(APP_DIR, "native")
+NATIVE_SUFFIX = ".cpython-314-wasm32-wasi.so"
+# Debian's clang-19 and lld-19 (installed by `make setup`, as for the JavaScript guest).
+WASM_CC = os.environ.get("WARDEN_WASM_CC", "clang-19")
+WASM_LD = os.environ.get("WARDEN_WASM_LD", "wasm-ld-19")
 WIT_DIR = os.path.join(ROOT, "guest-runtimes", "wit")
 DEFAULT_WHEELS = os.path.join(ROOT, ".tools", "wheels")
 INDEX = os.environ.get("WARDEN_PYPI_JSON", "https://pypi.org/pypi")
@@ -54,7 +60,7 @@ MANIFEST_SECTION = "warden:python-packages"
 NATIVE_SUFFIXES = (".so", ".pyd", ".dylib", ".dll", ".a", ".lib")
 UNUSED_SUFFIXES = (".pyi", ".c", ".h", ".pxd", ".pyx")
 # Modules of the guest itself: a package may not shadow them.
-RESERVED = {"app", "requests", "warden", "warden_fs", "warden_net", "warden_packages", "warden_tmp",
+RESERVED = {"app", "requests", "warden", "warden_alloc", "warden_fs", "warden_net", "warden_packages", "warden_tmp",
             "warden_tools", "wit_world", "componentize_py_runtime", "componentize_py_types"}
 # The interpreter the guest runs (componentize-py 0.25.1 bundles CPython 3.14 for WASI): the
 # environment markers of the packages' dependencies are evaluated for it.
@@ -377,6 +383,7 @@ def guest_sources_digest():
     digest = hashlib.sha256()
     files = [os.path.join(WIT_DIR, n) for n in sorted(os.listdir(WIT_DIR)) if n.endswith(".wit")]
     files += [os.path.join(APP_DIR, n) for n in sorted(os.listdir(APP_DIR)) if n.endswith(".py")]
+    files += [os.path.join(NATIVE_DIR, n) for n in sorted(os.listdir(NATIVE_DIR)) if n.endswith(".c")]
     for path in files:
         digest.update(os.path.basename(path).encode() + b"\0")
         with open(path, "rb") as f:
@@ -397,6 +404,31 @@ def custom_section(name, payload):
 
     body = leb128(len(name.encode())) + name.encode() + payload
     return b"\x00" + leb128(len(body)) + body
+
+
+def compile_native(work):
+    """Each native/*.c as a wasm shared library that componentize-py links into the guest (as
+    it would a package's extension module); the interpreter imports it by name."""
+    for name in sorted(os.listdir(NATIVE_DIR)):
+        if not name.endswith(".c"):
+            continue
+        stem = name[: -len(".c")]
+        obj = os.path.join(work, stem + ".o")
+        steps = [
+            [WASM_CC, "--target=wasm32-wasi", "-O2", "-fPIC", "-fvisibility=hidden", "-Wall", "-Werror",
+             "-c", os.path.join(NATIVE_DIR, name), "-o", obj],
+            # Undefined symbols (CPython's and libc's) are resolved when componentize-py links.
+            [WASM_LD, "--shared", "--experimental-pic", "--unresolved-symbols=import-dynamic",
+             "-o", os.path.join(work, stem + NATIVE_SUFFIX), obj],
+        ]
+        for command in steps:
+            try:
+                result = subprocess.run(command, cwd=ROOT)
+            except OSError as e:
+                raise BuildError(f"running {command[0]}: {e}; run `make setup` to install clang-19 and lld-19") from None
+            if result.returncode != 0:
+                raise BuildError(f"{command[0]} could not build {name} (exit {result.returncode})")
+        os.remove(obj)
 
 
 def componentize(componentize_py, work, component):
@@ -423,6 +455,7 @@ def build(requirements, out, wheels_dir, componentize_py):
     with tempfile.TemporaryDirectory(prefix="warden-python-guest-") as work:
         site_dir = os.path.join(work, SITE_NAME)
         os.makedirs(site_dir)
+        compile_native(work)
         packages = assemble(requirements, wheels_dir, site_dir)
         own = {name for p in packages for name in p["imports"]}
         manifest = {

@@ -205,6 +205,61 @@ async fn memory_and_recursion_limits() {
     assert_eq!(ok(&r), &json!(0));
 }
 
+/// Objects of up to 512 bytes come from warden_alloc's free lists (native/warden_alloc.c),
+/// larger ones and those allocated before it was installed from libc's malloc.
+#[tokio::test]
+async fn small_objects_come_from_the_guests_free_lists() {
+    let taken = "import warden_alloc\nbefore = warden_alloc.blocks()\nkeep = [object() for _ in range(100_000)]\nwarden_alloc.blocks() - before";
+    let r = ok(&py(taken).await).as_u64().unwrap();
+    // 100,000 eight-byte objects fill 49 blocks of 16 KiB.
+    assert!((49..=52).contains(&r), "blocks taken: {r}");
+
+    // Churn across the 512-byte boundary, growing and shrinking in place and by moving:
+    // every value is checked against what was written, so two live objects sharing memory or a
+    // block handed out twice shows up as a mismatch.
+    let churn = r#"
+import random
+rng = random.Random(7)
+PATTERN = bytes(range(256)) * 4
+def content(key, size):
+    return PATTERN[key % 256:key % 256 + size]
+live, checked, bad = {}, 0, 0
+for step in range(8_000):
+    key = rng.randrange(3000)
+    if key in live and rng.random() < 0.5:
+        size, value, text, items = live.pop(key)
+        checked += 1
+        bad += value != content(key, size) or text != str(key) * (size % 40) or items != list(range(size % 70))
+    else:
+        size = rng.randrange(0, 700)
+        value = bytearray(content(key, size // 2))
+        value.extend(content(key, size)[size // 2:])
+        text = ""
+        for _ in range(size % 40):
+            text += str(key)
+        items = []
+        for i in range(size % 70):
+            items.append(i)
+        live[key] = (size, bytes(value), text, items)
+for key, (size, value, text, items) in live.items():
+    checked += 1
+    bad += value != content(key, size) or text != str(key) * (size % 40) or items != list(range(size % 70))
+[checked > 3_000, bad]
+"#;
+    assert_eq!(ok(&py(churn).await), &json!([true, 0]));
+
+    // Running out of memory one small object at a time is a MemoryError like any other.
+    let r = py("keep = []\nwhile True:\n    keep.append((len(keep),) * 100)").await;
+    failed(&r, "out_of_memory", "MemoryError");
+
+    // The free lists are part of the memory a run's reset restores: the next run starts with
+    // the blocks of the snapshot, not with the ones a previous run took.
+    let count = "import warden_alloc\nwarden_alloc.blocks()";
+    let fresh = ok(&py(count).await).clone();
+    ok(&py("keep = [object() for _ in range(300_000)]\nlen(keep)").await);
+    assert_eq!(ok(&py(count).await), &fresh);
+}
+
 #[tokio::test]
 async fn cpu_loops_end_by_fuel_or_deadline() {
     let r = py("while True:\n    pass").await;

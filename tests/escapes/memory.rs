@@ -107,6 +107,15 @@ pub fn cases(_: &Ports) -> Vec<Case> {
         oom(PY, "Python bytes of 1 MiB appended forever", "l = []\nwhile True:\n    l.append(bytes(2**20))"),
         oom(PY, "Python list(range(10**8))", "x = list(range(10**8))"),
         oom(PY, "Python a dict grown forever", "d = {}\ni = 0\nwhile True:\n    d[i] = str(i)\n    i += 1"),
+        // Every size class of the guest's small-object allocator (warden_alloc) runs dry, then
+        // the next run allocates from fresh lists.
+        oom(
+            PY,
+            "Python small objects of every size class until memory runs out",
+            "keep = []\nn = 0\nwhile True:\n    keep.append(bytes(n % 520))\n    n += 1",
+        )
+        .then(PY, "sum(len(bytes(n % 520)) for n in range(20_000))")
+        .next_ok_with(json!((0..20_000).map(|n| n % 520).sum::<u64>())),
         oom(
             PY,
             "Python array.array grown forever",
