@@ -116,6 +116,14 @@ pub fn cases(_: &Ports) -> Vec<Case> {
         )
         .then(PY, "sum(len(bytes(n % 520)) for n in range(20_000))")
         .next_ok_with(json!((0..20_000).map(|n| n % 520).sum::<u64>())),
+        // Blocks emptied of small objects go back to libc when memory runs short, or this
+        // megabyte would not fit beside the snapshot once small objects have filled the rest.
+        Case::py(
+            "Python fills memory with small objects, frees them, then needs a large buffer",
+            "keep = []\ntry:\n    while True:\n        keep.append(bytes(24))\nexcept MemoryError:\n    pass\nn = len(keep)\ndel keep\n[len(bytearray(2**20)), n > 10_000]",
+        )
+        .must("memory freed as small objects serves a large buffer: ok")
+        .ok_with(json!([1 << 20, true])),
         oom(
             PY,
             "Python array.array grown forever",
