@@ -18,6 +18,33 @@ fn env() -> Env {
     })
 }
 
+const CHURN_AT_THE_CAP: &str = r#"
+import random
+rng = random.Random(7)
+live = {}
+n = 0
+full = 0
+for round_ in range(6):
+    reserve = None
+    try:
+        reserve = bytearray(256 << 10)
+        while True:
+            size = rng.choice((8, 24, 40, 100, 200, 400, 480, 600, 5000))
+            live[n] = bytes([n % 251]) * size
+            n += 1
+    except MemoryError:
+        full += 1
+    reserve = None
+    for k in range(n):
+        v = live.get(k)
+        assert v is None or v == bytes([k % 251]) * len(v), k
+    for k in range(n):
+        if k in live and (round_ % 3 == 2 or rng.random() < 0.5):
+            del live[k]
+live = None
+[n > 5_000, full, len(bytearray(2**20))]
+"#;
+
 /// A program that must run out of memory.
 fn oom(language: &str, name: &str, code: &str) -> Case {
     Case::code(language, name, code)
@@ -124,6 +151,12 @@ pub fn cases(_: &Ports) -> Vec<Case> {
         )
         .must("memory freed as small objects serves a large buffer: ok")
         .ok_with(json!([1 << 20, true])),
+        // Six times over: fill memory with objects of mixed sizes (so that reclaiming runs
+        // with blocks partly free, bump blocks and chunks shared by classes), check every
+        // survivor, free half of them at random (or all, every third round).
+        Case::py("Python fills and half-frees memory six times, checking every survivor", CHURN_AT_THE_CAP)
+            .must("every object keeps what was written through reclaims: ok")
+            .ok_with(json!([true, 6, 1 << 20])),
         oom(
             PY,
             "Python array.array grown forever",
