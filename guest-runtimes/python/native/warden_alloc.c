@@ -226,8 +226,12 @@ static int reclaim(void) {
 static void *refill(unsigned cls) {
     size_t size = (size_t)cls << GRAIN_SHIFT;
     if (bump[cls] + size > bump_end[cls]) {
-        if (empty_blocks == NULL && !add_chunk() && !(reclaim() && (empty_blocks != NULL || add_chunk())))
-            return NULL;
+        if (empty_blocks == NULL && !add_chunk()) {
+            /* libc has no chunk to spare: take a block reclaim() emptied, or a chunk from the
+             * memory it gave back to libc. */
+            if (!reclaim() || (empty_blocks == NULL && !add_chunk()))
+                return NULL;
+        }
         char *block = empty_blocks;
         empty_blocks = *(char **)(block + sizeof(BlockHeader));
         ((BlockHeader *)block)->cls = (uint16_t)cls;
