@@ -323,6 +323,11 @@ for i in range(60_000):
     // A program's own threshold is left alone.
     let own = "import gc\ngc.set_threshold(500)\nrows = [(i,) for i in range(200_000)]\ngc.get_threshold()";
     assert_eq!(ok(&py(own).await), &json!([500, 10, 0]));
+
+    // None of it outlives its run: the next starts at the default, with the pacing in place.
+    ok(&py("import gc\ngc.callbacks.clear()\ngc.set_threshold(10**6)\n1").await);
+    let fresh = "import gc\n[gc.get_threshold(), [f.__name__ for f in gc.callbacks]]";
+    assert_eq!(ok(&py(fresh).await), &json!([[2000, 10, 0], ["_pace_gc"]]));
 }
 
 #[tokio::test]
