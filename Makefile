@@ -36,11 +36,10 @@ serve: build
 
 test: build test-rust test-python test-conformance
 
-# The second command runs the unit tests of the fuzz targets' entry points (feature `fuzzing`,
-# which the server never has); it builds only the library's test binary.
+# The library's tests include those of the fuzz targets' entry points (`sandbox::fuzzing`, which
+# the server has only with the `fuzzing` feature and never ships).
 test-rust:
 	cargo test --release --locked
-	cargo test --release --locked --features fuzzing --lib sandbox::fuzzing
 
 test-python:
 	$(PYTHON) -m pytest tests/python -q -p no:cacheprovider

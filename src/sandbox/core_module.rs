@@ -253,7 +253,7 @@ pub fn execute(
 
 /// [`execute`] without spares, letting `inspect` look at the instance once `_start` has
 /// returned or trapped, before the store goes (see `Sandbox::run_core_module`).
-#[cfg(feature = "fuzzing")]
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn execute_and_inspect(
     engine: &Engine,
     pre: &InstancePre<CoreState>,

@@ -16,7 +16,9 @@ mod component;
 mod core_module;
 mod drive;
 mod ending;
-#[cfg(feature = "fuzzing")]
+// Compiled into the library's own tests too, so that `cargo test` runs its unit tests without
+// a second build of the library with the feature.
+#[cfg(any(test, feature = "fuzzing"))]
 mod fuzzing;
 mod limiter;
 mod run;
