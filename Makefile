@@ -36,8 +36,8 @@ serve: build
 
 test: build test-rust test-python test-conformance
 
-# The library's tests include those of the fuzz targets' entry points (`sandbox::fuzzing`, which
-# the server has only with the `fuzzing` feature and never ships).
+# The library's tests include those of the fuzz targets' entry points (`sandbox::fuzzing`,
+# compiled for the library's tests and the `fuzzing` feature only: never into the server).
 test-rust:
 	cargo test --release --locked
 

@@ -301,9 +301,9 @@ async fn the_collector_backs_off_while_it_finds_no_garbage() {
     // the raised threshold costs little memory, even when the garbage starts at the worst
     // moment: right after the second quiet collection at the ceiling, where the incremental
     // collector's next collection finds nothing and the one after finds the garbage of two
-    // intervals at the ceiling (the first quiet one lets it be found after one). The peak
-    // stays within 16 MiB of the same program with the pacing removed and as many rows (13
-    // MiB measured; a ceiling of 8x the default cost 29 MiB at a milder alignment).
+    // intervals at the ceiling (after the first quiet one, the next collection finds it). The
+    // peak stays within 16 MiB of the same program with the pacing removed and as many rows
+    // (13 MiB measured; a ceiling of 8x the default cost 29 MiB at a milder alignment).
     let worst = r#"
 import gc
 quiet_at_ceiling = 0
@@ -343,7 +343,12 @@ for i in range(60_000):
         worst.replace("ROWS", &rows.to_string())
     ))
     .await;
-    ok(&unpaced);
+    // Without the pacing the threshold never leaves the default.
+    let unpaced_collections = ok(&unpaced)[1].as_array().expect("the collections");
+    assert!(
+        unpaced_collections.iter().all(|c| c[0] == json!(2_000)),
+        "{unpaced_collections:?}"
+    );
     let extra = paced.usage.memory_peak_bytes as i64 - unpaced.usage.memory_peak_bytes as i64;
     assert!(
         extra < 16 << 20,
