@@ -107,7 +107,7 @@ mod from_source {
     pub fn build_guests(out_dir: &Path) -> anyhow_like::Result<()> {
         let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR")?);
         let guest_dir = manifest_dir.join("guest-runtimes/javascript");
-        for watched in ["src", "Cargo.toml", "Cargo.lock"] {
+        for watched in ["src", "native", "build.rs", "Cargo.toml", "Cargo.lock"] {
             println!(
                 "cargo:rerun-if-changed={}",
                 guest_dir.join(watched).display()
@@ -141,7 +141,16 @@ mod from_source {
             println!("cargo:rerun-if-env-changed={var}");
         }
 
-        let raw = build_javascript_guest(&guest_dir, &guest_target_dir(out_dir, &manifest_dir))?;
+        let quickjs_dir = manifest_dir.join(".tools/quickjs");
+        println!(
+            "cargo:rerun-if-changed={}",
+            quickjs_dir.join(".warden-patched").display()
+        );
+        let raw = build_javascript_guest(
+            &guest_dir,
+            &quickjs_dir,
+            &guest_target_dir(out_dir, &manifest_dir),
+        )?;
         let wizened = wizen(&raw)?;
         let dest = out_dir.join("javascript.wasm");
         std::fs::write(&dest, &wizened).map_err(|e| format!("writing {}: {e}", dest.display()))?;
@@ -201,7 +210,11 @@ mod from_source {
             .join(checkout)
     }
 
-    fn build_javascript_guest(guest_dir: &Path, target_dir: &Path) -> anyhow_like::Result<Vec<u8>> {
+    fn build_javascript_guest(
+        guest_dir: &Path,
+        quickjs_dir: &Path,
+        target_dir: &Path,
+    ) -> anyhow_like::Result<Vec<u8>> {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
         let cc = std::env::var("WARDEN_WASI_CC").unwrap_or_else(|_| "clang-19".to_string());
         let ar = std::env::var("WARDEN_WASI_AR").unwrap_or_else(|_| "llvm-ar-19".to_string());
@@ -220,8 +233,8 @@ mod from_source {
             .env_remove("CARGO_TARGET_DIR")
             .env_remove("CARGO_BUILD_TARGET")
             .env_remove("RUSTC_WORKSPACE_WRAPPER")
-            // rquickjs-sys would otherwise download wasi-sdk; Debian's clang + wasi-libc do the job.
-            .env("RQUICKJS_SYS_NO_WASI_SDK", "1")
+            // QuickJS's sources, unpacked and patched by `make setup` (guest build.rs).
+            .env("WARDEN_QUICKJS_DIR", quickjs_dir)
             .env("CC_wasm32_wasip1", cc)
             .env("AR_wasm32_wasip1", ar)
             .env(

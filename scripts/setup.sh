@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # redis-server: the tests of the shared counter store start their own on loopback ports.
-# curl and patch: the patched wasmtime below.
+# curl and patch: the patched wasmtime and QuickJS below.
 APT_PACKAGES=(clang-19 lld-19 llvm-19 libclang-rt-19-dev-wasm32 wasi-libc python3-venv redis-server curl patch)
 
 sudo_if_needed() {
@@ -65,6 +65,34 @@ if [ ! -f "$wasmtime_dir/.warden-patched" ]; then
   touch "$unpacked/.warden-patched"
   mv "$unpacked" "$wasmtime_dir"
   rm -rf .tools/wasmtime-unpack
+fi
+
+# Bellard's QuickJS, release 2026-06-04, for the JavaScript guest (DESIGN.md, "The JavaScript
+# guest"): its sources as the crates.io package hirofa-quickjs-sys 0.16.1 carries them
+# (bellard/quickjs, the release unchanged), checked against the package's checksum, with
+# patches/quickjs-2026-06-04-*.patch applied, into .tools/quickjs; the guest's build.rs compiles
+# them. The stamp names the package and the patches, so a changed patch unpacks afresh.
+QUICKJS_CRATE=hirofa-quickjs-sys-0.16.1
+QUICKJS_SHA256=27d0405f4ade508b49a0cde9ee59baaad60937a353ce9a7b7364fff66fbe7af8
+QUICKJS_PATCHES=(patches/quickjs-2026-06-04-*.patch)
+quickjs_stamp=$( (echo "$QUICKJS_SHA256"; cat "${QUICKJS_PATCHES[@]}") | sha256sum | cut -c1-12)
+if [ "$(cat .tools/quickjs/.warden-patched 2>/dev/null)" != "$quickjs_stamp" ]; then
+  echo "setup: fetching $QUICKJS_CRATE from crates.io into .tools/quickjs, applying ${QUICKJS_PATCHES[*]}"
+  rm -rf .tools/quickjs .tools/quickjs-unpack
+  mkdir -p .tools/quickjs-unpack
+  curl --fail --silent --show-error --location --retry 3 \
+    --output ".tools/quickjs-unpack/$QUICKJS_CRATE.crate" \
+    "https://static.crates.io/crates/hirofa-quickjs-sys/$QUICKJS_CRATE.crate"
+  echo "$QUICKJS_SHA256  .tools/quickjs-unpack/$QUICKJS_CRATE.crate" | sha256sum --check --quiet
+  tar -xzf ".tools/quickjs-unpack/$QUICKJS_CRATE.crate" -C .tools/quickjs-unpack \
+    "$QUICKJS_CRATE/bellard/quickjs"
+  unpacked=".tools/quickjs-unpack/$QUICKJS_CRATE/bellard/quickjs"
+  for quickjs_patch in "${QUICKJS_PATCHES[@]}"; do
+    patch --directory="$unpacked" --strip=1 --forward --quiet < "$quickjs_patch"
+  done
+  echo "$quickjs_stamp" > "$unpacked/.warden-patched"
+  mv "$unpacked" .tools/quickjs
+  rm -rf .tools/quickjs-unpack
 fi
 
 # .venv holds componentize-py (builds the Python guest) and the Python MCP SDK (drives the

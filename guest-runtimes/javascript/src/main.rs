@@ -1,4 +1,5 @@
-//! Warden's JavaScript guest: QuickJS (rquickjs) compiled to wasm32-wasip1.
+//! Warden's JavaScript guest: Bellard's QuickJS (2026-06-04) compiled to wasm32-wasip1, driven
+//! through its C API (`quickjs.rs`).
 //!
 //! The host pre-initializes this module with Wizer (export `wizer-initialize`), so that a run
 //! starts with the runtime, the context and the prelude already built; `_start` then evaluates
@@ -10,13 +11,11 @@
 //! there too.
 
 use std::cell::{Cell, RefCell};
+use std::ffi::{CString, c_char, c_int, c_void};
 
-use rquickjs::context::EvalOptions;
-use rquickjs::function::Opt;
-use rquickjs::{
-    Array, ArrayBuffer, Context, Ctx, Function, JsLifetime, Object, Persistent, Promise, Runtime,
-    TypedArray, Value,
-};
+mod quickjs;
+
+use quickjs::{JSContext, JSRuntime, RawValue, Value};
 
 #[link(wasm_import_module = "warden")]
 unsafe extern "C" {
@@ -58,38 +57,33 @@ const JS_MAX_STACK_BYTES: usize = 768 * 1024;
 const PRELUDE: &str = include_str!("prelude.js");
 /// The workspace's Node-style `fs`, as an expression evaluating to its `makeFs(call)`.
 const FS_MODULE: &str = concat!("(function () {\n", include_str!("fs.js"), "\nreturn makeFs;\n})()");
+/// The file name QuickJS gives the prelude's frames.
+const PRELUDE_FILENAME: &std::ffi::CStr = c"eval_script";
 
 struct Engine {
-    runtime: Runtime,
-    context: Context,
+    runtime: *mut JSRuntime,
+    context: *mut JSContext,
     /// The prelude's private helpers, kept out of the global object so that user code cannot
     /// reach or replace them.
-    helpers: Persistent<Helpers<'static>>,
+    helpers: Helpers,
 }
 
 /// The prelude's functions a run calls, found once before the snapshot rather than by name in
 /// every run.
-#[derive(Clone)]
-struct Helpers<'js> {
-    begin_run: Function<'js>,
-    describe_error: Function<'js>,
-    serialize_result: Function<'js>,
-    run_next_timer: Function<'js>,
+struct Helpers {
+    begin_run: Value,
+    describe_error: Value,
+    serialize_result: Value,
+    run_next_timer: Value,
 }
 
-// SAFETY: only the lifetime changes, and every field is a `Function`, which is `JsLifetime` with
-// `Changed<'to> = Function<'to>` (what `Persistent` needs to keep them across `Context::with`).
-unsafe impl<'js> JsLifetime<'js> for Helpers<'js> {
-    type Changed<'to> = Helpers<'to>;
-}
-
-impl<'js> Helpers<'js> {
-    fn from_prelude(internals: &Object<'js>) -> rquickjs::Result<Self> {
+impl Helpers {
+    fn from_prelude(ctx: *mut JSContext, internals: &Value) -> Result<Self, ()> {
         Ok(Helpers {
-            begin_run: internals.get("beginRun")?,
-            describe_error: internals.get("describeError")?,
-            serialize_result: internals.get("serializeResult")?,
-            run_next_timer: internals.get("runNextTimer")?,
+            begin_run: get_property(ctx, internals, c"beginRun")?,
+            describe_error: get_property(ctx, internals, c"describeError")?,
+            serialize_result: get_property(ctx, internals, c"serializeResult")?,
+            run_next_timer: get_property(ctx, internals, c"runNextTimer")?,
         })
     }
 }
@@ -107,30 +101,32 @@ static ENGINE: EngineSlot = EngineSlot(RefCell::new(None));
 thread_local! {
     static RNG_STATE: Cell<u64> = const { Cell::new(0x9E37_79B9_7F4A_7C15) };
     /// Rejected promises nobody has handled yet, with their reasons (oldest first).
-    static UNHANDLED: RefCell<Vec<(Persistent<Value<'static>>, Persistent<Value<'static>>)>> =
-        const { RefCell::new(Vec::new()) };
+    static UNHANDLED: RefCell<Vec<(Value, Value)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// QuickJS calls this when a promise is rejected with no handler (`handled == false`) and when
-/// such a promise gets one later (`handled == true`).
-fn track_rejection<'js>(ctx: Ctx<'js>, promise: Value<'js>, reason: Value<'js>, handled: bool) {
+/// QuickJS calls this when a promise is rejected with no handler (`handled != 0` when such a
+/// promise gets one later).
+unsafe extern "C" fn track_rejection(
+    ctx: *mut JSContext,
+    promise: RawValue,
+    reason: RawValue,
+    handled: c_int,
+    _opaque: *mut c_void,
+) {
     UNHANDLED.with(|list| {
         let mut list = list.borrow_mut();
-        if handled {
-            list.retain(|(p, _)| p.clone().restore(&ctx).map_or(true, |p| p != promise));
+        if handled != 0 {
+            list.retain(|(p, _)| p.raw() != promise);
         } else {
-            list.push((Persistent::save(&ctx, promise), Persistent::save(&ctx, reason)));
+            // SAFETY: QuickJS hands us live values of a live context; we keep references.
+            list.push(unsafe { (Value::dup(ctx, promise), Value::dup(ctx, reason)) });
         }
     });
 }
 
 /// The oldest rejection still unhandled once the program is done, if any.
-fn first_unhandled_rejection<'js>(ctx: &Ctx<'js>) -> Option<Value<'js>> {
-    UNHANDLED.with(|list| {
-        list.borrow()
-            .first()
-            .and_then(|(_, reason)| reason.clone().restore(ctx).ok())
-    })
+fn first_unhandled_rejection() -> Option<Value> {
+    UNHANDLED.with(|list| list.borrow().first().map(|(_, reason)| reason.clone()))
 }
 
 fn host_random_u64() -> u64 {
@@ -167,6 +163,115 @@ fn read_request(field: u32) -> Vec<u8> {
     }
 }
 
+fn new_string(ctx: *mut JSContext, text: &str) -> Value {
+    // SAFETY: the pointer and length describe a live byte slice; `ctx` is live.
+    unsafe { Value::own(ctx, quickjs::JS_NewStringLen(ctx, text.as_ptr().cast(), text.len())) }
+}
+
+/// The value as a string (`String(value)`); `Err` with the exception pending if that threw.
+fn to_string(ctx: *mut JSContext, value: RawValue) -> Result<String, ()> {
+    let mut len = 0usize;
+    // SAFETY: `ctx` and `value` are live; QuickJS returns `len` bytes we free right after.
+    unsafe {
+        let ptr = quickjs::JS_ToCStringLen2(ctx, &mut len, value, 0);
+        if ptr.is_null() {
+            return Err(());
+        }
+        let text = String::from_utf8_lossy(std::slice::from_raw_parts(ptr.cast::<u8>(), len))
+            .into_owned();
+        quickjs::JS_FreeCString(ctx, ptr);
+        Ok(text)
+    }
+}
+
+fn get_property(ctx: *mut JSContext, object: &Value, name: &std::ffi::CStr) -> Result<Value, ()> {
+    // SAFETY: `ctx` and `object` are live; the name is NUL-terminated.
+    unsafe { Value::own(ctx, quickjs::JS_GetPropertyStr(ctx, object.raw(), name.as_ptr())) }.ok()
+}
+
+/// Sets `object[name]`, giving `value` to it.
+fn set_property(
+    ctx: *mut JSContext,
+    object: &Value,
+    name: &std::ffi::CStr,
+    value: Value,
+) -> Result<(), ()> {
+    // SAFETY: `ctx` and `object` are live; QuickJS takes the reference `value` held.
+    let status =
+        unsafe { quickjs::JS_SetPropertyStr(ctx, object.raw(), name.as_ptr(), value.into_raw()) };
+    if status < 0 { Err(()) } else { Ok(()) }
+}
+
+/// `function(...args)` with `this` undefined.
+fn call(ctx: *mut JSContext, function: &Value, args: &[RawValue]) -> Result<Value, ()> {
+    // SAFETY: `ctx`, the function and the arguments are live; QuickJS only borrows them.
+    unsafe {
+        Value::own(
+            ctx,
+            quickjs::JS_Call(
+                ctx,
+                function.raw(),
+                quickjs::UNDEFINED,
+                args.len() as c_int,
+                args.as_ptr(),
+            ),
+        )
+    }
+    .ok()
+}
+
+/// A global script (sloppy mode), as the prelude is evaluated.
+fn eval_script(ctx: *mut JSContext, source: &str) -> Result<Value, ()> {
+    // QuickJS's parser needs the source NUL-terminated.
+    let mut terminated = Vec::with_capacity(source.len() + 1);
+    terminated.extend_from_slice(source.as_bytes());
+    terminated.push(0);
+    // SAFETY: `terminated` holds `source.len()` bytes and the NUL after them.
+    unsafe {
+        Value::own(
+            ctx,
+            quickjs::JS_Eval(
+                ctx,
+                terminated.as_ptr().cast::<c_char>(),
+                source.len(),
+                PRELUDE_FILENAME.as_ptr(),
+                quickjs::EVAL_TYPE_GLOBAL,
+            ),
+        )
+    }
+    .ok()
+}
+
+/// Takes the pending exception as a value.
+fn take_exception(ctx: *mut JSContext) -> Value {
+    // SAFETY: `ctx` is live; the pending exception becomes ours.
+    unsafe { Value::own(ctx, quickjs::JS_GetException(ctx)) }
+}
+
+/// The argument at `index`, `undefined` past the ones given.
+///
+/// # Safety
+/// `argv` must hold `argc` values.
+unsafe fn argument(argc: c_int, argv: *const RawValue, index: usize) -> RawValue {
+    if index < argc.max(0) as usize {
+        // SAFETY: within the `argc` values the caller vouches for.
+        unsafe { *argv.add(index) }
+    } else {
+        quickjs::UNDEFINED
+    }
+}
+
+/// A string argument; `Err` with the exception pending if converting it threw.
+unsafe fn string_argument(
+    ctx: *mut JSContext,
+    argc: c_int,
+    argv: *const RawValue,
+    index: usize,
+) -> Result<String, ()> {
+    // SAFETY: the caller vouches for `argv`.
+    to_string(ctx, unsafe { argument(argc, argv, index) })
+}
+
 /// URL parsing for the prelude's `URL` class, done by the WHATWG-conformant `url` crate.
 /// Returns [href, protocol, username, password, host, hostname, port, pathname, search, hash,
 /// origin], or None when the input is not a valid URL.
@@ -199,18 +304,18 @@ fn url_components(url: &url::Url) -> Vec<String> {
     ]
 }
 
-fn url_op(op: String, a: String, b: Opt<String>) -> Option<Vec<String>> {
+fn url_op(op: &str, a: String, b: Option<String>) -> Option<Vec<String>> {
     if op == "parse" {
-        let parsed = match b.0 {
+        let parsed = match b {
             Some(base) => url::Url::parse(&base).ok()?.join(&a).ok()?,
             None => url::Url::parse(&a).ok()?,
         };
         return Some(url_components(&parsed));
     }
     let mut url = url::Url::parse(&a).ok()?;
-    let value = b.0.unwrap_or_default();
+    let value = b.unwrap_or_default();
     // Setters follow the WHATWG rule: an invalid new value leaves the URL unchanged.
-    match op.as_str() {
+    match op {
         "protocol" => {
             let _ = url.set_scheme(value.trim_end_matches(':'));
         }
@@ -250,22 +355,43 @@ fn url_op(op: String, a: String, b: Opt<String>) -> Option<Vec<String>> {
     Some(url_components(&url))
 }
 
+/// The bytes a typed array views (copied); `Err` with a TypeError pending if it is not one.
+fn typed_array_bytes(ctx: *mut JSContext, value: RawValue) -> Result<Vec<u8>, ()> {
+    let (mut offset, mut length, mut element) = (0usize, 0usize, 0usize);
+    // SAFETY: `ctx` and `value` are live; the buffer is read before any JavaScript runs, so it
+    // cannot be detached or resized under the slice.
+    unsafe {
+        let buffer = Value::own(
+            ctx,
+            quickjs::JS_GetTypedArrayBuffer(ctx, value, &mut offset, &mut length, &mut element),
+        )
+        .ok()?;
+        let mut size = 0usize;
+        let data = quickjs::JS_GetArrayBuffer(ctx, &mut size, buffer.raw());
+        if data.is_null() {
+            // A detached buffer: QuickJS has thrown.
+            return Err(());
+        }
+        let end = offset.saturating_add(length).min(size);
+        Ok(std::slice::from_raw_parts(data, size)[offset.min(end)..end].to_vec())
+    }
+}
+
 /// One exchange with the host through a pair of imports (`fetch`/`fetch_read` or
 /// `workspace`/`workspace_read`): a frame of a JSON head and bytes out, a frame back. Returns
 /// [answer head JSON, body ArrayBuffer] (see ABI.md).
-fn exchange<'js>(
-    ctx: Ctx<'js>,
+fn exchange(
+    ctx: *mut JSContext,
     send: unsafe extern "C" fn(*const u8, usize) -> u32,
     read: unsafe extern "C" fn(*mut u8),
     head: String,
-    body: TypedArray<'js, u8>,
-) -> rquickjs::Result<Array<'js>> {
-    let mut frame = Vec::with_capacity(4 + head.len());
+    body: Vec<u8>,
+) -> Result<Value, ()> {
+    let mut frame = Vec::with_capacity(4 + head.len() + body.len());
     frame.extend_from_slice(&(head.len() as u32).to_le_bytes());
     frame.extend_from_slice(head.as_bytes());
-    // SAFETY: no JavaScript runs while the slice is borrowed (it is copied at once), so the
-    // buffer cannot be detached or resized under it.
-    frame.extend_from_slice(unsafe { body.as_bytes() }.unwrap_or(&[]));
+    frame.extend_from_slice(&body);
+    drop(body);
     // SAFETY: the host reads `frame` and then writes exactly the returned number of bytes
     // into the buffer we allocate for it.
     let response = unsafe {
@@ -280,32 +406,161 @@ fn exchange<'js>(
         .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
     let rest = response.get(4..).unwrap_or(&[]);
     let (head, body) = rest.split_at(head_len.min(rest.len()));
-    let answer = Array::new(ctx.clone())?;
-    answer.set(0, String::from_utf8_lossy(head).into_owned())?;
-    answer.set(1, ArrayBuffer::new(ctx, body.to_vec())?)?;
-    Ok(answer)
+    // SAFETY: `ctx` is live; each element's reference goes to the array.
+    unsafe {
+        let answer = Value::own(ctx, quickjs::JS_NewArray(ctx)).ok()?;
+        let head = new_string(ctx, &String::from_utf8_lossy(head)).ok()?;
+        if quickjs::JS_SetPropertyUint32(ctx, answer.raw(), 0, head.into_raw()) < 0 {
+            return Err(());
+        }
+        let body = Value::own(ctx, quickjs::JS_NewArrayBufferCopy(ctx, body.as_ptr(), body.len()))
+            .ok()?;
+        if quickjs::JS_SetPropertyUint32(ctx, answer.raw(), 1, body.into_raw()) < 0 {
+            return Err(());
+        }
+        Ok(answer)
+    }
 }
 
-/// The host's fetch: `head` is the request as JSON, `body` its bytes.
-fn host_fetch<'js>(
-    ctx: Ctx<'js>,
-    head: String,
-    body: TypedArray<'js, u8>,
-) -> rquickjs::Result<Array<'js>> {
-    exchange(ctx, fetch, fetch_read, head, body)
+fn returned(value: Result<Value, ()>) -> RawValue {
+    value.map_or(quickjs::EXCEPTION, Value::into_raw)
 }
 
-/// A file call: `request` is the JSON request, `data` the bytes of a write.
-fn host_workspace<'js>(
-    ctx: Ctx<'js>,
-    request: String,
-    data: TypedArray<'js, u8>,
-) -> rquickjs::Result<Array<'js>> {
-    exchange(ctx, workspace, workspace_read, request, data)
+/// `print(stream, text)`: appends to stdout (1) or stderr (2); false once that stream is full.
+unsafe extern "C" fn native_print(
+    ctx: *mut JSContext,
+    _this: RawValue,
+    argc: c_int,
+    argv: *const RawValue,
+) -> RawValue {
+    let mut stream = 0i32;
+    // SAFETY: QuickJS passes `argc` live arguments.
+    unsafe {
+        if quickjs::JS_ToInt32(ctx, &mut stream, argument(argc, argv, 0)) < 0 {
+            return quickjs::EXCEPTION;
+        }
+        match string_argument(ctx, argc, argv, 1) {
+            Ok(text) => quickjs::new_bool(write_output(stream as u32, &text)),
+            Err(()) => quickjs::EXCEPTION,
+        }
+    }
+}
+
+unsafe extern "C" fn native_math_random(
+    ctx: *mut JSContext,
+    _this: RawValue,
+    _argc: c_int,
+    _argv: *const RawValue,
+) -> RawValue {
+    // SAFETY: `ctx` is live.
+    unsafe { quickjs::warden_js_new_float64(ctx, next_math_random()) }
+}
+
+unsafe extern "C" fn native_random_u32(
+    ctx: *mut JSContext,
+    _this: RawValue,
+    _argc: c_int,
+    _argv: *const RawValue,
+) -> RawValue {
+    // SAFETY: `ctx` is live.
+    unsafe { quickjs::warden_js_new_uint32(ctx, (host_random_u64() >> 32) as u32) }
+}
+
+/// `url(op, a, b?)`: the URL's components as an array of strings, or null when invalid.
+unsafe extern "C" fn native_url(
+    ctx: *mut JSContext,
+    _this: RawValue,
+    argc: c_int,
+    argv: *const RawValue,
+) -> RawValue {
+    // SAFETY: QuickJS passes `argc` live arguments.
+    let components = unsafe {
+        let (Ok(op), Ok(a)) = (
+            string_argument(ctx, argc, argv, 0),
+            string_argument(ctx, argc, argv, 1),
+        ) else {
+            return quickjs::EXCEPTION;
+        };
+        let b = if quickjs::is_nullish(argument(argc, argv, 2)) {
+            None
+        } else {
+            match string_argument(ctx, argc, argv, 2) {
+                Ok(b) => Some(b),
+                Err(()) => return quickjs::EXCEPTION,
+            }
+        };
+        url_op(&op, a, b)
+    };
+    let Some(components) = components else {
+        return quickjs::NULL;
+    };
+    // SAFETY: `ctx` is live; each element's reference goes to the array.
+    returned(unsafe {
+        Value::own(ctx, quickjs::JS_NewArray(ctx)).ok().and_then(|array| {
+            for (index, component) in components.iter().enumerate() {
+                let text = new_string(ctx, component).ok()?;
+                if quickjs::JS_SetPropertyUint32(ctx, array.raw(), index as u32, text.into_raw())
+                    < 0
+                {
+                    return Err(());
+                }
+            }
+            Ok(array)
+        })
+    })
+}
+
+/// `(head, body)` of a host exchange from a native function's arguments.
+unsafe fn exchange_arguments(
+    ctx: *mut JSContext,
+    argc: c_int,
+    argv: *const RawValue,
+) -> Result<(String, Vec<u8>), ()> {
+    // SAFETY: the caller vouches for `argv`.
+    unsafe {
+        let head = string_argument(ctx, argc, argv, 0)?;
+        let body = typed_array_bytes(ctx, argument(argc, argv, 1))?;
+        Ok((head, body))
+    }
+}
+
+/// The host's fetch: the request as JSON and its body's bytes.
+unsafe extern "C" fn native_fetch(
+    ctx: *mut JSContext,
+    _this: RawValue,
+    argc: c_int,
+    argv: *const RawValue,
+) -> RawValue {
+    // SAFETY: QuickJS passes `argc` live arguments.
+    returned(unsafe { exchange_arguments(ctx, argc, argv) }.and_then(|(head, body)| {
+        exchange(ctx, fetch, fetch_read, head, body)
+    }))
+}
+
+/// A file call: the JSON request and the bytes of a write.
+unsafe extern "C" fn native_workspace(
+    ctx: *mut JSContext,
+    _this: RawValue,
+    argc: c_int,
+    argv: *const RawValue,
+) -> RawValue {
+    // SAFETY: QuickJS passes `argc` live arguments.
+    returned(unsafe { exchange_arguments(ctx, argc, argv) }.and_then(|(head, body)| {
+        exchange(ctx, workspace, workspace_read, head, body)
+    }))
 }
 
 /// A tools request (JSON) to the host; its JSON answer.
-fn host_tools(request: String) -> String {
+unsafe extern "C" fn native_tools(
+    ctx: *mut JSContext,
+    _this: RawValue,
+    argc: c_int,
+    argv: *const RawValue,
+) -> RawValue {
+    // SAFETY: QuickJS passes `argc` live arguments.
+    let Ok(request) = (unsafe { string_argument(ctx, argc, argv, 0) }) else {
+        return quickjs::EXCEPTION;
+    };
     // SAFETY: the host reads `request` and then writes exactly the returned number of bytes
     // into the buffer we allocate for it.
     let answer = unsafe {
@@ -314,49 +569,71 @@ fn host_tools(request: String) -> String {
         tools_read(answer.as_mut_ptr());
         answer
     };
-    String::from_utf8_lossy(&answer).into_owned()
+    returned(new_string(ctx, &String::from_utf8_lossy(&answer)).ok())
+}
+
+/// The pending exception as text, for failures while building the engine.
+fn exception_text(ctx: *mut JSContext) -> String {
+    let exception = take_exception(ctx);
+    to_string(ctx, exception.raw()).unwrap_or_else(|()| {
+        drop(take_exception(ctx));
+        "an exception that cannot be shown".to_string()
+    })
 }
 
 fn build_engine() -> Result<Engine, String> {
-    let runtime = Runtime::new().map_err(|e| format!("QuickJS runtime: {e}"))?;
-    runtime.set_host_promise_rejection_tracker(Some(Box::new(track_rejection)));
-    let context = Context::full(&runtime).map_err(|e| format!("QuickJS context: {e}"))?;
-    let helpers = context
-        .with(|ctx| {
-            let natives = Object::new(ctx.clone())?;
-            natives.set(
-                "print",
-                Function::new(ctx.clone(), |stream: u32, text: String| {
-                    write_output(stream, &text)
-                })?,
-            )?;
-            natives.set("mathRandom", Function::new(ctx.clone(), next_math_random)?)?;
-            natives.set(
-                "randomU32",
-                Function::new(ctx.clone(), || (host_random_u64() >> 32) as u32)?,
-            )?;
-            natives.set("url", Function::new(ctx.clone(), url_op)?)?;
-            natives.set("fetch", Function::new(ctx.clone(), host_fetch)?)?;
-            natives.set("workspace", Function::new(ctx.clone(), host_workspace)?)?;
-            natives.set("tools", Function::new(ctx.clone(), host_tools)?)?;
-            let make_fs: Function = ctx.eval(FS_MODULE)?;
-            natives.set("makeFs", make_fs)?;
-            let setup: Function = ctx.eval(PRELUDE)?;
-            let internals: Object = setup.call((natives,))?;
-            let helpers = Helpers::from_prelude(&internals)?;
-            Ok::<_, rquickjs::Error>(Persistent::save(&ctx, helpers))
-        })
-        .map_err(|e| format!("prelude: {e}"))?;
-    // The prelude's call-site patch leaves its `new Error()`'s call sites in the context's
-    // last-backtrace slot, which QuickJS frees at the next top-level eval: in every run, where
-    // it was ~8 µs of a fresh `1+1` (docs/benchmarks.md). A top-level eval here frees it before
-    // the snapshot, so that every run starts with the slot empty, as a new context does.
-    context
-        .with(|ctx| ctx.eval::<(), _>("undefined"))
-        .map_err(|e| format!("prelude: {e}"))?;
+    // SAFETY: a new runtime and context; nothing else holds them.
+    let (runtime, ctx) = unsafe {
+        let runtime = quickjs::JS_NewRuntime();
+        if runtime.is_null() {
+            return Err("QuickJS runtime: out of memory".to_string());
+        }
+        // The default limit (1 MiB) reaches below address 0 of the shadow stack, which would
+        // make every call a stack overflow; ours leaves room (see JS_MAX_STACK_BYTES).
+        quickjs::JS_SetMaxStackSize(runtime, JS_MAX_STACK_BYTES);
+        quickjs::JS_SetHostPromiseRejectionTracker(
+            runtime,
+            Some(track_rejection),
+            std::ptr::null_mut(),
+        );
+        let ctx = quickjs::JS_NewContext(runtime);
+        if ctx.is_null() {
+            return Err("QuickJS context: out of memory".to_string());
+        }
+        (runtime, ctx)
+    };
+    let natives: [(&std::ffi::CStr, quickjs::CFunction, c_int); 7] = [
+        (c"print", native_print, 2),
+        (c"mathRandom", native_math_random, 0),
+        (c"randomU32", native_random_u32, 0),
+        (c"url", native_url, 3),
+        (c"fetch", native_fetch, 2),
+        (c"workspace", native_workspace, 2),
+        (c"tools", native_tools, 1),
+    ];
+    let helpers = (|| {
+        // SAFETY: `ctx` is live.
+        let object = unsafe { Value::own(ctx, quickjs::JS_NewObject(ctx)) }.ok()?;
+        for (name, function, length) in natives {
+            // SAFETY: `ctx` is live.
+            let function = unsafe { Value::own(ctx, quickjs::new_function(ctx, function, length)) };
+            set_property(ctx, &object, name, function.ok()?)?;
+        }
+        let make_fs = eval_script(ctx, FS_MODULE)?;
+        set_property(ctx, &object, c"makeFs", make_fs)?;
+        let setup = eval_script(ctx, PRELUDE)?;
+        let internals = call(ctx, &setup, &[object.raw()])?;
+        let helpers = Helpers::from_prelude(ctx, &internals)?;
+        // The prelude leaves its `new Error()`'s call sites in the context's last-backtrace
+        // slot, which QuickJS frees at the next top-level eval: a top-level eval here frees it
+        // before the snapshot, so that every run starts with the slot empty.
+        eval_script(ctx, "undefined")?;
+        Ok(helpers)
+    })()
+    .map_err(|()| format!("prelude: {}", exception_text(ctx)))?;
     Ok(Engine {
         runtime,
-        context,
+        context: ctx,
         helpers,
     })
 }
@@ -390,39 +667,76 @@ fn report(outcome: &str) {
 
 /// Takes the pending exception and asks the prelude to describe it as `{type, message,
 /// traceback}` JSON.
-fn describe_exception<'js>(ctx: &Ctx<'js>, helpers: &Helpers<'js>) -> String {
-    let exception = ctx.catch();
-    describe_value(ctx, helpers, exception)
+fn describe_exception(engine: &Engine) -> String {
+    let exception = take_exception(engine.context);
+    describe_value(engine, exception)
 }
 
-fn describe_value<'js>(ctx: &Ctx<'js>, helpers: &Helpers<'js>, value: Value<'js>) -> String {
-    let described = helpers.describe_error.call::<_, String>((value,));
-    match described {
+fn describe_value(engine: &Engine, value: Value) -> String {
+    let ctx = engine.context;
+    match call(ctx, &engine.helpers.describe_error, &[value.raw()])
+        .and_then(|json| to_string(ctx, json.raw()))
+    {
         Ok(json) => json,
-        Err(_) => {
+        Err(()) => {
             // The describer itself failed (e.g. out of memory): fall back to a fixed shape.
-            let _ = ctx.catch();
+            drop(take_exception(ctx));
             r#"{"type":"InternalError","message":"the error could not be described"}"#.to_string()
         }
     }
 }
 
-enum Settled<'js> {
-    Value(Value<'js>),
+enum Settled {
+    Value(Value),
     /// JSON of `{type, message, traceback}`.
     Error(String),
 }
 
-/// Drives microtasks and (virtual) timers until `promise` settles or nothing is left to run.
-fn settle<'js>(ctx: &Ctx<'js>, helpers: &Helpers<'js>, promise: &Promise<'js>) -> Settled<'js> {
+/// Runs the microtasks queued so far, and the ones they queue.
+fn run_jobs(engine: &Engine) {
     loop {
-        while ctx.execute_pending_job() {}
-        match promise.result::<Value>() {
-            Some(Ok(v)) => return Settled::Value(v),
-            Some(Err(_)) => return Settled::Error(describe_exception(ctx, helpers)),
+        let mut job_context = std::ptr::null_mut();
+        // SAFETY: the runtime is live; QuickJS tells us the job's context.
+        let status = unsafe { quickjs::JS_ExecutePendingJob(engine.runtime, &mut job_context) };
+        if status == 0 {
+            return;
+        }
+        if status < 0 && !job_context.is_null() {
+            // A job that threw outside any promise (out of memory): nothing awaits it.
+            drop(take_exception(job_context));
+        }
+    }
+}
+
+/// The promise's state: `Some(Ok(value))` fulfilled, `Some(Err(reason))` rejected, `None`
+/// pending or not a promise.
+fn promise_outcome(ctx: *mut JSContext, promise: &Value) -> Option<Result<Value, Value>> {
+    // SAFETY: `ctx` and `promise` are live; the result is a new reference.
+    unsafe {
+        let state = quickjs::JS_PromiseState(ctx, promise.raw());
+        if state != quickjs::PROMISE_FULFILLED && state != quickjs::PROMISE_REJECTED {
+            return None;
+        }
+        let result = Value::own(ctx, quickjs::JS_PromiseResult(ctx, promise.raw()));
+        Some(if state == quickjs::PROMISE_FULFILLED { Ok(result) } else { Err(result) })
+    }
+}
+
+fn is_promise(ctx: *mut JSContext, value: &Value) -> bool {
+    // SAFETY: `ctx` and `value` are live; -1 means not a promise.
+    unsafe { quickjs::JS_PromiseState(ctx, value.raw()) >= 0 }
+}
+
+/// Drives microtasks and (virtual) timers until `promise` settles or nothing is left to run.
+fn settle(engine: &Engine, promise: &Value) -> Settled {
+    loop {
+        run_jobs(engine);
+        match promise_outcome(engine.context, promise) {
+            Some(Ok(value)) => return Settled::Value(value),
+            Some(Err(reason)) => return Settled::Error(describe_value(engine, reason)),
             None => {}
         }
-        match fire_next_timer(ctx, helpers, false) {
+        match fire_next_timer(engine, false) {
             Ok(true) => {}
             Ok(false) => {
                 return Settled::Error(
@@ -437,80 +751,101 @@ fn settle<'js>(ctx: &Ctx<'js>, helpers: &Helpers<'js>, promise: &Promise<'js>) -
 
 /// Fires the earliest due timer (only one-shot timers when `one_shot_only`). An exception
 /// thrown by its callback ends the run, as an uncaught exception in a Node timer does.
-fn fire_next_timer<'js>(
-    ctx: &Ctx<'js>,
-    helpers: &Helpers<'js>,
-    one_shot_only: bool,
-) -> Result<bool, String> {
-    let fired = helpers.run_next_timer.call::<_, bool>((one_shot_only,));
-    fired.map_err(|_| describe_exception(ctx, helpers))
+fn fire_next_timer(engine: &Engine, one_shot_only: bool) -> Result<bool, String> {
+    let fired = call(
+        engine.context,
+        &engine.helpers.run_next_timer,
+        &[quickjs::new_bool(one_shot_only)],
+    );
+    match fired {
+        Ok(fired) => Ok(quickjs::as_bool(fired.raw()).unwrap_or(false)),
+        Err(()) => Err(describe_exception(engine)),
+    }
 }
 
 /// After the program's value is known, pending `setTimeout`s still run (Node would run them
 /// before exiting); intervals still active are dropped, since nothing would ever stop them.
-fn drain_timers<'js>(ctx: &Ctx<'js>, helpers: &Helpers<'js>) -> Result<(), String> {
+fn drain_timers(engine: &Engine) -> Result<(), String> {
     loop {
-        while ctx.execute_pending_job() {}
-        if !fire_next_timer(ctx, helpers, true)? {
+        run_jobs(engine);
+        if !fire_next_timer(engine, true)? {
             return Ok(());
         }
     }
 }
 
+fn failed(error: &str) -> String {
+    format!(r#"{{"ok":false,"error":{error}}}"#)
+}
+
 fn run_program(engine: &Engine, code: Vec<u8>, input_json: Vec<u8>, filename: String) -> String {
-    engine.context.with(|ctx| {
-        let helpers = match engine.helpers.clone().restore(&ctx) {
-            Ok(h) => h,
-            Err(e) => return internal_error(&format!("prelude helpers: {e}")),
-        };
-        let begin: rquickjs::Result<()> = helpers
-            .begin_run
-            .call((String::from_utf8_lossy(&input_json).into_owned(),));
-        if begin.is_err() {
-            return format!(r#"{{"ok":false,"error":{}}}"#, describe_exception(&ctx, &helpers));
+    let ctx = engine.context;
+    let helpers = &engine.helpers;
+    let input = new_string(ctx, &String::from_utf8_lossy(&input_json));
+    if input.is_exception() || call(ctx, &helpers.begin_run, &[input.raw()]).is_err() {
+        return failed(&describe_exception(engine));
+    }
+    drop(input);
+    // QuickJS's parser needs the source NUL-terminated; a file name with a NUL cannot be one.
+    let code_len = code.len();
+    let mut source = code;
+    source.push(0);
+    let filename = CString::new(filename).unwrap_or_else(|_| c"main.js".to_owned());
+    // An async global script (top-level await), sloppy mode, frames before it hidden.
+    let flags =
+        quickjs::EVAL_TYPE_GLOBAL | quickjs::EVAL_FLAG_ASYNC | quickjs::EVAL_FLAG_BACKTRACE_BARRIER;
+    // SAFETY: `source` holds `code_len` bytes and the NUL after them; both strings outlive the
+    // call.
+    let evaluated = unsafe {
+        Value::own(
+            ctx,
+            quickjs::JS_Eval(
+                ctx,
+                source.as_ptr().cast::<c_char>(),
+                code_len,
+                filename.as_ptr(),
+                flags,
+            ),
+        )
+    };
+    drop(source);
+    let Ok(promise) = evaluated.ok() else {
+        return failed(&describe_exception(engine));
+    };
+    // An async global script resolves to `{ value: <completion value> }`.
+    let completion = match settle(engine, &promise) {
+        Settled::Value(v) if quickjs::is_object(v.raw()) => {
+            get_property(ctx, &v, c"value").unwrap_or_else(|()| {
+                drop(take_exception(ctx));
+                v
+            })
         }
-        let mut options = EvalOptions::default();
-        options.global = true;
-        options.strict = false;
-        options.promise = true;
-        options.backtrace_barrier = true;
-        options.filename = Some(filename);
-        let evaluated: rquickjs::Result<Promise> = ctx.eval_with_options(code, options);
-        let promise = match evaluated {
-            Ok(p) => p,
-            Err(_) => {
-                return format!(r#"{{"ok":false,"error":{}}}"#, describe_exception(&ctx, &helpers));
-            }
-        };
-        // An async global script resolves to `{ value: <completion value> }`.
-        let completion = match settle(&ctx, &helpers, &promise) {
-            Settled::Value(v) => v
-                .as_object()
-                .and_then(|o| o.get::<_, Value>("value").ok())
-                .unwrap_or(v),
-            Settled::Error(e) => return format!(r#"{{"ok":false,"error":{e}}}"#),
-        };
-        // The completion value itself may be a promise: await it too.
-        let value = match completion.clone().into_promise() {
-            Some(p) => match settle(&ctx, &helpers, &p) {
-                Settled::Value(v) => v,
-                Settled::Error(e) => return format!(r#"{{"ok":false,"error":{e}}}"#),
-            },
-            None => completion,
-        };
-        if let Err(e) = drain_timers(&ctx, &helpers) {
-            return format!(r#"{{"ok":false,"error":{e}}}"#);
+        Settled::Value(v) => v,
+        Settled::Error(e) => return failed(&e),
+    };
+    drop(promise);
+    // The completion value itself may be a promise: await it too.
+    let value = if is_promise(ctx, &completion) {
+        match settle(engine, &completion) {
+            Settled::Value(v) => v,
+            Settled::Error(e) => return failed(&e),
         }
-        // As in Node, a rejection nobody handled by the end fails the program.
-        if let Some(reason) = first_unhandled_rejection(&ctx) {
-            return format!(r#"{{"ok":false,"error":{}}}"#, describe_value(&ctx, &helpers, reason));
-        }
-        let serialized = helpers.serialize_result.call::<_, String>((value,));
-        match serialized {
-            Ok(json) => format!(r#"{{"ok":true,"result":{json}}}"#),
-            Err(_) => format!(r#"{{"ok":false,"error":{}}}"#, describe_exception(&ctx, &helpers)),
-        }
-    })
+    } else {
+        completion
+    };
+    if let Err(e) = drain_timers(engine) {
+        return failed(&e);
+    }
+    // As in Node, a rejection nobody handled by the end fails the program.
+    if let Some(reason) = first_unhandled_rejection() {
+        return failed(&describe_value(engine, reason));
+    }
+    match call(ctx, &helpers.serialize_result, &[value.raw()])
+        .and_then(|json| to_string(ctx, json.raw()))
+    {
+        Ok(json) => format!(r#"{{"ok":true,"result":{json}}}"#),
+        Err(()) => failed(&describe_exception(engine)),
+    }
 }
 
 /// One program, from the request the host holds: the first of a fresh instance (`_start`)
@@ -533,7 +868,11 @@ fn run_request() {
     let guard = slot.borrow();
     let Some(engine) = guard.as_ref() else { return };
     // The snapshot was taken at another stack depth: re-anchor QuickJS's stack check here.
-    engine.runtime.set_max_stack_size(JS_MAX_STACK_BYTES);
+    // SAFETY: the runtime is live and not running.
+    unsafe {
+        quickjs::JS_UpdateStackTop(engine.runtime);
+        quickjs::JS_SetMaxStackSize(engine.runtime, JS_MAX_STACK_BYTES);
+    }
     UNHANDLED.with(|list| list.borrow_mut().clear());
     let outcome = run_program(engine, code, input_json, filename);
     report(&outcome);

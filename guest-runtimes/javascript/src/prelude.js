@@ -737,25 +737,6 @@
   defineGlobal('ToolError', ToolError);
   defineGlobal('ToolDenied', ToolDenied);
 
-  // ---------------------------------------------------------------- call sites
-  // QuickJS's CallSite.getFunction() returns the function of every frame, strict or not, so a
-  // program setting Error.prepareStackTrace would reach the helpers below. V8 answers
-  // undefined for strict frames; here it is undefined for all, and the native method is gone
-  // (the replacement can be neither redefined nor deleted).
-  {
-    const saved = Error.prepareStackTrace;
-    Error.prepareStackTrace = (e, callSites) => callSites;
-    const callSites = new Error().stack;
-    Error.prepareStackTrace = saved;
-    if (!Array.isArray(callSites) || callSites.length === 0) throw new Error('prelude: no call site to patch');
-    Object.defineProperty(Object.getPrototypeOf(callSites[0]), 'getFunction', {
-      value: function getFunction() { return undefined; },
-      writable: false,
-      configurable: false,
-      enumerable: false,
-    });
-  }
-
   // ---------------------------------------------------------------- internals for the Rust side
   function describeError(e) {
     let type = 'Error', message, traceback = null;
