@@ -215,6 +215,48 @@ async fn uncaught_errors_have_type_message_and_traceback() {
     assert_eq!(r.error.unwrap().message, "Uncaught 'a string'");
 }
 
+/// What quickjs-ng had and Bellard's QuickJS lacks, kept for code written against either (the
+/// prelude's "what QuickJS-ng offered").
+#[tokio::test]
+async fn performance_capture_stack_trace_and_array_from_async() {
+    let r = js(r#"
+        class AppError extends Error {
+            constructor(m) { super(m); this.name = 'AppError'; Error.captureStackTrace(this, AppError); }
+        }
+        function fail() { return new AppError('nope'); }
+        const e = fail();
+        const t0 = performance.now();
+        let spins = 0;
+        while (performance.now() === t0 && spins < 1e7) spins++;
+        const later = performance.now();
+        const plain = {};
+        Error.captureStackTrace(plain);
+        async function* numbers() { yield 1; yield 2; yield 3; }
+        const fromAsync = await Array.fromAsync(numbers(), async (x, i) => x * 10 + i);
+        const fromPromises = await Array.fromAsync([Promise.resolve('a'), 'b']);
+        const fromArrayLike = await Array.fromAsync({ length: 2, 0: 'x', 1: Promise.resolve('y') });
+        ({
+            stackStartsAtCaller: e.stack.trimStart().startsWith('at fail (main.js:5:'),
+            constructorFrameDropped: !e.stack.includes('at AppError'),
+            plainHasStack: typeof plain.stack === 'string' && plain.stack.includes('main.js:12'),
+            clockMoves: t0 >= 0 && later > t0,
+            timeOrigin: Math.abs(performance.timeOrigin - Date.now()) < 60000,
+            fromAsync, fromPromises, fromArrayLike,
+        })
+    "#)
+    .await;
+    assert_eq!(
+        ok(&r),
+        &json!({
+            "stackStartsAtCaller": true, "constructorFrameDropped": true, "plainHasStack": true,
+            "clockMoves": true, "timeOrigin": true,
+            "fromAsync": [10, 21, 32], "fromPromises": ["a", "b"], "fromArrayLike": ["x", "y"]
+        })
+    );
+    let r = js("Error.captureStackTrace(1)").await;
+    assert_eq!(r.error.unwrap().kind, "TypeError");
+}
+
 #[tokio::test]
 async fn syntax_errors_name_the_line() {
     let r = js("let a = 1;\nlet b = ;").await;

@@ -508,6 +508,9 @@ def versions_of(sides):
     readme = HERE / "node_modules" / "@jitl" / "quickjs-wasmfile-release-sync" / "README.md"
     match = re.search(r"Version \[([^\]]+)\]", readme.read_text()) if readme.exists() else None
     v["quickjs-emscripten engine"] = f"bellard/quickjs {match.group(1)}" if match else "?"
+    guest_engine = ROOT / ".tools" / "quickjs" / "VERSION"
+    v["warden engine"] = ("bellard/quickjs " + guest_engine.read_text().strip()
+                          if guest_engine.exists() else "?")
     lock = (HERE / "rquickjs" / "Cargo.lock").read_text()
     match = re.search(r'name = "rquickjs"\nversion = "([^"]+)"', lock)
     v["rquickjs"] = match.group(1) if match else "?"
@@ -546,7 +549,8 @@ def markdown_section(command, mach, versions, p50_table, min_table, ratio_table,
 Machine: {mach['cpu']}, {mach['nproc']} cores (`nproc`), Linux {mach['kernel']}. Command:
 `{command}`.
 
-Versions: Warden {v.get('warden')} (rustc {v.get('rustc')}); Node {v.get('node')};
+Versions: Warden {v.get('warden')} (JavaScript guest {v.get('warden engine', '?')}; rustc
+{v.get('rustc')}); Node {v.get('node')};
 quickjs-emscripten {v.get('quickjs-emscripten')} ({v.get('quickjs-emscripten engine')}, default sync
 release variant); rquickjs {v.get('rquickjs')} ({v.get('rquickjs engine', '?')}); Pyodide {v.get('pyodide')}
 (Python {v.get('pyodide python', '?')}); CPython {v.get('python3', '?')}.

@@ -3,7 +3,13 @@
 
 use std::path::PathBuf;
 
-const SOURCES: [&str; 5] = ["quickjs.c", "cutils.c", "dtoa.c", "libregexp.c", "libunicode.c"];
+const SOURCES: [&str; 5] = [
+    "quickjs.c",
+    "cutils.c",
+    "dtoa.c",
+    "libregexp.c",
+    "libunicode.c",
+];
 
 fn main() {
     println!("cargo:rerun-if-env-changed=WARDEN_QUICKJS_DIR");
@@ -11,10 +17,12 @@ fn main() {
     let Some(dir) = std::env::var_os("WARDEN_QUICKJS_DIR").map(PathBuf::from) else {
         panic!("WARDEN_QUICKJS_DIR is not set: the host's build script sets it (run `make setup`)");
     };
-    let version = std::fs::read_to_string(dir.join("VERSION")).unwrap_or_else(|e| {
-        panic!("reading {}/VERSION: {e}; run `make setup`", dir.display())
-    });
-    println!("cargo:rerun-if-changed={}", dir.join(".warden-patched").display());
+    let version = std::fs::read_to_string(dir.join("VERSION"))
+        .unwrap_or_else(|e| panic!("reading {}/VERSION: {e}; run `make setup`", dir.display()));
+    println!(
+        "cargo:rerun-if-changed={}",
+        dir.join(".warden-patched").display()
+    );
     cc::Build::new()
         .files(SOURCES.iter().map(|file| dir.join(file)))
         .file("native/shim.c")

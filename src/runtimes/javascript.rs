@@ -4,7 +4,7 @@ use super::{Language, Prepared, Runtime};
 use crate::contract::{ErrorInfo, ErrorKind};
 use crate::sandbox::{GuestBytes, GuestForm, GuestProgram};
 
-/// QuickJS (rquickjs) for wasm32-wasip1, pre-initialized with Wizer and compressed by build.rs.
+/// Bellard's QuickJS for wasm32-wasip1, pre-initialized with Wizer and compressed by build.rs.
 pub static JAVASCRIPT_GUEST: GuestProgram = GuestProgram {
     name: "javascript",
     form: GuestForm::CoreModule,

@@ -44,7 +44,10 @@ unsafe extern "C" {
 #[link(wasm_import_module = "wasi_snapshot_preview1")]
 unsafe extern "C" {
     fn random_get(buf: *mut u8, len: usize) -> u16;
+    fn clock_time_get(clock_id: u32, precision: u64, time: *mut u64) -> u16;
 }
+
+const CLOCK_MONOTONIC: u32 = 1;
 
 const FIELD_CODE: u32 = 0;
 const FIELD_INPUT: u32 = 1;
@@ -56,7 +59,11 @@ const JS_MAX_STACK_BYTES: usize = 768 * 1024;
 
 const PRELUDE: &str = include_str!("prelude.js");
 /// The workspace's Node-style `fs`, as an expression evaluating to its `makeFs(call)`.
-const FS_MODULE: &str = concat!("(function () {\n", include_str!("fs.js"), "\nreturn makeFs;\n})()");
+const FS_MODULE: &str = concat!(
+    "(function () {\n",
+    include_str!("fs.js"),
+    "\nreturn makeFs;\n})()"
+);
 /// The file name QuickJS gives the prelude's frames.
 const PRELUDE_FILENAME: &std::ffi::CStr = c"eval_script";
 
@@ -165,7 +172,12 @@ fn read_request(field: u32) -> Vec<u8> {
 
 fn new_string(ctx: *mut JSContext, text: &str) -> Value {
     // SAFETY: the pointer and length describe a live byte slice; `ctx` is live.
-    unsafe { Value::own(ctx, quickjs::JS_NewStringLen(ctx, text.as_ptr().cast(), text.len())) }
+    unsafe {
+        Value::own(
+            ctx,
+            quickjs::JS_NewStringLen(ctx, text.as_ptr().cast(), text.len()),
+        )
+    }
 }
 
 /// The value as a string (`String(value)`); `Err` with the exception pending if that threw.
@@ -177,8 +189,8 @@ fn to_string(ctx: *mut JSContext, value: RawValue) -> Result<String, ()> {
         if ptr.is_null() {
             return Err(());
         }
-        let text = String::from_utf8_lossy(std::slice::from_raw_parts(ptr.cast::<u8>(), len))
-            .into_owned();
+        let text =
+            String::from_utf8_lossy(std::slice::from_raw_parts(ptr.cast::<u8>(), len)).into_owned();
         quickjs::JS_FreeCString(ctx, ptr);
         Ok(text)
     }
@@ -186,7 +198,13 @@ fn to_string(ctx: *mut JSContext, value: RawValue) -> Result<String, ()> {
 
 fn get_property(ctx: *mut JSContext, object: &Value, name: &std::ffi::CStr) -> Result<Value, ()> {
     // SAFETY: `ctx` and `object` are live; the name is NUL-terminated.
-    unsafe { Value::own(ctx, quickjs::JS_GetPropertyStr(ctx, object.raw(), name.as_ptr())) }.ok()
+    unsafe {
+        Value::own(
+            ctx,
+            quickjs::JS_GetPropertyStr(ctx, object.raw(), name.as_ptr()),
+        )
+    }
+    .ok()
 }
 
 /// Sets `object[name]`, giving `value` to it.
@@ -338,7 +356,11 @@ fn url_op(op: &str, a: String, b: Option<String>) -> Option<Vec<String>> {
             let _ = url.set_host(Some(&value));
         }
         "port" => {
-            let _ = url.set_port(if value.is_empty() { None } else { value.parse().ok() });
+            let _ = url.set_port(if value.is_empty() {
+                None
+            } else {
+                value.parse().ok()
+            });
         }
         "pathname" => url.set_path(&value),
         "search" => {
@@ -413,8 +435,11 @@ fn exchange(
         if quickjs::JS_SetPropertyUint32(ctx, answer.raw(), 0, head.into_raw()) < 0 {
             return Err(());
         }
-        let body = Value::own(ctx, quickjs::JS_NewArrayBufferCopy(ctx, body.as_ptr(), body.len()))
-            .ok()?;
+        let body = Value::own(
+            ctx,
+            quickjs::JS_NewArrayBufferCopy(ctx, body.as_ptr(), body.len()),
+        )
+        .ok()?;
         if quickjs::JS_SetPropertyUint32(ctx, answer.raw(), 1, body.into_raw()) < 0 {
             return Err(());
         }
@@ -454,6 +479,21 @@ unsafe extern "C" fn native_math_random(
 ) -> RawValue {
     // SAFETY: `ctx` is live.
     unsafe { quickjs::warden_js_new_float64(ctx, next_math_random()) }
+}
+
+/// The host's monotonic clock in milliseconds, for `performance.now()`.
+unsafe extern "C" fn native_monotonic_ms(
+    ctx: *mut JSContext,
+    _this: RawValue,
+    _argc: c_int,
+    _argv: *const RawValue,
+) -> RawValue {
+    let mut nanos = 0u64;
+    // SAFETY: `nanos` is a valid place for the clock's value; `ctx` is live.
+    unsafe {
+        clock_time_get(CLOCK_MONOTONIC, 1_000, &mut nanos);
+        quickjs::warden_js_new_float64(ctx, nanos as f64 / 1e6)
+    }
 }
 
 unsafe extern "C" fn native_random_u32(
@@ -496,17 +536,23 @@ unsafe extern "C" fn native_url(
     };
     // SAFETY: `ctx` is live; each element's reference goes to the array.
     returned(unsafe {
-        Value::own(ctx, quickjs::JS_NewArray(ctx)).ok().and_then(|array| {
-            for (index, component) in components.iter().enumerate() {
-                let text = new_string(ctx, component).ok()?;
-                if quickjs::JS_SetPropertyUint32(ctx, array.raw(), index as u32, text.into_raw())
-                    < 0
-                {
-                    return Err(());
+        Value::own(ctx, quickjs::JS_NewArray(ctx))
+            .ok()
+            .and_then(|array| {
+                for (index, component) in components.iter().enumerate() {
+                    let text = new_string(ctx, component).ok()?;
+                    if quickjs::JS_SetPropertyUint32(
+                        ctx,
+                        array.raw(),
+                        index as u32,
+                        text.into_raw(),
+                    ) < 0
+                    {
+                        return Err(());
+                    }
                 }
-            }
-            Ok(array)
-        })
+                Ok(array)
+            })
     })
 }
 
@@ -532,9 +578,10 @@ unsafe extern "C" fn native_fetch(
     argv: *const RawValue,
 ) -> RawValue {
     // SAFETY: QuickJS passes `argc` live arguments.
-    returned(unsafe { exchange_arguments(ctx, argc, argv) }.and_then(|(head, body)| {
-        exchange(ctx, fetch, fetch_read, head, body)
-    }))
+    returned(
+        unsafe { exchange_arguments(ctx, argc, argv) }
+            .and_then(|(head, body)| exchange(ctx, fetch, fetch_read, head, body)),
+    )
 }
 
 /// A file call: the JSON request and the bytes of a write.
@@ -545,9 +592,10 @@ unsafe extern "C" fn native_workspace(
     argv: *const RawValue,
 ) -> RawValue {
     // SAFETY: QuickJS passes `argc` live arguments.
-    returned(unsafe { exchange_arguments(ctx, argc, argv) }.and_then(|(head, body)| {
-        exchange(ctx, workspace, workspace_read, head, body)
-    }))
+    returned(
+        unsafe { exchange_arguments(ctx, argc, argv) }
+            .and_then(|(head, body)| exchange(ctx, workspace, workspace_read, head, body)),
+    )
 }
 
 /// A tools request (JSON) to the host; its JSON answer.
@@ -602,9 +650,10 @@ fn build_engine() -> Result<Engine, String> {
         }
         (runtime, ctx)
     };
-    let natives: [(&std::ffi::CStr, quickjs::CFunction, c_int); 7] = [
+    let natives: [(&std::ffi::CStr, quickjs::CFunction, c_int); 8] = [
         (c"print", native_print, 2),
         (c"mathRandom", native_math_random, 0),
+        (c"monotonicMs", native_monotonic_ms, 0),
         (c"randomU32", native_random_u32, 0),
         (c"url", native_url, 3),
         (c"fetch", native_fetch, 2),
@@ -623,12 +672,7 @@ fn build_engine() -> Result<Engine, String> {
         set_property(ctx, &object, c"makeFs", make_fs)?;
         let setup = eval_script(ctx, PRELUDE)?;
         let internals = call(ctx, &setup, &[object.raw()])?;
-        let helpers = Helpers::from_prelude(ctx, &internals)?;
-        // The prelude leaves its `new Error()`'s call sites in the context's last-backtrace
-        // slot, which QuickJS frees at the next top-level eval: a top-level eval here frees it
-        // before the snapshot, so that every run starts with the slot empty.
-        eval_script(ctx, "undefined")?;
-        Ok(helpers)
+        Helpers::from_prelude(ctx, &internals)
     })()
     .map_err(|()| format!("prelude: {}", exception_text(ctx)))?;
     Ok(Engine {
@@ -718,7 +762,11 @@ fn promise_outcome(ctx: *mut JSContext, promise: &Value) -> Option<Result<Value,
             return None;
         }
         let result = Value::own(ctx, quickjs::JS_PromiseResult(ctx, promise.raw()));
-        Some(if state == quickjs::PROMISE_FULFILLED { Ok(result) } else { Err(result) })
+        Some(if state == quickjs::PROMISE_FULFILLED {
+            Ok(result)
+        } else {
+            Err(result)
+        })
     }
 }
 
@@ -814,12 +862,11 @@ fn run_program(engine: &Engine, code: Vec<u8>, input_json: Vec<u8>, filename: St
     };
     // An async global script resolves to `{ value: <completion value> }`.
     let completion = match settle(engine, &promise) {
-        Settled::Value(v) if quickjs::is_object(v.raw()) => {
-            get_property(ctx, &v, c"value").unwrap_or_else(|()| {
+        Settled::Value(v) if quickjs::is_object(v.raw()) => get_property(ctx, &v, c"value")
+            .unwrap_or_else(|()| {
                 drop(take_exception(ctx));
                 v
-            })
-        }
+            }),
         Settled::Value(v) => v,
         Settled::Error(e) => return failed(&e),
     };

@@ -220,6 +220,48 @@
   };
   defineGlobal('crypto', { getRandomValues, randomUUID });
 
+  // ---------------------------------------------------------------- what QuickJS-ng offered
+  // The guest ran quickjs-ng until issue 16; code written for it (and for Node) may use these.
+  const monotonicMs = natives.monotonicMs;
+  let runStartMs = monotonicMs();
+  let runStartDate = Date.now();
+  defineGlobal('performance', {
+    now: () => monotonicMs() - runStartMs,
+    get timeOrigin() { return runStartDate; },
+  });
+  // Node's and V8's API over QuickJS's text stacks: `stack` becomes the caller's frames, from
+  // below `constructorOpt`'s when it is given and on the stack.
+  defineProperty(Error, 'captureStackTrace', {
+    value: function captureStackTrace(target, constructorOpt) {
+      if ((typeof target !== 'object' && typeof target !== 'function') || target === null) {
+        throw new TypeError('Error.captureStackTrace: target must be an object');
+      }
+      let frames = StringOf(new Error().stack ?? '').split('\n').slice(1);
+      if (typeof constructorOpt === 'function' && constructorOpt.name) {
+        const at = frames.findIndex((line) => line.trimStart().startsWith('at ' + constructorOpt.name + ' '));
+        if (at >= 0) frames = frames.slice(at + 1);
+      }
+      defineProperty(target, 'stack', { value: frames.join('\n'), writable: true, configurable: true, enumerable: false });
+    },
+    writable: true, configurable: true, enumerable: false,
+  });
+  defineProperty(Array, 'fromAsync', {
+    value: async function fromAsync(items, mapFn, thisArg) {
+      if (items == null) throw new TypeError('Array.fromAsync: items is null or undefined');
+      if (mapFn !== undefined && typeof mapFn !== 'function') throw new TypeError('Array.fromAsync: mapFn is not a function');
+      const out = [];
+      const add = async (value) => { out.push(mapFn ? await mapFn.call(thisArg, value, out.length) : value); };
+      if (items[Symbol.asyncIterator] != null || items[Symbol.iterator] != null) {
+        for await (const value of items) await add(value);
+      } else {
+        const length = Math.min(Math.max(Math.trunc(Number(items.length)) || 0, 0), Number.MAX_SAFE_INTEGER);
+        for (let i = 0; i < length; i++) await add(await items[i]);
+      }
+      return out;
+    },
+    writable: true, configurable: true, enumerable: false,
+  });
+
   // ---------------------------------------------------------------- text encoding
   function utf8Encode(str) {
     str = String(str);
@@ -788,6 +830,8 @@
   // One descriptor for every run's `input`, rather than a new object each time.
   const inputDescriptor = { value: null, writable: true, configurable: true, enumerable: false };
   function beginRun(inputJson) {
+    runStartMs = monotonicMs();
+    runStartDate = Date.now();
     inputDescriptor.value = inputJson && inputJson !== 'null' ? jsonParse(inputJson) : null;
     defineProperty(globalThis, 'input', inputDescriptor);
     inputDescriptor.value = null;

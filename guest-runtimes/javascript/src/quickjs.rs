@@ -95,8 +95,7 @@ unsafe extern "C" {
     pub fn JS_GetException(ctx: *mut JSContext) -> RawValue;
     pub fn JS_NewObject(ctx: *mut JSContext) -> RawValue;
     pub fn JS_NewArray(ctx: *mut JSContext) -> RawValue;
-    pub fn JS_GetPropertyStr(ctx: *mut JSContext, obj: RawValue, name: *const c_char)
-    -> RawValue;
+    pub fn JS_GetPropertyStr(ctx: *mut JSContext, obj: RawValue, name: *const c_char) -> RawValue;
     /// Takes ownership of `value`.
     pub fn JS_SetPropertyStr(
         ctx: *mut JSContext,
@@ -200,7 +199,11 @@ impl Value {
 
     /// `Err(())` when the value is the exception marker: the exception is pending in the context.
     pub fn ok(self) -> Result<Value, ()> {
-        if self.is_exception() { Err(()) } else { Ok(self) }
+        if self.is_exception() {
+            Err(())
+        } else {
+            Ok(self)
+        }
     }
 }
 
