@@ -267,27 +267,13 @@ fn take_exception(ctx: *mut JSContext) -> Value {
 }
 
 /// The argument at `index`, `undefined` past the ones given.
-///
-/// # Safety
-/// `argv` must hold `argc` values.
-unsafe fn argument(argc: c_int, argv: *const RawValue, index: usize) -> RawValue {
-    if index < argc.max(0) as usize {
-        // SAFETY: within the `argc` values the caller vouches for.
-        unsafe { *argv.add(index) }
-    } else {
-        quickjs::UNDEFINED
-    }
+fn argument(args: &[RawValue], index: usize) -> RawValue {
+    args.get(index).copied().unwrap_or(quickjs::UNDEFINED)
 }
 
 /// A string argument; `Err` with the exception pending if converting it threw.
-unsafe fn string_argument(
-    ctx: *mut JSContext,
-    argc: c_int,
-    argv: *const RawValue,
-    index: usize,
-) -> Result<String, ()> {
-    // SAFETY: the caller vouches for `argv`.
-    to_string(ctx, unsafe { argument(argc, argv, index) })
+fn string_argument(ctx: *mut JSContext, args: &[RawValue], index: usize) -> Result<String, ()> {
+    to_string(ctx, argument(args, index))
 }
 
 /// URL parsing for the prelude's `URL` class, done by the WHATWG-conformant `url` crate.
@@ -377,8 +363,13 @@ fn url_op(op: &str, a: String, b: Option<String>) -> Option<Vec<String>> {
     Some(url_components(&url))
 }
 
-/// The bytes a typed array views (copied); `Err` with a TypeError pending if it is not one.
-fn typed_array_bytes(ctx: *mut JSContext, value: RawValue) -> Result<Vec<u8>, ()> {
+/// Appends the bytes a typed array views to `out`; `Err` with a TypeError pending if it is not
+/// one.
+fn append_typed_array_bytes(
+    ctx: *mut JSContext,
+    value: RawValue,
+    out: &mut Vec<u8>,
+) -> Result<(), ()> {
     let (mut offset, mut length, mut element) = (0usize, 0usize, 0usize);
     // SAFETY: `ctx` and `value` are live; the buffer is read before any JavaScript runs, so it
     // cannot be detached or resized under the slice.
@@ -395,25 +386,26 @@ fn typed_array_bytes(ctx: *mut JSContext, value: RawValue) -> Result<Vec<u8>, ()
             return Err(());
         }
         let end = offset.saturating_add(length).min(size);
-        Ok(std::slice::from_raw_parts(data, size)[offset.min(end)..end].to_vec())
+        out.extend_from_slice(&std::slice::from_raw_parts(data, size)[offset.min(end)..end]);
+        Ok(())
     }
 }
 
 /// One exchange with the host through a pair of imports (`fetch`/`fetch_read` or
-/// `workspace`/`workspace_read`): a frame of a JSON head and bytes out, a frame back. Returns
-/// [answer head JSON, body ArrayBuffer] (see ABI.md).
+/// `workspace`/`workspace_read`): a native's arguments (a JSON head and a typed array of bytes)
+/// out as one frame, a frame back. Returns [answer head JSON, body ArrayBuffer] (see ABI.md).
 fn exchange(
     ctx: *mut JSContext,
+    args: &[RawValue],
     send: unsafe extern "C" fn(*const u8, usize) -> u32,
     read: unsafe extern "C" fn(*mut u8),
-    head: String,
-    body: Vec<u8>,
 ) -> Result<Value, ()> {
-    let mut frame = Vec::with_capacity(4 + head.len() + body.len());
+    let head = string_argument(ctx, args, 0)?;
+    let mut frame = Vec::with_capacity(4 + head.len());
     frame.extend_from_slice(&(head.len() as u32).to_le_bytes());
     frame.extend_from_slice(head.as_bytes());
-    frame.extend_from_slice(&body);
-    drop(body);
+    drop(head);
+    append_typed_array_bytes(ctx, argument(args, 1), &mut frame)?;
     // SAFETY: the host reads `frame` and then writes exactly the returned number of bytes
     // into the buffer we allocate for it.
     let response = unsafe {
@@ -428,66 +420,79 @@ fn exchange(
         .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
     let rest = response.get(4..).unwrap_or(&[]);
     let (head, body) = rest.split_at(head_len.min(rest.len()));
-    // SAFETY: `ctx` is live; each element's reference goes to the array.
-    unsafe {
-        let answer = Value::own(ctx, quickjs::JS_NewArray(ctx)).ok()?;
-        let head = new_string(ctx, &String::from_utf8_lossy(head)).ok()?;
-        if quickjs::JS_SetPropertyUint32(ctx, answer.raw(), 0, head.into_raw()) < 0 {
-            return Err(());
-        }
-        let body = Value::own(
+    // SAFETY: `ctx` is live; the copy is QuickJS's own.
+    let body = unsafe {
+        Value::own(
             ctx,
             quickjs::JS_NewArrayBufferCopy(ctx, body.as_ptr(), body.len()),
         )
-        .ok()?;
-        if quickjs::JS_SetPropertyUint32(ctx, answer.raw(), 1, body.into_raw()) < 0 {
-            return Err(());
-        }
-        Ok(answer)
-    }
+    };
+    new_array(ctx, [new_string(ctx, &String::from_utf8_lossy(head)), body])
 }
 
 fn returned(value: Result<Value, ()>) -> RawValue {
     value.map_or(quickjs::EXCEPTION, Value::into_raw)
 }
 
-/// `print(stream, text)`: appends to stdout (1) or stderr (2); false once that stream is full.
-unsafe extern "C" fn native_print(
+/// A function of the bridge the prelude receives as `natives`: the context and the call's
+/// arguments in, a new reference (or [`quickjs::EXCEPTION`] with the exception pending) out.
+type Native = fn(*mut JSContext, &[RawValue]) -> RawValue;
+
+/// The bridge: name, function and arity. A function's index here is its QuickJS `magic`, which
+/// [`call_native`] dispatches on.
+const NATIVES: [(&std::ffi::CStr, Native, c_int); 8] = [
+    (c"print", native_print, 2),
+    (c"mathRandom", native_math_random, 0),
+    (c"monotonicMs", native_monotonic_ms, 0),
+    (c"randomU32", native_random_u32, 0),
+    (c"url", native_url, 3),
+    (c"fetch", native_fetch, 2),
+    (c"workspace", native_workspace, 2),
+    (c"tools", native_tools, 1),
+];
+
+/// The one C entry point of every native: QuickJS calls it with the function's `magic`.
+unsafe extern "C" fn call_native(
     ctx: *mut JSContext,
     _this: RawValue,
     argc: c_int,
     argv: *const RawValue,
+    magic: c_int,
 ) -> RawValue {
-    let mut stream = 0i32;
-    // SAFETY: QuickJS passes `argc` live arguments.
-    unsafe {
-        if quickjs::JS_ToInt32(ctx, &mut stream, argument(argc, argv, 0)) < 0 {
-            return quickjs::EXCEPTION;
-        }
-        match string_argument(ctx, argc, argv, 1) {
-            Ok(text) => quickjs::new_bool(write_output(stream as u32, &text)),
-            Err(()) => quickjs::EXCEPTION,
-        }
+    let args: &[RawValue] = match usize::try_from(argc) {
+        // SAFETY: QuickJS passes `argc` live arguments at `argv`.
+        Ok(len) if len > 0 && !argv.is_null() => unsafe { std::slice::from_raw_parts(argv, len) },
+        _ => &[],
+    };
+    match usize::try_from(magic)
+        .ok()
+        .and_then(|index| NATIVES.get(index))
+    {
+        Some((_, native, _)) => native(ctx, args),
+        None => quickjs::UNDEFINED,
     }
 }
 
-unsafe extern "C" fn native_math_random(
-    ctx: *mut JSContext,
-    _this: RawValue,
-    _argc: c_int,
-    _argv: *const RawValue,
-) -> RawValue {
+/// `print(stream, text)`: appends to stdout (1) or stderr (2); false once that stream is full.
+fn native_print(ctx: *mut JSContext, args: &[RawValue]) -> RawValue {
+    let mut stream = 0i32;
+    // SAFETY: `ctx` and the argument are live.
+    if unsafe { quickjs::JS_ToInt32(ctx, &mut stream, argument(args, 0)) } < 0 {
+        return quickjs::EXCEPTION;
+    }
+    match string_argument(ctx, args, 1) {
+        Ok(text) => quickjs::new_bool(write_output(stream as u32, &text)),
+        Err(()) => quickjs::EXCEPTION,
+    }
+}
+
+fn native_math_random(ctx: *mut JSContext, _args: &[RawValue]) -> RawValue {
     // SAFETY: `ctx` is live.
     unsafe { quickjs::warden_js_new_float64(ctx, next_math_random()) }
 }
 
 /// The host's monotonic clock in milliseconds, for `performance.now()`.
-unsafe extern "C" fn native_monotonic_ms(
-    ctx: *mut JSContext,
-    _this: RawValue,
-    _argc: c_int,
-    _argv: *const RawValue,
-) -> RawValue {
+fn native_monotonic_ms(ctx: *mut JSContext, _args: &[RawValue]) -> RawValue {
     let mut nanos = 0u64;
     // SAFETY: `nanos` is a valid place for the clock's value; `ctx` is live.
     unsafe {
@@ -496,117 +501,61 @@ unsafe extern "C" fn native_monotonic_ms(
     }
 }
 
-unsafe extern "C" fn native_random_u32(
-    ctx: *mut JSContext,
-    _this: RawValue,
-    _argc: c_int,
-    _argv: *const RawValue,
-) -> RawValue {
+fn native_random_u32(ctx: *mut JSContext, _args: &[RawValue]) -> RawValue {
     // SAFETY: `ctx` is live.
     unsafe { quickjs::warden_js_new_uint32(ctx, (host_random_u64() >> 32) as u32) }
 }
 
 /// `url(op, a, b?)`: the URL's components as an array of strings, or null when invalid.
-unsafe extern "C" fn native_url(
-    ctx: *mut JSContext,
-    _this: RawValue,
-    argc: c_int,
-    argv: *const RawValue,
-) -> RawValue {
-    // SAFETY: QuickJS passes `argc` live arguments.
-    let components = unsafe {
-        let (Ok(op), Ok(a)) = (
-            string_argument(ctx, argc, argv, 0),
-            string_argument(ctx, argc, argv, 1),
-        ) else {
-            return quickjs::EXCEPTION;
-        };
-        let b = if quickjs::is_nullish(argument(argc, argv, 2)) {
-            None
-        } else {
-            match string_argument(ctx, argc, argv, 2) {
-                Ok(b) => Some(b),
-                Err(()) => return quickjs::EXCEPTION,
-            }
-        };
-        url_op(&op, a, b)
+fn native_url(ctx: *mut JSContext, args: &[RawValue]) -> RawValue {
+    let (Ok(op), Ok(a)) = (string_argument(ctx, args, 0), string_argument(ctx, args, 1)) else {
+        return quickjs::EXCEPTION;
     };
-    let Some(components) = components else {
+    let b = if quickjs::is_nullish(argument(args, 2)) {
+        None
+    } else {
+        match string_argument(ctx, args, 2) {
+            Ok(b) => Some(b),
+            Err(()) => return quickjs::EXCEPTION,
+        }
+    };
+    let Some(components) = url_op(&op, a, b) else {
         return quickjs::NULL;
     };
-    // SAFETY: `ctx` is live; each element's reference goes to the array.
-    returned(unsafe {
-        Value::own(ctx, quickjs::JS_NewArray(ctx))
-            .ok()
-            .and_then(|array| {
-                for (index, component) in components.iter().enumerate() {
-                    let text = new_string(ctx, component).ok()?;
-                    if quickjs::JS_SetPropertyUint32(
-                        ctx,
-                        array.raw(),
-                        index as u32,
-                        text.into_raw(),
-                    ) < 0
-                    {
-                        return Err(());
-                    }
-                }
-                Ok(array)
-            })
-    })
+    returned(new_array(
+        ctx,
+        components.iter().map(|c| new_string(ctx, c)),
+    ))
 }
 
-/// `(head, body)` of a host exchange from a native function's arguments.
-unsafe fn exchange_arguments(
-    ctx: *mut JSContext,
-    argc: c_int,
-    argv: *const RawValue,
-) -> Result<(String, Vec<u8>), ()> {
-    // SAFETY: the caller vouches for `argv`.
+/// An array of the given values, each reference going to the array.
+fn new_array(ctx: *mut JSContext, items: impl IntoIterator<Item = Value>) -> Result<Value, ()> {
+    // SAFETY: `ctx` is live; QuickJS takes each element's reference.
     unsafe {
-        let head = string_argument(ctx, argc, argv, 0)?;
-        let body = typed_array_bytes(ctx, argument(argc, argv, 1))?;
-        Ok((head, body))
+        let array = Value::own(ctx, quickjs::JS_NewArray(ctx)).ok()?;
+        for (index, item) in items.into_iter().enumerate() {
+            let item = item.ok()?;
+            if quickjs::JS_SetPropertyUint32(ctx, array.raw(), index as u32, item.into_raw()) < 0 {
+                return Err(());
+            }
+        }
+        Ok(array)
     }
 }
 
 /// The host's fetch: the request as JSON and its body's bytes.
-unsafe extern "C" fn native_fetch(
-    ctx: *mut JSContext,
-    _this: RawValue,
-    argc: c_int,
-    argv: *const RawValue,
-) -> RawValue {
-    // SAFETY: QuickJS passes `argc` live arguments.
-    returned(
-        unsafe { exchange_arguments(ctx, argc, argv) }
-            .and_then(|(head, body)| exchange(ctx, fetch, fetch_read, head, body)),
-    )
+fn native_fetch(ctx: *mut JSContext, args: &[RawValue]) -> RawValue {
+    returned(exchange(ctx, args, fetch, fetch_read))
 }
 
 /// A file call: the JSON request and the bytes of a write.
-unsafe extern "C" fn native_workspace(
-    ctx: *mut JSContext,
-    _this: RawValue,
-    argc: c_int,
-    argv: *const RawValue,
-) -> RawValue {
-    // SAFETY: QuickJS passes `argc` live arguments.
-    returned(
-        unsafe { exchange_arguments(ctx, argc, argv) }
-            .and_then(|(head, body)| exchange(ctx, workspace, workspace_read, head, body)),
-    )
+fn native_workspace(ctx: *mut JSContext, args: &[RawValue]) -> RawValue {
+    returned(exchange(ctx, args, workspace, workspace_read))
 }
 
 /// A tools request (JSON) to the host; its JSON answer.
-unsafe extern "C" fn native_tools(
-    ctx: *mut JSContext,
-    _this: RawValue,
-    argc: c_int,
-    argv: *const RawValue,
-) -> RawValue {
-    // SAFETY: QuickJS passes `argc` live arguments.
-    let Ok(request) = (unsafe { string_argument(ctx, argc, argv, 0) }) else {
+fn native_tools(ctx: *mut JSContext, args: &[RawValue]) -> RawValue {
+    let Ok(request) = string_argument(ctx, args, 0) else {
         return quickjs::EXCEPTION;
     };
     // SAFETY: the host reads `request` and then writes exactly the returned number of bytes
@@ -650,22 +599,17 @@ fn build_engine() -> Result<Engine, String> {
         }
         (runtime, ctx)
     };
-    let natives: [(&std::ffi::CStr, quickjs::CFunction, c_int); 8] = [
-        (c"print", native_print, 2),
-        (c"mathRandom", native_math_random, 0),
-        (c"monotonicMs", native_monotonic_ms, 0),
-        (c"randomU32", native_random_u32, 0),
-        (c"url", native_url, 3),
-        (c"fetch", native_fetch, 2),
-        (c"workspace", native_workspace, 2),
-        (c"tools", native_tools, 1),
-    ];
     let helpers = (|| {
         // SAFETY: `ctx` is live.
         let object = unsafe { Value::own(ctx, quickjs::JS_NewObject(ctx)) }.ok()?;
-        for (name, function, length) in natives {
-            // SAFETY: `ctx` is live.
-            let function = unsafe { Value::own(ctx, quickjs::new_function(ctx, function, length)) };
+        for (magic, (name, _, length)) in NATIVES.iter().enumerate() {
+            // SAFETY: `ctx` is live; `call_native` has QuickJS's magic-function signature.
+            let function = unsafe {
+                Value::own(
+                    ctx,
+                    quickjs::new_function(ctx, call_native, *length, magic as c_int),
+                )
+            };
             set_property(ctx, &object, name, function.ok()?)?;
         }
         let make_fs = eval_script(ctx, FS_MODULE)?;

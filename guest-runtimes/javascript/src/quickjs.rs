@@ -16,8 +16,9 @@ pub struct JSContext {
     _opaque: [u8; 0],
 }
 
-pub type CFunction =
-    unsafe extern "C" fn(*mut JSContext, RawValue, c_int, *const RawValue) -> RawValue;
+/// QuickJS's `JSCFunctionMagic`: context, `this`, argument count and values, magic.
+pub type CFunctionMagic =
+    unsafe extern "C" fn(*mut JSContext, RawValue, c_int, *const RawValue, c_int) -> RawValue;
 pub type RejectionTracker =
     unsafe extern "C" fn(*mut JSContext, RawValue, RawValue, c_int, *mut c_void);
 
@@ -26,7 +27,7 @@ pub const EVAL_FLAG_BACKTRACE_BARRIER: c_int = 1 << 6;
 pub const EVAL_FLAG_ASYNC: c_int = 1 << 7;
 pub const PROMISE_FULFILLED: c_int = 1;
 pub const PROMISE_REJECTED: c_int = 2;
-const CFUNC_GENERIC: c_int = 0;
+const CFUNC_GENERIC_MAGIC: c_int = 1;
 
 const TAG_OBJECT: i32 = -1;
 const TAG_BOOL: i32 = 1;
@@ -132,7 +133,7 @@ unsafe extern "C" {
     pub fn JS_PromiseResult(ctx: *mut JSContext, promise: RawValue) -> RawValue;
     fn JS_NewCFunction2(
         ctx: *mut JSContext,
-        func: CFunction,
+        func: CFunctionMagic,
         name: *const c_char,
         length: c_int,
         cproto: c_int,
@@ -145,14 +146,18 @@ unsafe extern "C" {
     pub fn warden_js_new_uint32(ctx: *mut JSContext, u: u32) -> RawValue;
 }
 
-/// A native function taking up to `length` arguments (QuickJS pads `argv` with `undefined` to
-/// `length`, so `argv[..length]` is always readable).
+/// A native function of `length` declared arguments, called as `func(.., magic)`.
 ///
 /// # Safety
 /// `ctx` must be a live context.
-pub unsafe fn new_function(ctx: *mut JSContext, func: CFunction, length: c_int) -> RawValue {
+pub unsafe fn new_function(
+    ctx: *mut JSContext,
+    func: CFunctionMagic,
+    length: c_int,
+    magic: c_int,
+) -> RawValue {
     // SAFETY: the name is a NUL-terminated static string; the caller vouches for `ctx`.
-    unsafe { JS_NewCFunction2(ctx, func, c"".as_ptr(), length, CFUNC_GENERIC, 0) }
+    unsafe { JS_NewCFunction2(ctx, func, c"".as_ptr(), length, CFUNC_GENERIC_MAGIC, magic) }
 }
 
 /// One owned reference to a JavaScript value (or the exception marker), freed on drop.
