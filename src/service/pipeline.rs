@@ -4,8 +4,8 @@
 //! MCP layer); an [`AdmittedCall`] runs. Every decision and every run is an audit event.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use tokio_util::sync::CancellationToken;
 
@@ -107,8 +107,10 @@ impl Service {
         cancel: &CancellationToken,
     ) -> Step<'_> {
         static REQUESTS: AtomicU64 = AtomicU64::new(1);
+        // Read once: glibc does not cache the pid, so each call would be a system call.
+        static PID: OnceLock<u32> = OnceLock::new();
         let n = REQUESTS.fetch_add(1, Ordering::Relaxed);
-        let request_id = format!("r-{}-{n}", std::process::id());
+        let request_id = format!("r-{}-{n}", PID.get_or_init(std::process::id));
         let time = rfc3339_now();
         let args = match parsed {
             Ok(args) => args,
