@@ -69,7 +69,8 @@ fi
 
 # Bellard's QuickJS, release 2026-06-04, for the JavaScript guest (DESIGN.md, "The JavaScript
 # guest"): its sources as the crates.io package hirofa-quickjs-sys 0.16.1 carries them
-# (bellard/quickjs, the release unchanged), checked against the package's checksum, with
+# (bellard/quickjs, whose VERSION and Changelog name that release; no registry the build reaches
+# serves Bellard's own tarball to compare it with), checked against the package's checksum, with
 # patches/quickjs-2026-06-04-*.patch applied, into .tools/quickjs; the guest's build.rs compiles
 # them. The stamp names the package and the patches, so a changed patch unpacks afresh.
 QUICKJS_CRATE=hirofa-quickjs-sys-0.16.1

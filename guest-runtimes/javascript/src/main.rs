@@ -858,12 +858,10 @@ fn run_request() {
     }
     let guard = slot.borrow();
     let Some(engine) = guard.as_ref() else { return };
-    // The snapshot was taken at another stack depth: re-anchor QuickJS's stack check here.
+    // The snapshot was taken at another stack depth: re-anchor QuickJS's stack check here (the
+    // limit, JS_MAX_STACK_BYTES below this, was set when the runtime was made).
     // SAFETY: the runtime is live and not running.
-    unsafe {
-        quickjs::JS_UpdateStackTop(engine.runtime);
-        quickjs::JS_SetMaxStackSize(engine.runtime, JS_MAX_STACK_BYTES);
-    }
+    unsafe { quickjs::JS_UpdateStackTop(engine.runtime) };
     UNHANDLED.with(|list| list.borrow_mut().clear());
     let outcome = run_program(engine, code, input_json, filename);
     report(&outcome);
